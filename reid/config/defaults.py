@@ -1,0 +1,118 @@
+"""Every configuration key of reid, with its default and a one-line comment.
+
+Keys not defined here are rejected when a YAML file or a command-line override names them. Where a default
+comes from a paper or a peer toolkit, the source is written next to it.
+"""
+from yacs.config import CfgNode as CN
+
+_C = CN()
+
+_C.OUTPUT_DIR = "output"  # where checkpoints, logs, metrics.json and plots are written
+_C.SEED = 0  # seeds Python, NumPy, torch and the sampler; a negative value draws a fresh seed
+_C.DETERMINISTIC = False  # torch.use_deterministic_algorithms + no cuDNN benchmark (exact resume, slower)
+
+# ---------------------------------------------------------------------------------------------------------------
+_C.MODEL = CN()
+_C.MODEL.DEVICE = "auto"  # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
+_C.MODEL.META_ARCHITECTURE = "Baseline"  # registered in reid.modeling.META_ARCH_REGISTRY: Baseline, MGN
+_C.MODEL.WEIGHTS = ""  # checkpoint to load before training/testing (classifier weights are ignored)
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "resnet"  # registered in reid.modeling.BACKBONE_REGISTRY
+_C.MODEL.BACKBONE.DEPTH = 50  # ResNet depth: 18, 34, 50, 101, 152 (torchvision definitions)
+_C.MODEL.BACKBONE.LAYERS = []  # blocks per stage, overriding DEPTH's (e.g. [1, 1, 1, 1] for a tiny CPU model)
+_C.MODEL.BACKBONE.WIDTH = 64  # channels of the stem / first stage (torchvision: 64); smaller = faster
+_C.MODEL.BACKBONE.LAST_STRIDE = 1  # stride of the last stage: 1 doubles the final map (bag of tricks)
+_C.MODEL.BACKBONE.PRETRAIN = False  # initialise from ImageNet weights (torchvision download or PRETRAIN_PATH)
+_C.MODEL.BACKBONE.PRETRAIN_PATH = ""  # local ImageNet state-dict file; empty = torchvision's download
+
+_C.MODEL.HEADS = CN()
+_C.MODEL.HEADS.POOL = "avg"  # global pooling: "avg", "max" or "gem"
+_C.MODEL.HEADS.GEM_P = 3.0  # initial (learnable) GeM exponent
+_C.MODEL.HEADS.NECK = "bnneck"  # "bnneck" (BN before the classifier, bag of tricks) or "none"
+_C.MODEL.HEADS.EMBEDDING_DIM = 0  # 0 keeps the backbone's channels; >0 adds a 1x1 conv + BN + ReLU reduction
+_C.MODEL.HEADS.NUM_CLASSES = 0  # 0 = number of training identities, filled in from the dataset
+_C.MODEL.HEADS.CLS_LAYER = "circle"  # classifier: "linear", "circle" (class-level Circle) or "cosface"
+# Class-level Circle on re-ID, scale 128 / m 0.25: Circle loss paper (Sun et al. 2020, Sec. 4.1).
+_C.MODEL.HEADS.SCALE = 128.0  # gamma of class-level Circle / s of CosFace
+_C.MODEL.HEADS.MARGIN = 0.25  # m of class-level Circle / CosFace (CosFace paper: 0.35)
+
+_C.MODEL.LOSSES = CN()
+_C.MODEL.LOSSES.NAME = ["CrossEntropyLoss", "PairwiseCircleLoss"]  # registered in LOSS_REGISTRY; weighted sum
+
+_C.MODEL.LOSSES.CE = CN()
+_C.MODEL.LOSSES.CE.EPSILON = 0.1  # label smoothing (bag of tricks, Luo et al. 2019)
+_C.MODEL.LOSSES.CE.WEIGHT = 1.0  # weight in the total loss
+
+_C.MODEL.LOSSES.CIRCLE = CN()
+_C.MODEL.LOSSES.CIRCLE.MARGIN = 0.25  # m, relaxation (Circle loss paper, re-ID setting)
+_C.MODEL.LOSSES.CIRCLE.GAMMA = 128.0  # scale (Circle loss paper, re-ID setting)
+_C.MODEL.LOSSES.CIRCLE.WEIGHT = 1.0  # weight in the total loss
+
+# ---------------------------------------------------------------------------------------------------------------
+_C.INPUT = CN()
+_C.INPUT.SIZE_TRAIN = [256, 128]  # (height, width) of training images
+_C.INPUT.SIZE_TEST = [256, 128]  # (height, width) of test images
+_C.INPUT.FLIP_PROB = 0.5  # probability of a random horizontal flip
+_C.INPUT.PADDING = 10  # zero padding before the random crop back to SIZE_TRAIN; 0 disables pad + crop
+_C.INPUT.REA = CN()
+_C.INPUT.REA.ENABLED = True  # random erasing (Zhong et al. 2020)
+_C.INPUT.REA.PROB = 0.5  # probability of erasing one rectangle
+_C.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]  # RGB mean in [0, 1] (ImageNet)
+_C.INPUT.PIXEL_STD = [0.229, 0.224, 0.225]  # RGB std in [0, 1] (ImageNet)
+
+# ---------------------------------------------------------------------------------------------------------------
+_C.DATASETS = CN()
+_C.DATASETS.ROOT = "datasets"  # folder holding Market-1501-v15.09.15/, MSMT17_V1|V2/, synthetic/
+_C.DATASETS.NAMES = ["Market1501"]  # training sets (registered in DATASET_REGISTRY); several are merged
+_C.DATASETS.TESTS = ["Market1501"]  # test sets, each evaluated on its own query/gallery split
+_C.DATASETS.SKIP_UNREADABLE = False  # skip (and count, and report) images that cannot be decoded
+
+_C.DATASETS.SYNTHETIC = CN()
+_C.DATASETS.SYNTHETIC.NUM_TRAIN_IDS = 100  # identities in bounding_box_train
+_C.DATASETS.SYNTHETIC.NUM_TEST_IDS = 100  # identities in query + bounding_box_test
+_C.DATASETS.SYNTHETIC.NUM_CAMERAS = 4  # cameras, each with its own light, colour cast, background, viewpoint
+_C.DATASETS.SYNTHETIC.IMAGES_PER_ID = 12  # images drawn per identity (spread over cameras)
+_C.DATASETS.SYNTHETIC.NUM_DISTRACTORS = 50  # gallery images of pid 0000 (never a match)
+_C.DATASETS.SYNTHETIC.NUM_JUNK = 20  # gallery images of pid -1 (ignored by the protocol)
+_C.DATASETS.SYNTHETIC.IMAGE_SIZE = [128, 64]  # (height, width) written to disk (Market-1501: 128 x 64)
+_C.DATASETS.SYNTHETIC.SEED = 0  # generation seed: the same seed gives the same files
+
+# ---------------------------------------------------------------------------------------------------------------
+_C.DATALOADER = CN()
+_C.DATALOADER.SAMPLER = "identity"  # "identity" (P x K batches) or "random"
+_C.DATALOADER.NUM_INSTANCE = 4  # K images per identity in a batch (P = IMS_PER_BATCH / K)
+_C.DATALOADER.NUM_WORKERS = 4  # DataLoader worker processes (0 = load in the main process)
+
+# ---------------------------------------------------------------------------------------------------------------
+_C.SOLVER = CN()
+_C.SOLVER.OPTIMIZER = "Adam"  # "SGD", "Adam" or "AdamW"
+_C.SOLVER.BASE_LR = 3.5e-4  # learning rate after warm-up (bag of tricks, Adam)
+_C.SOLVER.BIAS_LR_FACTOR = 1.0  # learning-rate multiplier for biases
+_C.SOLVER.MOMENTUM = 0.9  # SGD momentum
+_C.SOLVER.WEIGHT_DECAY = 5e-4  # L2 weight decay
+_C.SOLVER.WEIGHT_DECAY_BIAS = 5e-4  # weight decay of biases and norm parameters
+_C.SOLVER.IMS_PER_BATCH = 64  # images per batch (over all GPUs); P x K with K = DATALOADER.NUM_INSTANCE
+_C.SOLVER.MAX_EPOCHS = 120  # training epochs
+_C.SOLVER.SCHED = "multistep"  # "multistep" or "cosine" (after warm-up)
+_C.SOLVER.STEPS = [40, 90]  # epochs at which multistep multiplies the LR by GAMMA
+_C.SOLVER.GAMMA = 0.1  # multistep decay factor
+_C.SOLVER.ETA_MIN_LR = 1e-7  # final LR of the cosine schedule
+_C.SOLVER.WARMUP_EPOCHS = 10  # linear warm-up length in epochs (0 disables)
+_C.SOLVER.WARMUP_FACTOR = 0.1  # LR multiplier at the start of warm-up
+_C.SOLVER.CHECKPOINT_PERIOD = 1  # write a checkpoint every N epochs (and always after the last)
+_C.SOLVER.LOG_PERIOD = 20  # log training losses every N iterations
+_C.SOLVER.GRAD_CLIP = 0.0  # clip gradient norm to this value (0 = off)
+
+# ---------------------------------------------------------------------------------------------------------------
+_C.TEST = CN()
+_C.TEST.EVAL_PERIOD = 10  # evaluate every N epochs during training (and always at the end)
+_C.TEST.IMS_PER_BATCH = 128  # images per batch for feature extraction
+_C.TEST.METRIC = "cosine"  # "cosine" (on L2-normalised features) or "euclidean"
+_C.TEST.FLIP = False  # average the embeddings of each image and its horizontal flip
+_C.TEST.MAX_RANK = 50  # length of the CMC curve
+_C.TEST.RERANK = CN()
+_C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking (Zhong et al. 2017); tools/test.py reports both
+_C.TEST.RERANK.K1 = 20  # k1 of k-reciprocal neighbours (Zhong et al. 2017)
+_C.TEST.RERANK.K2 = 6  # k2 of local query expansion (Zhong et al. 2017)
+_C.TEST.RERANK.LAMBDA = 0.3  # weight of the original distance in the final one (Zhong et al. 2017)

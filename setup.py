@@ -1,0 +1,31 @@
+"""Install reid: `pip install -r requirements.txt -e .` (tested pins) or `pip install -e .` (ranges)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec((Path(__file__).parent / "reid" / "version.py").read_text(), version)  # noqa: S102 - our own file
+
+setup(
+    name="reid",
+    version=version["__version__"],
+    description="Person re-identification toolkit: Circle / Multi-Similarity losses, MGN, fast exact evaluation "
+    "and k-reciprocal re-ranking on GPU and CPU.",
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["reid", "reid.*"]),
+    install_requires=[
+        "torch>=2.11,<2.15",
+        "torchvision>=0.26,<0.30",
+        "numpy>=1.23",
+        "yacs>=0.1.8",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+    },
+)
