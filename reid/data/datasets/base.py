@@ -1,0 +1,99 @@
+"""The record and dataset types every dataset parser produces (the contract in CONTRIBUTING.md)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence
+
+from ...utils.errors import DatasetError
+from ...utils.registry import Registry
+
+DATASET_REGISTRY = Registry("dataset")  # name in DATASETS.NAMES / TESTS -> class built as Cls(root, cfg)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image: its path, identity (train: relabelled 0..N-1; test: original, 0 distractor, -1 junk) and
+    0-based camera."""
+
+    path: str
+    pid: int
+    camid: int
+
+
+class ReIDDataset:
+    """Train / query / gallery record lists of one dataset, parsed once."""
+
+    def __init__(self, name: str, root: str, train: List[ImageRecord], query: List[ImageRecord],
+                 gallery: List[ImageRecord]) -> None:
+        self.name = name
+        self.root = root
+        self.train = train
+        self.query = query
+        self.gallery = gallery
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({r.pid for r in self.train})
+
+    @property
+    def num_train_cams(self) -> int:
+        return len({r.camid for r in self.train})
+
+    def summary(self) -> str:
+        """A small table for the log: ids (junk excluded), images and cameras per subset."""
+        rows = [("subset", "# ids", "# images", "# cameras")]
+        for subset in ("train", "query", "gallery"):
+            records = getattr(self, subset)
+            ids = len({r.pid for r in records if r.pid >= 0})
+            rows.append((subset, str(ids), str(len(records)), str(len({r.camid for r in records}))))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = [" | ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                 for row in rows]
+        lines.insert(1, "-+-".join("-" * w for w in widths))
+        return f"Dataset {self.name} ({self.root})\n" + "\n".join("  " + line for line in lines)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, train={len(self.train)}, query={len(self.query)}, "
+                f"gallery={len(self.gallery)})")
+
+
+def find_dataset_folder(root: str, candidates: Sequence[str], layout: str) -> Path:
+    """The first of ``candidates`` (folder names, in order of preference) that exists under ``root``."""
+    for name in candidates:
+        folder = Path(root) / name
+        if folder.is_dir():
+            return folder
+    tried = ", ".join(str(Path(root) / c) for c in candidates)
+    raise DatasetError(f"Dataset folder not found: looked for {tried}. Expected layout under DATASETS.ROOT "
+                       f"({root!r}):\n{layout}\nPut the data there or point DATASETS.ROOT at the folder that "
+                       f"holds it (see datasets/README.md).")
+
+
+def require_dir(folder: Path, layout: str) -> Path:
+    """``folder`` itself, or a DatasetError naming it and showing the expected layout."""
+    if not folder.is_dir():
+        raise DatasetError(f"Missing folder {str(folder)!r}. Expected layout:\n{layout}\n(see datasets/README.md).")
+    return folder
+
+
+def require_nonempty(records: Sequence[ImageRecord], what: str, where: Path) -> None:
+    """Empty query or gallery sets make every metric meaningless: say so where the data came from."""
+    if not records:
+        raise DatasetError(f"No {what} images found in {str(where)!r}; the folder or list is empty.")
+
+
+def relabel(records: Iterable[ImageRecord]) -> List[ImageRecord]:
+    """Map the original train ids to 0..N-1 in sorted order (the classifier's labels)."""
+    records = list(records)
+    mapping: Dict[int, int] = {pid: i for i, pid in enumerate(sorted({r.pid for r in records}))}
+    return [ImageRecord(r.path, mapping[r.pid], r.camid) for r in records]
+
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+def is_image_name(name: str) -> bool:
+    """Images are checked against the naming scheme; anything else (Thumbs.db, .DS_Store, readme) is ignored."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS

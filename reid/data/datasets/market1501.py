@@ -1,0 +1,63 @@
+"""Market-1501 (Zheng et al. 2015) and any data in its layout: identity and camera are read from file names."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import List
+
+from yacs.config import CfgNode
+
+from ...utils.errors import DatasetError
+from .base import (DATASET_REGISTRY, ImageRecord, ReIDDataset, find_dataset_folder, is_image_name, relabel,
+                   require_dir, require_nonempty)
+
+MARKET_LAYOUT = """\
+  Market-1501-v15.09.15/        (or Market-1501/)
+    bounding_box_train/         0002_c1s1_000451_03.jpg ...
+    query/                      0001_c1s1_001051_00.jpg ...
+    bounding_box_test/          0000_c1s1_000151_01.jpg, -1_c1s1_000401_03.jpg ..."""
+
+_JUNK = -1
+
+
+@DATASET_REGISTRY.register()
+class Market1501(ReIDDataset):
+    """``bounding_box_train/``, ``query/``, ``bounding_box_test/``; file ``<pid>_c<cam>s<seq>_<frame>_<box>.jpg``.
+
+    Train drops junk and relabels; query/gallery keep original ids, distractors (0) and, with
+    ``DATASETS.KEEP_JUNK``, junk (-1), which the evaluator ignores.
+    """
+
+    FOLDERS = ("Market-1501-v15.09.15", "Market-1501")
+    LAYOUT = MARKET_LAYOUT
+    PATTERN = re.compile(r"^(-?\d+)_c(\d+)s\d+_\d+_\d+\.jpg$")
+
+    def __init__(self, root: str, cfg: CfgNode) -> None:
+        folder = find_dataset_folder(root, self.FOLDERS, self.LAYOUT)
+        keep_junk = cfg.DATASETS.KEEP_JUNK
+        train = relabel(r for r in self._parse_dir(folder / "bounding_box_train") if r.pid != _JUNK)
+        query = [r for r in self._parse_dir(folder / "query") if keep_junk or r.pid != _JUNK]
+        gallery = [r for r in self._parse_dir(folder / "bounding_box_test") if keep_junk or r.pid != _JUNK]
+        require_nonempty(query, "query", folder / "query")
+        require_nonempty(gallery, "gallery", folder / "bounding_box_test")
+        super().__init__(type(self).__name__, str(folder), train, query, gallery)
+
+    def _parse_dir(self, split_dir: Path) -> List[ImageRecord]:
+        """Every image of ``split_dir`` as a record, in sorted file-name order; a misnamed image is an error."""
+        require_dir(split_dir, self.LAYOUT)
+        records, bad = [], []
+        for name in sorted(os.listdir(split_dir)):
+            if not is_image_name(name):
+                continue
+            match = self.PATTERN.match(name)
+            if match is None or int(match.group(2)) < 1:
+                bad.append(name)
+                continue
+            records.append(ImageRecord(str(split_dir / name), int(match.group(1)), int(match.group(2)) - 1))
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+            raise DatasetError(f"{len(bad)} image(s) in {str(split_dir)!r} do not follow the Market-1501 naming "
+                               f"<pid>_c<camera from 1>s<seq>_<frame>_<box>.jpg (regex {self.PATTERN.pattern}), "
+                               f"e.g. 0002_c1s1_000451_03.jpg: {shown}. Rename or remove them.")
+        return records

@@ -1,0 +1,86 @@
+"""Evaluate a model on the configured test sets, write ``metrics.json`` and format the results table."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from ..data import build_test_loader
+from ..evaluation import RankResult, evaluate
+from ..evaluation.extract import Features, extract_features
+
+logger = logging.getLogger("reid")
+
+
+@dataclass
+class DatasetEvaluation:
+    """Results of one test set: plain ranking, re-ranked ranking (when enabled) and the features used."""
+
+    name: str
+    result: RankResult
+    rerank: Optional[RankResult]
+    query: Features
+    gallery: Features
+
+
+def evaluate_dataset(cfg, model: nn.Module, device: torch.device, name: str) -> DatasetEvaluation:
+    """Extract query + gallery features of test set ``name`` and score them (and re-rank when enabled)."""
+    loader, num_query, _ = build_test_loader(cfg, name)
+    feats = extract_features(model, loader, device, flip=cfg.TEST.FLIP, desc=f"{name} features")
+    query, gallery = feats.split(num_query)
+    args = (query.feats, gallery.feats, query.pids, gallery.pids, query.camids, gallery.camids)
+    result = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK)
+    rerank = None
+    if cfg.TEST.RERANK.ENABLED:
+        r = cfg.TEST.RERANK
+        rerank = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK, rerank=True,
+                          k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
+    return DatasetEvaluation(name, result, rerank, query, gallery)
+
+
+def evaluate_all(cfg, model: nn.Module, device: torch.device) -> Dict[str, DatasetEvaluation]:
+    """Every ``DATASETS.TESTS`` set, in order."""
+    return {name: evaluate_dataset(cfg, model, device, name) for name in cfg.DATASETS.TESTS}
+
+
+def metrics_dict(evals: Dict[str, DatasetEvaluation]) -> dict:
+    """``metrics.json`` content: the first test set's metrics at top level, every set under ``datasets``.
+
+    Values are fractions in [0, 1]; re-ranked metrics sit under ``rerank`` beside the plain ones.
+    """
+    per = {}
+    for name, ev in evals.items():
+        entry = ev.result.as_dict()
+        if ev.rerank is not None:
+            entry["rerank"] = ev.rerank.as_dict()
+        per[name] = entry
+    first = next(iter(per.values()))
+    return {**first, "dataset": next(iter(per)), "datasets": per}
+
+
+def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
+    """Write ``OUTPUT_DIR/metrics.json`` (pretty-printed)."""
+    path = Path(output_dir) / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def format_results(evals: Dict[str, DatasetEvaluation]) -> str:
+    """A table a person reads: one row per test set (and per re-ranked result)."""
+    header = f"{'dataset':<22}{'rank-1':>8}{'rank-5':>8}{'rank-10':>8}{'mAP':>8}{'mINP':>8}{'valid q':>9}{'gallery':>9}"
+    rows = [header, "-" * len(header)]
+    for name, ev in evals.items():
+        for label, res in ((name, ev.result), (f"{name} +rerank", ev.rerank)):
+            if res is None:
+                continue
+            d = res.as_dict()
+            rows.append(f"{label:<22}{100 * d['rank1']:>8.2f}{100 * d['rank5']:>8.2f}{100 * d['rank10']:>8.2f}"
+                        f"{100 * d['mAP']:>8.2f}{100 * d['mINP']:>8.2f}{d['num_valid_query']:>9d}"
+                        f"{d['num_gallery']:>9d}")
+    return "\n".join(rows) + "\n(percent; rank-k = CMC, mAP / mINP over valid queries)"

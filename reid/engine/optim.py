@@ -1,0 +1,51 @@
+"""Optimizer and the per-iteration learning-rate schedule: linear warm-up, then multistep or cosine."""
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+_OPTIMIZERS = {
+    "SGD": lambda params, s: torch.optim.SGD(params, lr=s.BASE_LR, momentum=s.MOMENTUM, nesterov=True),
+    "Adam": lambda params, s: torch.optim.Adam(params, lr=s.BASE_LR),
+    "AdamW": lambda params, s: torch.optim.AdamW(params, lr=s.BASE_LR),
+}
+
+
+def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+    """``SOLVER.OPTIMIZER`` over two groups: weights, and biases/norm parameters (own LR factor and decay)."""
+    s = cfg.SOLVER
+    decay: List[nn.Parameter] = []
+    no_decay: List[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups: List[Dict] = [
+        {"params": decay, "weight_decay": s.WEIGHT_DECAY},
+        {"params": no_decay, "weight_decay": s.WEIGHT_DECAY_BIAS, "lr_factor": s.BIAS_LR_FACTOR},
+    ]
+    opt = _OPTIMIZERS[s.OPTIMIZER]([g for g in groups if g["params"]], s)
+    for g in opt.param_groups:
+        g["lr"] = s.BASE_LR * g.get("lr_factor", 1.0)
+        g["initial_lr"] = g["lr"]
+    return opt
+
+
+def lr_factor(cfg, epoch: float) -> float:
+    """LR multiplier at a fractional epoch: warm-up from WARMUP_FACTOR to 1, then the configured decay."""
+    s = cfg.SOLVER
+    if epoch < s.WARMUP_EPOCHS:
+        return s.WARMUP_FACTOR + (1.0 - s.WARMUP_FACTOR) * epoch / s.WARMUP_EPOCHS
+    if s.SCHED == "multistep":
+        return s.GAMMA ** bisect.bisect_right(sorted(s.STEPS), int(epoch))
+    span = max(s.MAX_EPOCHS - s.WARMUP_EPOCHS, 1e-8)
+    floor = s.ETA_MIN_LR / s.BASE_LR
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min((epoch - s.WARMUP_EPOCHS) / span, 1.0)))
+
+
+def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer, iters_per_epoch: int):
+    """A LambdaLR stepped once per iteration; its state (the iteration count) resumes exactly."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it / max(iters_per_epoch, 1)))

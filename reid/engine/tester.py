@@ -1,0 +1,30 @@
+"""``tools/test.py``'s logic: build the model, load MODEL.WEIGHTS, evaluate every test set, write metrics."""
+from __future__ import annotations
+
+from typing import Dict
+
+from ..config import dump_cfg
+from ..modeling import build_model
+from ..utils.env import resolve_device, seed_all
+from ..utils.logger import setup_logger
+from .checkpoint import load_model_weights
+from .evaluate import DatasetEvaluation, evaluate_all, format_results, metrics_dict, write_metrics
+
+
+def run_test(cfg) -> Dict[str, DatasetEvaluation]:
+    """Evaluate ``MODEL.WEIGHTS`` (or the initialised model when empty); returns the per-dataset evaluations."""
+    logger = setup_logger(cfg.OUTPUT_DIR)
+    seed_all(cfg.SEED, cfg.DETERMINISTIC)
+    device = resolve_device(cfg.MODEL.DEVICE)
+    dump_cfg(cfg, f"{cfg.OUTPUT_DIR}/config.yaml")
+    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        load_model_weights(model, cfg.MODEL.WEIGHTS)
+        logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)
+    else:
+        logger.info("No MODEL.WEIGHTS given: evaluating the initialised (untrained) model")
+    model.to(device)
+    evals = evaluate_all(cfg, model, device)
+    path = write_metrics(cfg.OUTPUT_DIR, metrics_dict(evals))
+    logger.info("Results (%s):\n%s", path, format_results(evals))
+    return evals

@@ -1,0 +1,51 @@
+"""Pooling -> optional reduction -> BNNeck -> classifier: the head shared by Baseline and every MGN branch."""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from ...utils.errors import ConfigError
+from ..losses import build_classifier
+from .pooling import build_pooling
+
+
+def _bnneck(dim: int) -> nn.Module:
+    """BatchNorm1d without a learnable shift (Luo et al. 2019): the BN feature is the test embedding."""
+    bn = nn.BatchNorm1d(dim)
+    bn.bias.requires_grad_(False)
+    return bn
+
+
+_NECKS = {"bnneck": _bnneck, "none": lambda dim: nn.Identity()}
+
+
+class EmbeddingHead(nn.Module):
+    """Maps a feature map to (pre-neck feature for pair losses, classifier logits) or, in eval, the embedding."""
+
+    def __init__(self, cfg, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        heads = cfg.MODEL.HEADS
+        if heads.NECK not in _NECKS:
+            raise ConfigError(f"MODEL.HEADS.NECK must be one of {sorted(_NECKS)}, got {heads.NECK!r}.")
+        self.pool = build_pooling(heads.POOL, heads.GEM_P)
+        dim = heads.EMBEDDING_DIM or in_channels
+        self.reduction: nn.Module = nn.Identity()
+        if heads.EMBEDDING_DIM:
+            self.reduction = nn.Sequential(
+                nn.Conv2d(in_channels, dim, kernel_size=1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True)
+            )
+            nn.init.kaiming_normal_(self.reduction[0].weight, mode="fan_out", nonlinearity="relu")
+        self.neck = _NECKS[heads.NECK](dim)
+        self.classifier = build_classifier(cfg, dim, num_classes)
+        self.out_dim = dim
+
+    def forward(
+        self, fmap: torch.Tensor, labels: Optional[torch.Tensor] = None
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        feat = self.reduction(self.pool(fmap)).flatten(1)
+        emb = self.neck(feat)
+        if not self.training:
+            return emb
+        return feat, self.classifier(emb, labels)

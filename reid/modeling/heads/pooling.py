@@ -1,0 +1,34 @@
+"""Global pooling layers: average, max and generalised-mean (GeM, Radenovic et al. 2018)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...utils.errors import ConfigError
+
+
+class GeM(nn.Module):
+    """Generalised mean pooling with a learnable exponent p (p=1: average, p->inf: max)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x.clamp(min=self.eps).pow(self.p), 1).pow(1.0 / self.p)
+
+
+_POOLS = {
+    "avg": lambda p: nn.AdaptiveAvgPool2d(1),
+    "max": lambda p: nn.AdaptiveMaxPool2d(1),
+    "gem": GeM,
+}
+
+
+def build_pooling(name: str, gem_p: float = 3.0) -> nn.Module:
+    """``MODEL.HEADS.POOL`` -> pooling module producing (B, C, 1, 1)."""
+    if name not in _POOLS:
+        raise ConfigError(f"MODEL.HEADS.POOL must be one of {sorted(_POOLS)}, got {name!r}.")
+    return _POOLS[name](gem_p)

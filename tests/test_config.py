@@ -1,0 +1,105 @@
+"""Config system: defaults, _BASE_ inheritance, overrides, unknown keys and types, safe YAML, round trip."""
+import pytest
+import yaml
+
+from reid.config import cfg_from_dict, cfg_to_dict, dump_cfg, get_cfg, load_cfg
+from reid.config.config import parse_override_value
+from reid.utils.errors import ConfigError
+
+
+def test_get_cfg_is_a_fresh_copy():
+    a = get_cfg()
+    a.SOLVER.MAX_EPOCHS = 1
+    assert get_cfg().SOLVER.MAX_EPOCHS == 120
+
+
+def test_every_default_key_has_a_comment():
+    import inspect
+    import re
+
+    from reid.config import defaults
+
+    for line in inspect.getsource(defaults).splitlines():
+        if re.match(r"^_C(\.[A-Z0-9_]+)+ = (?!CN\(\))", line):
+            assert "#" in line, f"undocumented key: {line}"
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    (tmp_path / "base.yml").write_text("SOLVER:\n  MAX_EPOCHS: 7\n  BASE_LR: 0.1\nINPUT:\n  SIZE_TRAIN: [64, 32]\n")
+    (tmp_path / "child.yml").write_text("_BASE_: base.yml\nSOLVER:\n  MAX_EPOCHS: 9\n")
+    cfg = load_cfg(tmp_path / "child.yml", ["SOLVER.BASE_LR", "0.5", "OUTPUT_DIR", "out/x"])
+    assert cfg.SOLVER.MAX_EPOCHS == 9  # child beats base
+    assert cfg.SOLVER.BASE_LR == 0.5  # command line beats both
+    assert cfg.INPUT.SIZE_TRAIN == [64, 32]  # inherited
+    assert cfg.OUTPUT_DIR == "out/x"
+    assert cfg.is_frozen()
+
+
+def test_unknown_key_in_file_names_key_and_suggests(tmp_path):
+    (tmp_path / "bad.yml").write_text("SOLVER:\n  MAX_EPOCH: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_cfg(tmp_path / "bad.yml")
+    assert "SOLVER.MAX_EPOCH" in str(e.value) and "SOLVER.MAX_EPOCHS" in str(e.value)
+    assert "bad.yml" in str(e.value)
+
+
+def test_unknown_key_on_command_line():
+    with pytest.raises(ConfigError, match=r"MODEL\.HEADS\.SCALE"):
+        load_cfg(None, ["MODEL.HEADS.SCLAE", "3"])
+
+
+def test_wrong_type_and_odd_overrides():
+    with pytest.raises(ConfigError, match="SOLVER.BASE_LR.*float"):
+        load_cfg(None, ["SOLVER.BASE_LR", "fast"])
+    with pytest.raises(ConfigError, match="KEY VALUE"):
+        load_cfg(None, ["SOLVER.BASE_LR"])
+    with pytest.raises(ConfigError, match="section"):
+        load_cfg(None, ["SOLVER", "3"])
+
+
+def test_int_widens_to_float_and_strings_stay_strings():
+    cfg = load_cfg(None, ["SOLVER.BASE_LR", "1", "MODEL.DEVICE", "cuda:0", "OUTPUT_DIR", "123"], freeze=False)
+    assert isinstance(cfg.SOLVER.BASE_LR, float) and cfg.MODEL.DEVICE == "cuda:0" and cfg.OUTPUT_DIR == "123"
+
+
+@pytest.mark.parametrize("opts, key", [
+    (["SOLVER.IMS_PER_BATCH", "-4"], "SOLVER.IMS_PER_BATCH"),
+    (["SOLVER.IMS_PER_BATCH", "30", "DATALOADER.NUM_INSTANCE", "4"], "DATALOADER.NUM_INSTANCE"),
+    (["TEST.METRIC", "manhattan"], "TEST.METRIC"),
+    (["INPUT.SIZE_TRAIN", "[256]"], "INPUT.SIZE_TRAIN"),
+])
+def test_bad_values_are_rejected(opts, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_cfg(None, opts)
+
+
+def test_unsafe_yaml_tag_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "evil.yml").write_text(
+        f"OUTPUT_DIR: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError, match="safe"):
+        load_cfg(tmp_path / "evil.yml")
+    assert not marker.exists()
+
+
+def test_override_values_are_literals_not_code():
+    assert parse_override_value("[1, 2]") == [1, 2]
+    assert parse_override_value("__import__('os').getcwd()") == "__import__('os').getcwd()"
+
+
+def test_dump_and_dict_round_trip(tmp_path):
+    cfg = load_cfg(None, ["SOLVER.MAX_EPOCHS", "3", "INPUT.SIZE_TEST", "[64, 32]"])
+    dump_cfg(cfg, tmp_path / "config.yaml")
+    again = load_cfg(tmp_path / "config.yaml")
+    assert again == cfg
+    assert cfg_from_dict(cfg_to_dict(cfg)) == cfg
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["SOLVER"]["MAX_EPOCHS"] == 3
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    files = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yml"))
+    assert files
+    for f in files:
+        load_cfg(f)

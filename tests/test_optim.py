@@ -1,0 +1,42 @@
+"""Learning-rate schedule: warm-up, multistep and cosine, per iteration; parameter groups."""
+import math
+
+import pytest
+import torch
+
+from reid.config import load_cfg
+from reid.engine.optim import build_lr_scheduler, build_optimizer, lr_factor
+
+
+def _cfg(*opts):
+    return load_cfg(None, ["SOLVER.MAX_EPOCHS", "20", "SOLVER.WARMUP_EPOCHS", "4", "SOLVER.WARMUP_FACTOR", "0.1",
+                           "SOLVER.STEPS", "[8, 15]", "SOLVER.GAMMA", "0.1", *opts])
+
+
+def test_warmup_then_multistep():
+    cfg = _cfg()
+    assert lr_factor(cfg, 0) == pytest.approx(0.1)
+    assert lr_factor(cfg, 2) == pytest.approx(0.55)
+    assert lr_factor(cfg, 4) == 1.0 and lr_factor(cfg, 7.99) == 1.0
+    assert lr_factor(cfg, 8) == pytest.approx(0.1) and lr_factor(cfg, 15) == pytest.approx(0.01)
+
+
+def test_cosine_ends_at_eta_min():
+    cfg = _cfg("SOLVER.SCHED", "cosine", "SOLVER.ETA_MIN_LR", "1e-6", "SOLVER.BASE_LR", "1e-3")
+    assert lr_factor(cfg, 4) == pytest.approx(1.0)
+    assert lr_factor(cfg, 12) == pytest.approx(0.5 * (1 + 1e-3), rel=1e-6)
+    assert lr_factor(cfg, 20) == pytest.approx(1e-3)
+
+
+def test_scheduler_steps_per_iteration_and_groups():
+    cfg = _cfg("SOLVER.BIAS_LR_FACTOR", "2.0", "SOLVER.BASE_LR", "0.01")
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    opt = build_optimizer(cfg, model)
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 3]  # weight | bias, bn weight, bn bias
+    sched = build_lr_scheduler(cfg, opt, iters_per_epoch=10)
+    for _ in range(20):  # two epochs into the warm-up
+        opt.step()
+        sched.step()
+    expected = 0.01 * (0.1 + 0.9 * 2 / 4)
+    assert math.isclose(opt.param_groups[0]["lr"], expected, rel_tol=1e-9)
+    assert math.isclose(opt.param_groups[1]["lr"], 2 * expected, rel_tol=1e-9)
