@@ -48,6 +48,43 @@ _C.MODEL.LOSSES.CIRCLE = CN()
 _C.MODEL.LOSSES.CIRCLE.MARGIN = 0.25  # m, relaxation (Circle loss paper, re-ID setting)
 _C.MODEL.LOSSES.CIRCLE.GAMMA = 128.0  # scale (Circle loss paper, re-ID setting)
 _C.MODEL.LOSSES.CIRCLE.WEIGHT = 1.0  # weight in the total loss
+_C.MODEL.LOSSES.CIRCLE.MINER = ""  # pair miner in MINER_REGISTRY ("" = all pairs, "MultiSimilarityMiner", ...)
+
+# Multi-Similarity (Wang et al. 2019, Sec. 5.1; = seed 003 Sec. 6: alpha 2, beta 50, lambda 0.5, epsilon 0.1).
+_C.MODEL.LOSSES.MS = CN()
+_C.MODEL.LOSSES.MS.ALPHA = 2.0  # positive scale alpha (MS loss paper)
+_C.MODEL.LOSSES.MS.BETA = 50.0  # negative scale beta (MS loss paper)
+_C.MODEL.LOSSES.MS.BASE = 0.5  # similarity threshold lambda (MS loss paper)
+_C.MODEL.LOSSES.MS.EPSILON = 0.1  # mining margin epsilon, also of MINER "MultiSimilarityMiner" (MS loss paper)
+_C.MODEL.LOSSES.MS.MINE = True  # False: weighting only, no mining (seed 003's "RAW" ablation)
+_C.MODEL.LOSSES.MS.WEIGHT = 1.0  # weight in the total loss
+
+# Batch-hard triplet (Hermans et al. 2017) with the bag-of-tricks settings (Luo et al. 2019).
+_C.MODEL.LOSSES.TRIPLET = CN()
+_C.MODEL.LOSSES.TRIPLET.MARGIN = 0.3  # hinge margin on Euclidean distance (bag of tricks, Luo et al. 2019)
+_C.MODEL.LOSSES.TRIPLET.SOFT_MARGIN = False  # log(1 + exp(d_ap - d_an)) instead of the hinge (Hermans et al. 2017)
+_C.MODEL.LOSSES.TRIPLET.NORM_FEAT = False  # L2-normalise features first (bag of tricks: False, raw features)
+_C.MODEL.LOSSES.TRIPLET.WEIGHT = 1.0  # weight in the total loss
+
+# Contrastive on cosine similarity, seed 003 eq. 5: positives (1 - s), negatives [s - lambda]_+.
+_C.MODEL.LOSSES.CONTRASTIVE = CN()
+_C.MODEL.LOSSES.CONTRASTIVE.MARGIN = 0.5  # lambda (seed 003 gives none; its authors' XBM, Wang et al. 2020: 0.5)
+_C.MODEL.LOSSES.CONTRASTIVE.MINER = ""  # pair miner in MINER_REGISTRY ("" = all pairs)
+_C.MODEL.LOSSES.CONTRASTIVE.WEIGHT = 1.0  # weight in the total loss
+
+# Lifted structure, seed 003 eq. 9 (generalised form of Oh Song et al. 2016, Hermans et al. 2017).
+_C.MODEL.LOSSES.LIFTED = CN()
+_C.MODEL.LOSSES.LIFTED.MARGIN = 1.0  # lambda in exp(lambda + s_n) (Oh Song et al. 2016: alpha = 1)
+_C.MODEL.LOSSES.LIFTED.MINER = ""  # pair miner in MINER_REGISTRY ("" = all pairs)
+_C.MODEL.LOSSES.LIFTED.WEIGHT = 1.0  # weight in the total loss
+
+# Binomial deviance, seed 003 eq. 12 (Yi et al. 2014: alpha 2, threshold 0.5, negative cost 25 -> beta 50).
+_C.MODEL.LOSSES.BINOMIAL = CN()
+_C.MODEL.LOSSES.BINOMIAL.ALPHA = 2.0  # positive sharpness (seed 003 Sec. 6; Yi et al. 2014)
+_C.MODEL.LOSSES.BINOMIAL.BETA = 50.0  # negative sharpness (seed 003 Sec. 6; Yi et al.'s alpha * C = 2 * 25)
+_C.MODEL.LOSSES.BINOMIAL.BASE = 0.5  # similarity threshold lambda (seed 003 Sec. 6; Yi et al. 2014's beta)
+_C.MODEL.LOSSES.BINOMIAL.MINER = ""  # "" = all pairs; "MultiSimilarityMiner" = seed 003's Binomial+VTHM
+_C.MODEL.LOSSES.BINOMIAL.WEIGHT = 1.0  # weight in the total loss
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.INPUT = CN()
@@ -60,6 +97,7 @@ _C.INPUT.REA.ENABLED = True  # random erasing (Zhong et al. 2020)
 _C.INPUT.REA.PROB = 0.5  # probability of erasing one rectangle
 _C.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]  # RGB mean in [0, 1] (ImageNet)
 _C.INPUT.PIXEL_STD = [0.229, 0.224, 0.225]  # RGB std in [0, 1] (ImageNet)
+_C.INPUT.INTERPOLATION = "bicubic"  # resize filter: "bicubic" (fast-reid) or "bilinear" (torchvision default)
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.DATASETS = CN()
@@ -67,6 +105,7 @@ _C.DATASETS.ROOT = "datasets"  # folder holding Market-1501-v15.09.15/, MSMT17_V
 _C.DATASETS.NAMES = ["Market1501"]  # training sets (registered in DATASET_REGISTRY); several are merged
 _C.DATASETS.TESTS = ["Market1501"]  # test sets, each evaluated on its own query/gallery split
 _C.DATASETS.SKIP_UNREADABLE = False  # skip (and count, and report) images that cannot be decoded
+_C.DATASETS.KEEP_JUNK = False  # keep pid -1 query/gallery images (the evaluator ignores them; plots grey them)
 
 _C.DATASETS.SYNTHETIC = CN()
 _C.DATASETS.SYNTHETIC.NUM_TRAIN_IDS = 100  # identities in bounding_box_train
@@ -77,6 +116,8 @@ _C.DATASETS.SYNTHETIC.NUM_DISTRACTORS = 50  # gallery images of pid 0000 (never 
 _C.DATASETS.SYNTHETIC.NUM_JUNK = 20  # gallery images of pid -1 (ignored by the protocol)
 _C.DATASETS.SYNTHETIC.IMAGE_SIZE = [128, 64]  # (height, width) written to disk (Market-1501: 128 x 64)
 _C.DATASETS.SYNTHETIC.SEED = 0  # generation seed: the same seed gives the same files
+_C.DATASETS.SYNTHETIC.DIFFICULTY = 0.5  # 0..1: camera colour/scale/viewpoint shifts, blur, noise, pose, occlusion
+_C.DATASETS.SYNTHETIC.LOOKALIKE = 0.5  # 0..1: share of identities wearing an earlier identity's colours
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.DATALOADER = CN()

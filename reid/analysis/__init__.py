@@ -1,0 +1,4 @@
+"""Analysis of losses: GPW pair weights (seed 003, Theorem 3.1) and the figures drawn from them."""
+from .pair_weights import pair_weights, sim_pair_weights
+
+__all__ = ["pair_weights", "sim_pair_weights"]
