@@ -26,6 +26,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
-        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+        # ONNX export (tools/export.py): the first releases built for NumPy 2 (onnx 1.17, onnxruntime 1.19)
+        "export": ["onnx>=1.17", "onnxruntime>=1.19"],
     },
 )

@@ -82,15 +82,18 @@ def model_state_from(state: Dict[str, Any]) -> Dict[str, torch.Tensor]:
     return inner
 
 
-def load_model_weights(model: nn.Module, path: str | Path, skip: Iterable[str] = (CLASSIFIER_MARKER,)) -> None:
+def load_model_weights(model: nn.Module, path: str | Path, skip: Iterable[str] = (CLASSIFIER_MARKER,),
+                       state: Dict[str, Any] | None = None) -> None:
     """Load model weights for evaluation/fine-tuning, ignoring classifier weights by design.
 
-    Any other difference (missing or unexpected keys, shape mismatch) means the checkpoint comes from another
-    architecture or configuration; the error lists the mismatched keys.
+    ``state`` is the already loaded checkpoint at ``path`` (to avoid reading it twice); ``path`` names it in
+    errors. Any other difference (missing or unexpected keys, shape mismatch) means the checkpoint comes from
+    another architecture or configuration; the error lists the mismatched keys.
     """
     skip = tuple(skip)
     wanted = {k: v for k, v in model.state_dict().items() if not any(s in k for s in skip)}
-    given = {k: v for k, v in model_state_from(load_checkpoint(path)).items() if not any(s in k for s in skip)}
+    loaded = model_state_from(state if state is not None else load_checkpoint(path))
+    given = {k: v for k, v in loaded.items() if not any(s in k for s in skip)}
     missing = sorted(set(wanted) - set(given))
     unexpected = sorted(set(given) - set(wanted))
     shapes = sorted(f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(v.shape)}"

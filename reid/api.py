@@ -1,0 +1,297 @@
+"""Using a trained model elsewhere: ``ReIDModel`` (checkpoint -> image embeddings), image listing, feature files
+and ranking.
+
+Trackers and search services hold images (files, PIL images, decoded frames), not dataset records and a
+training config. ``ReIDModel.from_checkpoint`` rebuilds the model from the config stored in the checkpoint and
+``embed`` applies exactly what evaluation applies (the test transform, TEST.FLIP averaging), so an embedding
+computed here equals the one ``tools/test.py`` ranks with.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+from yacs.config import CfgNode
+
+from .config import cfg_from_dict, cfg_to_dict, get_cfg, merge_from_file, merge_from_list, validate
+from .data.io import read_image
+from .data.transforms import build_transforms
+from .engine.checkpoint import load_checkpoint, load_model_weights
+from .evaluation.distance import iter_distance_blocks
+from .modeling import build_model
+from .utils.env import resolve_device
+from .utils.errors import CheckpointError, ConfigError, DatasetError
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+Images = Union[ImageLike, Sequence[ImageLike], torch.Tensor]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class EmbeddingModule(nn.Module):
+    """A normalised float batch (B, 3, H, W) -> (B, D) float32 test embeddings, with TEST.FLIP's mirror average.
+
+    Both ``ReIDModel.embed`` and the exported ONNX / TorchScript graphs run this module, so a deployed export
+    computes the same numbers as the Python API (before L2 normalisation). The flip average is taken before any
+    normalisation, as in ``reid.evaluation.extract.extract_features``.
+    """
+
+    def __init__(self, model: nn.Module, flip: bool) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.flip = bool(flip)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        emb = self.model(images).float()
+        if self.flip:
+            emb = (emb + self.model(images.flip(3)).float()) / 2
+        return emb
+
+
+def resolve_config(state: Dict[str, Any], path: str | Path, config: Union[None, str, os.PathLike, CfgNode] = None,
+                   opts: Sequence[str] = ()) -> CfgNode:
+    """The config a checkpoint is rebuilt with: the stored one, a YAML merged over it, or a given CfgNode.
+
+    A YAML file is merged over the stored config (over the defaults for a bare state dict), so it only needs the
+    keys it changes; a CfgNode is complete and replaces the stored config. ``opts`` are ``KEY VALUE`` overrides.
+    """
+    if isinstance(config, CfgNode):
+        cfg = config.clone()
+        cfg.defrost()
+    else:
+        stored = state.get("cfg")
+        if stored is None and config is None:
+            raise CheckpointError(
+                f"Checkpoint {str(path)!r} stores no config (a bare state dict, or a file not written by reid's "
+                f"Trainer), so the model cannot be rebuilt from it. Pass the config it was trained with: "
+                f"config='configs/...yml' in Python, --config FILE on the command line."
+            )
+        if stored is not None and not isinstance(stored, dict):
+            raise CheckpointError(f"Checkpoint {str(path)!r} has a 'cfg' entry of type {type(stored).__name__}, "
+                                  f"not the plain dict reid's Trainer stores; pass the training config instead.")
+        cfg = cfg_from_dict(stored, freeze=False) if stored is not None else get_cfg()
+        if config is not None:
+            merge_from_file(cfg, config)
+    merge_from_list(cfg, list(opts))
+    validate(cfg)
+    cfg.freeze()
+    return cfg
+
+
+class ReIDModel:
+    """A trained re-ID model as an image -> embedding function (see ``from_checkpoint`` and ``embed``)."""
+
+    def __init__(self, model: nn.Module, cfg: CfgNode, device: torch.device, weights: str = "") -> None:
+        self.cfg = cfg
+        self.weights = weights  # the checkpoint loaded, recorded in feature files
+        self.device = device
+        self.model = model.to(device).eval()
+        self.net = EmbeddingModule(self.model, cfg.TEST.FLIP)
+        self.transform = build_transforms(cfg, is_train=False)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, config: Union[None, str, os.PathLike, CfgNode] = None,
+                        device: str = "auto", opts: Sequence[str] = ()) -> "ReIDModel":
+        """Load a checkpoint written by the Trainer (or a bare state dict together with ``config``).
+
+        The model is rebuilt from the config stored in the checkpoint (see ``resolve_config`` for ``config`` and
+        ``opts``); classifier weights are not loaded (embedding only), every other weight must fit exactly.
+        ``device`` is "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        """
+        state = load_checkpoint(path)
+        cfg = resolve_config(state, path, config, opts)
+        trained_as = state.get("meta_architecture")
+        if trained_as is not None and trained_as != cfg.MODEL.META_ARCHITECTURE:
+            raise CheckpointError(
+                f"Checkpoint {str(path)!r} holds a {trained_as} model but the config builds "
+                f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}; drop that override or use the config "
+                f"the checkpoint was trained with."
+            )
+        model = build_model(cfg, num_classes=1)  # classifier weights are skipped: a 1-class one suffices
+        load_model_weights(model, path, state=state)
+        return cls(model, cfg, resolve_device(device), str(Path(path).resolve()))
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        """(height, width) images are resized to: INPUT.SIZE_TEST."""
+        return tuple(self.cfg.INPUT.SIZE_TEST)
+
+    @torch.inference_mode()
+    def embed(self, images: Images, normalize: bool = True, batch_size: Optional[int] = None,
+              num_workers: int = 0, progress: bool = False, to_cpu: bool = True) -> torch.Tensor:
+        """Embed images; returns a float32 (N, D) tensor in input order, on the CPU unless ``to_cpu=False``.
+
+        ``images``: one or a list of file paths, PIL images or NumPy H x W x 3 uint8 RGB arrays, or a uint8
+        RGB tensor batch (B, 3, H, W) (channels first, as torchvision.io.read_image gives; permute a
+        channels-last batch with ``x.permute(0, 3, 1, 2)``). Any size: each image is resized and normalised by
+        the test transform of reid/data/transforms.py. Runs in batches of ``batch_size`` (TEST.IMS_PER_BATCH)
+        on the model's device; ``max(num_workers, 1)`` threads decode and resize the next batch meanwhile. With
+        ``normalize`` (the default) embeddings are L2-normalised, so a dot product is the cosine similarity.
+        """
+        items = _as_items(images)
+        if not items:
+            raise DatasetError("embed() got no images; pass at least one path, image or array.")
+        batch_size = batch_size or self.cfg.TEST.IMS_PER_BATCH
+        chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+        out: List[torch.Tensor] = []
+        with ThreadPoolExecutor(max_workers=max(num_workers, 1)) as pool, \
+                tqdm(total=len(items), desc="embedding", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+            pending = self._submit(pool, chunks[0])
+            for i in range(len(chunks)):
+                batch = torch.stack([f.result() for f in pending])
+                pending = self._submit(pool, chunks[i + 1]) if i + 1 < len(chunks) else []
+                emb = self.net(batch.to(self.device, non_blocking=True))
+                if normalize:
+                    emb = F.normalize(emb, dim=1)
+                out.append(emb.cpu() if to_cpu else emb)
+                bar.update(len(batch))
+        return torch.cat(out)
+
+    def _submit(self, pool: ThreadPoolExecutor, chunk: Sequence[Any]) -> List[Future]:
+        return [pool.submit(self._preprocess, item) for item in chunk]
+
+    def _preprocess(self, item: Any) -> torch.Tensor:
+        return self.transform(_to_pil(item))
+
+
+def _as_items(images: Images) -> List[Any]:
+    """Split the accepted inputs into a list of single images (tensor rows stay tensors)."""
+    if isinstance(images, torch.Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise DatasetError(
+                f"A tensor batch must be uint8 RGB of shape (B, 3, H, W); got {images.dtype} {tuple(images.shape)}. "
+                f"Permute a channels-last batch with x.permute(0, 3, 1, 2); for already normalised float batches "
+                f"call ReIDModel.net(batch) directly."
+            )
+        return list(images)
+    if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
+        return [images]
+    return list(images)
+
+
+def _to_pil(item: Any) -> Image.Image:
+    """One image of any accepted kind as an RGB PIL image (the form the test transform takes)."""
+    if isinstance(item, (str, os.PathLike)):
+        return read_image(os.fspath(item))
+    if isinstance(item, Image.Image):
+        return item if item.mode == "RGB" else item.convert("RGB")
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
+            raise DatasetError(f"A NumPy image must be H x W x 3 uint8 RGB; got {item.dtype} {item.shape}. "
+                               f"Convert BGR frames (OpenCV) with arr[..., ::-1].")
+        return Image.fromarray(np.ascontiguousarray(item))
+    if isinstance(item, torch.Tensor):
+        if item.dtype != torch.uint8 or item.dim() != 3 or item.shape[0] != 3:
+            raise DatasetError(f"A tensor image must be uint8 RGB of shape (3, H, W); got {item.dtype} "
+                               f"{tuple(item.shape)}.")
+        return Image.fromarray(item.permute(1, 2, 0).contiguous().cpu().numpy())
+    raise DatasetError(f"Cannot embed an object of type {type(item).__name__}; pass file paths, PIL images, "
+                       f"H x W x 3 uint8 arrays or a uint8 (B, 3, H, W) tensor.")
+
+
+# -- image folders and lists ------------------------------------------------------------------------------------
+def list_images(source: str | os.PathLike) -> Tuple[List[str], List[str]]:
+    """(paths to read, names to store) for a folder (searched recursively) or a text file listing images.
+
+    Names are paths relative to the folder (POSIX separators), or the lines of the list as written; relative
+    lines are read relative to the list file's folder. Blank lines and lines starting with '#' are skipped.
+    """
+    src = Path(source)
+    if src.is_dir():
+        found = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not found:
+            raise DatasetError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under {str(src)!r} (searched "
+                               f"recursively). Point --input at the folder holding the images, or at a text file "
+                               f"listing one image path per line.")
+        return [str(p) for p in found], [p.relative_to(src).as_posix() for p in found]
+    if not src.is_file():
+        raise DatasetError(f"Input {str(src)!r} does not exist; give a folder of images or a text file listing "
+                           f"one image path per line.")
+    try:
+        lines = src.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DatasetError(f"Input {str(src)!r} is not a UTF-8 text file; give a folder of images or a text file "
+                           f"listing one image path per line.") from None
+    names = [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
+    if not names:
+        raise DatasetError(f"The list {str(src)!r} names no images; write one image path per line.")
+    paths = [str(src.parent / n) for n in names]
+    missing = [n for n, p in zip(names, paths) if not os.path.isfile(p)]
+    if missing:
+        raise DatasetError(f"{len(missing)} of {len(names)} images listed in {str(src)!r} do not exist, e.g. "
+                           f"{missing[:3]} (relative lines are read relative to {str(src.parent)!r}).")
+    return paths, names
+
+
+# -- feature files ----------------------------------------------------------------------------------------------
+@dataclass
+class FeatureFile:
+    """Embeddings with their image names and how they were made (checkpoint, resolved config as JSON)."""
+
+    features: np.ndarray
+    names: List[str]
+    normalized: bool
+    weights: str = ""
+    cfg_json: str = ""
+
+    @classmethod
+    def of(cls, model: "ReIDModel", features: torch.Tensor, names: Sequence[str], normalized: bool) -> "FeatureFile":
+        """Features embedded by ``model``, recording its checkpoint and config so queries can be embedded alike."""
+        return cls(features.float().cpu().numpy(), list(names), normalized, model.weights,
+                   json.dumps(cfg_to_dict(model.cfg), sort_keys=True))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an .npz of plain arrays (readable with ``np.load(allow_pickle=False)``), at exactly ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path lacking it
+            np.savez(f, features=self.features.astype(np.float32), names=np.asarray(self.names, dtype=np.str_),
+                     normalized=np.bool_(self.normalized), weights=np.str_(self.weights),
+                     cfg=np.str_(self.cfg_json))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FeatureFile":
+        path = Path(path)
+        if not path.is_file():
+            raise DatasetError(f"Feature file {str(path)!r} does not exist; write one with tools/extract.py.")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                extra = {k: str(data[k]) for k in ("weights", "cfg") if k in data.files}
+                out = cls(data["features"].astype(np.float32), [str(n) for n in data["names"]],
+                          bool(data["normalized"]) if "normalized" in data.files else False,
+                          extra.get("weights", ""), extra.get("cfg", ""))
+        except (OSError, ValueError, KeyError) as e:
+            raise DatasetError(f"{str(path)!r} is not a feature file written by tools/extract.py (expected an .npz "
+                               f"with 'features' and 'names'): {type(e).__name__}: {e}") from None
+        if out.features.ndim != 2 or len(out.names) != len(out.features):
+            raise DatasetError(f"{str(path)!r}: 'features' must be (N, D) with one name per row; got "
+                               f"{out.features.shape} and {len(out.names)} names.")
+        return out
+
+    def config(self) -> Optional[CfgNode]:
+        """The config the features were extracted with (to embed queries identically), if recorded."""
+        return cfg_from_dict(json.loads(self.cfg_json)) if self.cfg_json else None
+
+
+# -- ranking ----------------------------------------------------------------------------------------------------
+def search(query: torch.Tensor, gallery: torch.Tensor, topk: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(cosine distances, gallery indices), each (Q, min(topk, G)), nearest first.
+
+    Distances are computed a block of query rows at a time, so a large query x gallery matrix is never built.
+    """
+    if topk < 1:
+        raise ConfigError(f"topk must be >= 1, got {topk}.")
+    k = min(topk, gallery.shape[0])
+    best = [torch.topk(block, k, dim=1, largest=False) for _, block in iter_distance_blocks(query, gallery, "cosine")]
+    return torch.cat([b.values for b in best]), torch.cat([b.indices for b in best])

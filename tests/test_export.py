@@ -1,0 +1,129 @@
+"""tools/export.py: ONNX and TorchScript exports of a tiny model match PyTorch on other batch sizes; a wrong
+export (numbers off, batch size frozen into the graph) fails with exit status 1."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from reid.api import ReIDModel
+from reid.engine.cli import run_tool
+from reid.export import exporter
+from reid.export.exporter import ExportError, export_checkpoint, export_module, verify_export
+from reid.modeling import META_ARCH_REGISTRY
+from test_api import load_tool, make_checkpoint
+
+export_tool = load_tool("export")
+
+HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
+FORMATS = [pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ONNX, reason="needs onnx and onnxruntime")),
+           "torchscript"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "model_final.pt"
+    make_checkpoint(path, opts=["TEST.FLIP", "True"])
+    return path
+
+
+def _run_exported(fmt: str, path: Path, x: torch.Tensor) -> torch.Tensor:
+    """Run the file the way a deployment would, independently of reid.export's own runners."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        return torch.from_numpy(ort.InferenceSession(str(path)).run(None, {"images": x.numpy()})[0])
+    return torch.jit.load(str(path))(x)
+
+
+def _metadata(fmt: str, path: Path) -> dict:
+    if fmt == "onnx":
+        import onnx
+
+        return json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["reid"])
+    files = {"reid.json": ""}
+    torch.jit.load(str(path), _extra_files=files)
+    return json.loads(files["reid.json"])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_export_is_verified_and_runs_any_batch_size(fmt, ckpt, tmp_path, capsys):
+    # ONNX is written where --output says, TorchScript at the default place beside the checkpoint
+    out = tmp_path / "tiny.onnx" if fmt == "onnx" else ckpt.with_name("model_final.torchscript.pt")
+    argv = ["--weights", str(ckpt), "--format", fmt, "--batch", "2"]
+    assert export_tool.main(argv + (["--output", str(out)] if fmt == "onnx" else [])) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"exported {fmt}: {out} (dynamic batch)"
+    assert lines[1].startswith(f"verify {fmt} (") and "batch 5 and 1 (exported with 2)" in lines[1]
+    assert lines[1].endswith("OK")
+    model = ReIDModel.from_checkpoint(ckpt, device="cpu")
+    x = torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        expected = model.net(x)  # includes the TEST.FLIP average, like ReIDModel.embed
+    torch.testing.assert_close(_run_exported(fmt, out, x), expected, atol=1e-4, rtol=0)
+    meta = _metadata(fmt, out)
+    assert meta["size_hw"] == [64, 32] and meta["flip_averaged"] is True and meta["meta_architecture"] == "Baseline"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("arch", [a for a in META_ARCH_REGISTRY if a != "Baseline"])  # Baseline: tested above
+def test_every_registered_meta_architecture_exports(arch, fmt, tmp_path):
+    ckpt = tmp_path / "model.pt"
+    make_checkpoint(ckpt, opts=["MODEL.META_ARCHITECTURE", arch])
+    _, check = export_checkpoint(ckpt, fmt, batch=2)
+    assert check.ok, check.line()
+
+
+def test_mismatching_export_exits_1(ckpt, tmp_path, monkeypatch, capsys):
+    spec = exporter.FORMATS["torchscript"]
+    skewed = dataclasses.replace(spec, load=lambda path: (lambda x, run=spec.load(path): run(x) + 1e-3))
+    monkeypatch.setitem(exporter.FORMATS, "torchscript", skewed)
+    argv = ["--weights", str(ckpt), "--format", "torchscript", "--output", str(tmp_path / "m.pt")]
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool(export_tool.main, argv)
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert "MISMATCH" in captured.out and "do not deploy it" in captured.err
+
+
+class _FrozenBatch(nn.Module):
+    """Fine in PyTorch, but tracing turns the Python int into a constant: the export only takes batches of 4."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3)) + torch.zeros(int(x.shape[0]), 1)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_batch_size_frozen_into_the_graph_is_caught(fmt, tmp_path):
+    path = export_module(_FrozenBatch(), fmt, tmp_path / "frozen", (8, 4), batch=4)
+    with pytest.raises(ExportError, match="fails on a batch of 7|returns shape"):
+        verify_export(_FrozenBatch(), fmt, path, (8, 4), export_batch=4)
+
+
+def test_user_errors_exit_1_with_a_message(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool(export_tool.main, ["--weights", str(tmp_path / "nope.pt"), "--format", "onnx"])
+    assert exit_info.value.code == 1 and "nope.pt" in capsys.readouterr().err
+    with pytest.raises(ExportError, match="choose one of onnx, torchscript"):
+        exporter.get_format("tflite")
+
+    def unsupported(*args):
+        raise RuntimeError("Exporting the operator 'aten::foo' is not supported\nlong trace")
+
+    monkeypatch.setitem(exporter.FORMATS, "torchscript", dataclasses.replace(exporter.FORMATS["torchscript"],
+                                                                              save=unsupported))
+    with pytest.raises(ExportError, match="failed: RuntimeError: Exporting the operator 'aten::foo' is not "
+                                          "supported. Try the other format"):
+        export_module(_FrozenBatch(), "torchscript", tmp_path / "x.pt", (8, 4))
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(ExportError, match=r"needs the 'onnx' package: pip install -e '\.\[export\]'"):
+        export_module(_FrozenBatch(), "onnx", tmp_path / "x.onnx", (8, 4))

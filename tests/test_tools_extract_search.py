@@ -1,0 +1,79 @@
+"""tools/extract.py then tools/search.py on a small generated folder: each image finds itself first."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reid.engine.cli import run_tool
+from test_api import load_tool, make_checkpoint
+
+extract_tool, search_tool = load_tool("extract"), load_tool("search")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A checkpoint and a folder of 3 identities x 2 images (in sub-folders), each image a different size."""
+    root = tmp_path_factory.mktemp("search")
+    ckpt = root / "model_final.pt"
+    make_checkpoint(ckpt)
+    rng = np.random.default_rng(0)
+    for pid in range(3):
+        for k in range(2):
+            path = root / "gallery" / f"id{pid}" / f"{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (48 + 4 * k, 24 + 2 * pid, 3), dtype=np.uint8)).save(path)
+    return root, ckpt
+
+
+def test_extract_then_search(setup, capsys):
+    root, ckpt = setup
+    feats = root / "feats.npz"
+    assert extract_tool.main(["--weights", str(ckpt), "--input", str(root / "gallery"), "--output", str(feats),
+                              "--batch-size", "4"]) == 0
+    assert "wrote 6 embeddings" in capsys.readouterr().out
+    data = np.load(feats, allow_pickle=False)
+    names = [str(n) for n in data["names"]]
+    assert names == [f"id{p}/{k}.png" for p in range(3) for k in range(2)]
+    assert data["features"].shape[0] == 6 and data["features"].dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(data["features"], axis=1), 1.0, atol=1e-5)
+
+    query = root / "gallery" / "id1" / "0.png"
+    out = root / "results.json"
+    assert search_tool.main(["--gallery", str(feats), "--query", str(query), "--topk", "3",
+                             "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "id1/0.png" in printed.splitlines()[2]  # first row of the table under "query ..." and the header
+    result = json.loads(out.read_text())
+    matches = result["queries"][0]["matches"]
+    assert result["metric"] == "cosine" and len(matches) == 3
+    assert matches[0]["name"] == "id1/0.png" and abs(matches[0]["distance"]) < 1e-5
+    assert [m["rank"] for m in matches] == [1, 2, 3]
+    assert all(a["distance"] <= b["distance"] for a, b in zip(matches, matches[1:]))
+
+    # the same images as a query feature file: every image is its own nearest neighbour
+    assert search_tool.main(["--gallery", str(feats), "--query-npz", str(feats), "--topk", "10",
+                             "--output", str(out)]) == 0
+    ranked = json.loads(out.read_text())["queries"]
+    assert [q["matches"][0]["name"] for q in ranked] == names and len(ranked[0]["matches"]) == 6
+
+
+def test_list_input_and_errors_exit_1(setup, tmp_path, capsys):
+    root, ckpt = setup
+    listing = root / "list.txt"
+    listing.write_text("gallery/id2/1.png\ngallery/id0/0.png\n", encoding="utf-8")
+    feats = tmp_path / "listed.features"  # no .npz suffix: written exactly where asked
+    assert extract_tool.main(["--weights", str(ckpt), "--input", str(listing), "--output", str(feats)]) == 0
+    assert [str(n) for n in np.load(feats, allow_pickle=False)["names"]] == ["gallery/id2/1.png", "gallery/id0/0.png"]
+    capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    for tool, argv, expected in [
+        (extract_tool, ["--weights", str(ckpt), "--input", str(tmp_path / "empty"), "--output", "x.npz"], "No images"),
+        (search_tool, ["--gallery", str(tmp_path / "none.npz"), "--query", "q.jpg"], "none.npz"),
+        (search_tool, ["--gallery", str(feats), "--query", str(tmp_path / "missing.jpg")], "missing.jpg"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            run_tool(tool.main, argv)
+        assert exit_info.value.code == 1 and expected in capsys.readouterr().err
