@@ -25,6 +25,10 @@ def run_test(cfg) -> Dict[str, DatasetEvaluation]:
         logger.info("No MODEL.WEIGHTS given: evaluating the initialised (untrained) model")
     model.to(device)
     evals = evaluate_all(cfg, model, device)
-    path = write_metrics(cfg.OUTPUT_DIR, metrics_dict(evals))
+    metrics = metrics_dict(evals)
+    path = write_metrics(cfg.OUTPUT_DIR, metrics)
     logger.info("Results (%s):\n%s", path, format_results(evals))
+    from ..visualization.report import maybe_write_report  # matplotlib only when a report is drawn
+
+    maybe_write_report(cfg, evals, cfg.OUTPUT_DIR, metrics)
     return evals

@@ -177,5 +177,8 @@ class Trainer:
         metrics["train_time_s"] = time.perf_counter() - t0
         if self.rank == 0:
             write_metrics(self.output_dir, metrics)
+            from ..visualization.report import maybe_write_report  # report.html + plots (VIS.REPORT)
+
+            maybe_write_report(cfg, self.last_eval, self.output_dir, metrics)
         self.logger.info("Final results (%s):\n%s", self.output_dir / "metrics.json", format_results(self.last_eval))
         return metrics

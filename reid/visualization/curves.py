@@ -1,0 +1,314 @@
+"""Plots of a run: CMC curves, training curves from ``train_log.jsonl`` and distances of true vs false matches.
+
+Figures are made with matplotlib's object API on an Agg canvas (no pyplot, no global backend switch), so they can
+be drawn from a training process, a thread or a notebook alike.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..evaluation import iter_distance_blocks
+
+logger = logging.getLogger("reid")
+
+MATCH_COLOR, FALSE_COLOR = "#1a9641", "#d7191c"
+DPI = 110
+
+
+def _figure(width_in: float, height_in: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _epoch_axis(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+# -- CMC ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Curve:
+    label: str
+    cmc: np.ndarray
+    rerank: bool = False
+
+
+def plot_cmc(curves: Sequence[Curve], path: str | Path, title: str = "CMC") -> Path:
+    """CMC curves (rank 1..len(cmc)), one line per curve; re-ranked curves dashed in their dataset's colour.
+
+    Rank-1 / 5 / 10 are marked and written in the legend.
+    """
+    fig = _figure(7.5, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    colors = {}
+    palette = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096"]
+    for c in curves:
+        base = c.label.replace(" +rerank", "")
+        color = colors.setdefault(base, palette[len(colors) % len(palette)])
+        cmc = 100 * np.asarray(c.cmc, dtype=np.float64)
+        ranks = np.arange(1, len(cmc) + 1)
+        marks = [k for k in (1, 5, 10) if k <= len(cmc)]
+        desc = ", ".join(f"R{k} {cmc[k - 1]:.1f}" for k in marks)
+        ax.plot(ranks, cmc, ls="--" if c.rerank else "-", color=color, lw=1.8, label=f"{c.label}  ({desc})")
+        ax.plot(marks, [cmc[k - 1] for k in marks], "o", color=color, ms=4, mfc="white" if c.rerank else color)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate (%)")
+    ax.set_title(title)
+    top = max((len(c.cmc) for c in curves), default=1)
+    ax.set_xlim(1, max(top, 2))
+    lows = [100 * float(np.min(c.cmc)) for c in curves if len(c.cmc)]
+    ax.set_ylim(max(0.0, min(lows, default=0.0) - 5), 100.5)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+# -- training log ------------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainLog:
+    """Per-epoch records (loss terms, lr, speed) and evaluation records (``{"epoch", "eval"}``) of a run."""
+
+    epochs: List[dict] = field(default_factory=list)
+    evals: List[dict] = field(default_factory=list)
+    skipped: int = 0
+
+
+def read_train_log(path: str | Path) -> TrainLog:
+    """Read ``train_log.jsonl``; unreadable lines (a run killed mid-write) are skipped and counted.
+
+    A resumed run logs an epoch again: the last record of each epoch wins.
+    """
+    epochs: Dict[int, dict] = {}
+    evals: Dict[int, dict] = {}
+    skipped = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+                epoch = int(rec["epoch"])
+            except (ValueError, KeyError, TypeError):
+                skipped += 1
+                continue
+            if isinstance(rec.get("eval"), dict):
+                evals[epoch] = rec
+            else:
+                epochs[epoch] = rec
+    if skipped:
+        logger.warning("%s: skipped %d unreadable line(s)", path, skipped)
+    return TrainLog([epochs[e] for e in sorted(epochs)], [evals[e] for e in sorted(evals)], skipped)
+
+
+_METRICS = (("rank1", "rank-1"), ("mAP", "mAP"), ("mINP", "mINP"))
+
+
+def plot_training_curves(log: TrainLog, path: str | Path, title: str = "Training") -> Optional[Path]:
+    """Loss terms, learning rate and (when evaluated) rank-1 / mAP / mINP against the epoch; None if empty."""
+    if not log.epochs and not log.evals:
+        return None
+    panels = 2 + (1 if log.evals else 0)
+    fig = _figure(4.2 * panels, 3.8)
+    ep = np.array([r["epoch"] for r in log.epochs])
+    marker = "o" if len(ep) <= 30 else None
+    ax = fig.add_subplot(1, panels, 1)
+    terms = sorted({k for r in log.epochs for k in r if k.startswith("loss_") and k != "loss_total"})
+    for k in terms + (["loss_total"] if any("loss_total" in r for r in log.epochs) else []):
+        ys = np.array([r.get(k, np.nan) for r in log.epochs], dtype=np.float64)
+        ax.plot(ep, ys, marker=marker, ms=3, lw=2.2 if k == "loss_total" else 1.4,
+                color="black" if k == "loss_total" else None, label=k[5:] if k != "loss_total" else "total")
+    ax.set_title("loss per term (epoch mean)")
+    _epoch_axis(ax)
+    positive = [r.get(k) for r in log.epochs for k in terms if isinstance(r.get(k), (int, float))]
+    if positive and min(positive) > 0 and max(positive) / max(min(positive), 1e-12) > 50:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    if terms:
+        ax.legend(fontsize=8)
+    ax = fig.add_subplot(1, panels, 2)
+    lr = np.array([r.get("lr", np.nan) for r in log.epochs], dtype=np.float64)
+    ax.plot(ep, lr, marker=marker, ms=3, color="#2b6cb0")
+    ax.set_title("learning rate (end of epoch)")
+    _epoch_axis(ax)
+    if np.nanmin(lr, initial=np.inf) > 0 and np.nanmax(lr, initial=0) / np.nanmin(lr, initial=np.inf) > 20:
+        ax.set_yscale("log")
+    if ax.get_yscale() == "linear":
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    ax.grid(True, alpha=0.3)
+    speed = [r.get("images_per_s") for r in log.epochs if isinstance(r.get("images_per_s"), (int, float))]
+    if speed:
+        ax.text(0.02, 0.03, f"{np.median(speed):.0f} images/s (median epoch)", transform=ax.transAxes, fontsize=8,
+                color="#555555")
+    if log.evals:
+        ax = fig.add_subplot(1, panels, 3)
+        e_ep = [r["epoch"] for r in log.evals]
+        datasets = list(dict.fromkeys(d for r in log.evals for d in r["eval"]))
+        colors = ["#2b6cb0", "#dd6b20", "#38a169"]
+        for di, name in enumerate(datasets):
+            for mi, (key, label) in enumerate(_METRICS):
+                for rerank in (False, True):
+                    ys = []
+                    for r in log.evals:
+                        m = r["eval"].get(name, {})
+                        m = m.get("rerank", {}) if rerank else m
+                        ys.append(100 * m[key] if isinstance(m.get(key), (int, float)) else np.nan)
+                    if all(math.isnan(y) for y in ys):
+                        continue
+                    lab = label + (" +rerank" if rerank else "") + (f" {name}" if len(datasets) > 1 else "")
+                    ax.plot(e_ep, ys, marker="o", ms=3, ls="--" if rerank else "-",
+                            color=colors[mi % len(colors)], alpha=1.0 / (1 + di), label=lab)
+        ax.set_title("evaluation (%)")
+        _epoch_axis(ax)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+# -- distance histogram ------------------------------------------------------------------------------------------
+
+@dataclass
+class DistanceHistogram:
+    """Counts of true-match and false-match distances over shared fine bins (valid pairs only)."""
+
+    edges: np.ndarray
+    true_counts: np.ndarray
+    false_counts: np.ndarray
+    num_queries: int
+    num_query_total: int
+
+    @property
+    def num_true(self) -> int:
+        return int(self.true_counts.sum())
+
+    @property
+    def num_false(self) -> int:
+        return int(self.false_counts.sum())
+
+    def equal_error(self) -> Optional[Tuple[float, float]]:
+        """(threshold, rate) where the share of true pairs above the threshold equals the share of false pairs at
+        or below it (the equal-error point of "same person if distance <= threshold"); None without both kinds."""
+        if self.num_true == 0 or self.num_false == 0:
+            return None
+        miss = 1 - np.cumsum(self.true_counts) / self.num_true  # true pairs beyond each bin's right edge
+        accept = np.cumsum(self.false_counts) / self.num_false  # false pairs up to it
+        i = int(np.argmin(np.abs(miss - accept)))
+        return float(self.edges[i + 1]), float((miss[i] + accept[i]) / 2)
+
+
+def distance_histogram(blocks: Iterable[Tuple[int, torch.Tensor]], q_pids, g_pids, q_camids, g_camids,
+                       upper: float, bins: int = 2000, num_query_total: Optional[int] = None) -> DistanceHistogram:
+    """Histogram of valid pairs' distances from ``(first_row, block)`` distance blocks, one block at a time.
+
+    Valid pairs are the evaluation protocol's: junk gallery images and same-id-same-camera pairs are left out.
+    True = same pid (other camera), false = any other valid pair (distractors included). ``upper`` bounds the
+    distances (larger ones land in the last bin).
+    """
+    q_pids, g_pids, q_camids, g_camids = (torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+                                          .long() for x in (q_pids, g_pids, q_camids, g_camids))
+    upper = float(upper) if upper > 0 and math.isfinite(upper) else 1.0
+    true_counts = torch.zeros(bins, dtype=torch.float64)
+    false_counts = torch.zeros(bins, dtype=torch.float64)
+    rows = 0
+    for start, block in blocks:
+        dev = block.device
+        qp = q_pids[start:start + block.shape[0]].to(dev)[:, None]
+        qc = q_camids[start:start + block.shape[0]].to(dev)[:, None]
+        gp, gc = g_pids.to(dev)[None, :], g_camids.to(dev)[None, :]
+        same = gp == qp
+        valid = (gp != -1) & ~(same & (gc == qc))
+        d = block.float().clamp(0.0, upper)
+        true_counts += torch.histc(d[valid & same], bins=bins, min=0.0, max=upper).double().cpu()
+        false_counts += torch.histc(d[valid & ~same], bins=bins, min=0.0, max=upper).double().cpu()
+        rows += block.shape[0]
+    edges = np.linspace(0.0, upper, bins + 1)
+    return DistanceHistogram(edges, true_counts.numpy(), false_counts.numpy(), rows,
+                             num_query_total if num_query_total is not None else rows)
+
+
+def feature_histogram(q_feats: torch.Tensor, g_feats: torch.Tensor, q_pids, g_pids, q_camids, g_camids,
+                      metric: str = "cosine", max_queries: int = 2000) -> DistanceHistogram:
+    """:func:`distance_histogram` of feature distances; at most ``max_queries`` queries, evenly spaced, bound the
+    cost on large test sets (MSMT17: 11,659 queries x 82,161 gallery images)."""
+    n = q_feats.shape[0]
+    if max_queries and n > max_queries:
+        sel = torch.linspace(0, n - 1, max_queries).round().long()
+    else:
+        sel = torch.arange(n)
+    qf = q_feats[sel.to(q_feats.device)]
+    if metric == "cosine":
+        upper = 2.0
+    else:
+        upper = float(qf.float().norm(dim=1).max() + g_feats.float().norm(dim=1).max())
+    qp, qc = torch.as_tensor(np.asarray(q_pids))[sel], torch.as_tensor(np.asarray(q_camids))[sel]
+    return distance_histogram(iter_distance_blocks(qf, g_feats, metric), qp, g_pids, qc, g_camids, upper,
+                              num_query_total=n)
+
+
+def _rebin(h: DistanceHistogram, target: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges and counts over the populated range only, merged into about ``target`` bins."""
+    total = h.true_counts + h.false_counts
+    nz = np.flatnonzero(total)
+    if len(nz) == 0:
+        return h.edges[:2], np.zeros(1), np.zeros(1)
+    lo, hi = int(nz[0]), int(nz[-1]) + 1
+    if target <= 0:  # fewer bins for few pairs: about 2 sqrt(n) of the rarer kind, 20..60
+        rare = min(x for x in (h.num_true, h.num_false) if x > 0)
+        target = int(np.clip(2 * math.sqrt(rare), 20, 60))
+    step = max(1, math.ceil((hi - lo) / target))
+    hi = min(len(total), lo + step * math.ceil((hi - lo) / step))
+    n = (hi - lo) // step
+    t = h.true_counts[lo:lo + n * step].reshape(n, step).sum(1)
+    f = h.false_counts[lo:lo + n * step].reshape(n, step).sum(1)
+    return h.edges[lo:lo + n * step + 1:step], t, f
+
+
+def plot_distance_histogram(hist: DistanceHistogram, path: str | Path, title: str = "Distances",
+                            xlabel: str = "distance") -> Path:
+    """True vs false match distances as densities (each kind sums to 1), with the equal-error threshold."""
+    fig = _figure(7.0, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    edges, t, f = _rebin(hist)
+    widths = np.diff(edges)
+    for counts, color, label, n in ((f, FALSE_COLOR, "false matches", hist.num_false),
+                                    (t, MATCH_COLOR, "true matches", hist.num_true)):
+        if n:
+            dens = counts / (n * widths)
+            ax.stairs(dens, edges, fill=True, alpha=0.35, color=color)
+            ax.stairs(dens, edges, color=color, lw=1.5, label=f"{label} ({n:,} pairs)")
+    eer = hist.equal_error()
+    if eer is not None:
+        ax.axvline(eer[0], color="#444444", ls=":", lw=1.2,
+                   label=f"equal error at d = {eer[0]:.3f} ({100 * eer[1]:.1f}% each)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    sub = "" if hist.num_queries == hist.num_query_total else \
+        f" ({hist.num_queries} of {hist.num_query_total} queries)"
+    ax.set_title(title + sub, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

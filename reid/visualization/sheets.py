@@ -1,0 +1,171 @@
+"""Ranked lists of a whole run: distance rows of the chosen queries, sheets of several queries each, and an
+``index.html`` that lists every sheet and every query with its AP (sortable, offline).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..evaluation import compute_distance
+from . import html as H
+from .ranked_list import RankedQuery, TileCache, draw_sheet, queries_to_json, rank_queries
+
+INDEX = "index.html"
+MANIFEST = "ranked_lists.json"
+
+
+@dataclass
+class SheetInfo:
+    """One PNG sheet: its file (relative to the index's folder), dataset and the ranked lists it shows."""
+
+    file: str
+    dataset: str
+    title: str
+    queries: List[RankedQuery] = field(default_factory=list)
+
+    @property
+    def aps(self) -> np.ndarray:
+        return np.array([q.ap for q in self.queries], dtype=np.float64)
+
+
+def query_distances(q_feats: torch.Tensor, g_feats: torch.Tensor, indices: Sequence[int], metric: str = "cosine",
+                    distmat: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Distance rows (len(indices) x G) of the chosen queries: sliced from ``distmat`` (e.g. re-ranked) when
+    given, else computed for those rows only (memory: rows x gallery)."""
+    idx = torch.as_tensor(list(indices), dtype=torch.long)
+    if distmat is not None:
+        return distmat[idx.to(distmat.device)]
+    return compute_distance(q_feats[idx.to(q_feats.device)], g_feats, metric)
+
+
+def write_sheets(queries: Sequence[RankedQuery], q_paths: Sequence[str], g_paths: Sequence[str], out_dir: str | Path,
+                 prefix: str, per_sheet: int = 6, topk: Optional[int] = None, num_missed: Optional[int] = None,
+                 title: str = "", progress: bool = True) -> List[SheetInfo]:
+    """Draw ``queries`` ``per_sheet`` at a time into ``out_dir/<prefix>_001.png``, ... ; returns the sheets."""
+    out_dir = Path(out_dir)
+    per_sheet = max(1, int(per_sheet))
+    chunks = [list(queries[i:i + per_sheet]) for i in range(0, len(queries), per_sheet)]
+    cache = TileCache()
+    sheets = []
+    for n, chunk in enumerate(tqdm(chunks, desc=f"{prefix} sheets", leave=False, dynamic_ncols=True,
+                                   disable=not progress or len(chunks) < 2), start=1):
+        name = f"{prefix}_{n:03d}.png"
+        sheet_title = f"{title}  —  sheet {n}/{len(chunks)}" if title else f"sheet {n}/{len(chunks)}"
+        draw_sheet(chunk, q_paths, g_paths, out_dir / name, title=sheet_title, topk=topk, num_missed=num_missed,
+                   cache=cache)
+        sheets.append(SheetInfo(name, chunk[0].dataset if chunk else "", sheet_title, chunk))
+    return sheets
+
+
+def ranked_lists(dataset: str, query, gallery, indices: Sequence[int], out_dir: str | Path, *, metric: str = "cosine",
+                 distmat: Optional[torch.Tensor] = None, topk: int = 10, num_missed: int = 3,
+                 show_junk: bool = True, per_sheet: int = 6, prefix: Optional[str] = None,
+                 distance_name: str = "") -> List[SheetInfo]:
+    """Ranked lists of ``indices`` of one test set from its query / gallery ``Features``, drawn into sheets."""
+    if not len(indices):
+        return []
+    rows = query_distances(query.feats, gallery.feats, indices, metric, distmat)
+    ranked = rank_queries(rows, indices, query.pids, query.camids, gallery.pids, gallery.camids, topk=topk,
+                          num_missed=num_missed, show_junk=show_junk, q_paths=query.paths, dataset=dataset)
+    title = f"{dataset}: ranked lists ({distance_name or metric + ' distance'})"
+    return write_sheets(ranked, query.paths, gallery.paths, out_dir, prefix or safe_name(dataset), per_sheet, topk,
+                        num_missed, title)
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a dataset name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "sheet"
+
+
+def _previous_sheets(out_dir: Path) -> List[str]:
+    """Sheet files listed by the manifest of an earlier run in ``out_dir`` (plain file names only)."""
+    try:
+        old = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    names = [s.get("file") for s in old.get("sheets", []) if isinstance(s, dict)] if isinstance(old, dict) else []
+    return [n for n in names if isinstance(n, str) and Path(n).name == n and n.endswith(".png")]
+
+
+def write_index(sheets: Sequence[SheetInfo], out_dir: str | Path, title: str = "Ranked lists",
+                notes: Sequence[str] = (), galleries: Optional[Dict[str, tuple]] = None,
+                back_link: Optional[str] = None) -> Path:
+    """``out_dir/index.html`` (every sheet and every query, sortable by AP) and ``out_dir/ranked_lists.json``.
+
+    ``galleries`` maps a dataset to ``(q_paths, g_paths, g_pids, g_camids)`` for the JSON manifest's paths.
+    Sheets an earlier index in ``out_dir`` listed and this one does not are deleted (nothing else is).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stale = set(_previous_sheets(out_dir)) - {s.file for s in sheets}
+    body = [f"<h1>{H.esc(title)}</h1>",
+            f'<p class=meta>{len(sheets)} sheet(s), {sum(len(s.queries) for s in sheets)} queries; written '
+            f'{_dt.datetime.now().strftime("%Y-%m-%d %H:%M")}</p>']
+    if back_link:
+        body.append(f'<p class=meta><a href="{H.esc(back_link)}">&larr; back to the report</a></p>')
+    body += [f"<p class=note>{n}</p>" for n in notes]
+    body.append("<p class=note>Each row of a sheet: the query (blue), its top-k gallery images after the protocol's "
+                "removals (green = true match, red = false match, grey = junk, which the protocol ignores), then "
+                "the true matches it ranked lowest. Under each image: its rank and distance. Click a column "
+                "title to sort.</p>")
+    body.append("<h2>Queries</h2>")
+    rows = []
+    for s in sheets:
+        for q in s.queries:
+            rows.append(([
+                H.cell(H.esc(q.dataset), q.dataset, "l"),
+                H.cell(str(q.query_index), str(q.query_index)),
+                H.cell(H.esc(Path(q.path).name), Path(q.path).name, "l"),
+                H.cell(str(q.pid), str(q.pid)), H.cell(str(q.camid + 1), str(q.camid + 1)),
+                H.num_cell(q.ap),
+                H.cell(str(q.first_match_rank) if q.first_match_rank else "n/a",
+                       str(q.first_match_rank) if q.first_match_rank else ""),
+                H.cell(str(q.num_matches), str(q.num_matches)),
+                H.cell(f'<a href="{H.esc(s.file)}">{H.esc(s.file)}</a>', s.file, "l"),
+            ], "bad" if q.first_match_rank != 1 else ""))
+    body.append(H.table([("dataset", "l"), ("query #", ""), ("file", "l"), ("pid", ""), ("camera", ""), ("AP", ""),
+                         ("first true match", ""), ("true matches", ""), ("sheet", "l")], rows))
+    body.append("<h2>Sheets</h2>")
+    srows = []
+    for s in sheets:
+        aps = s.aps[~np.isnan(s.aps)]
+        srows.append(([
+            H.cell(f'<a href="#{H.esc(_anchor(s.file))}">{H.esc(s.file)}</a>', s.file, "l"),
+            H.cell(H.esc(s.dataset), s.dataset, "l"),
+            H.cell(str(len(s.queries)), str(len(s.queries))),
+            H.num_cell(float(aps.min()) if len(aps) else None), H.num_cell(float(aps.mean()) if len(aps) else None),
+        ], ""))
+    body.append(H.table([("sheet", "l"), ("dataset", "l"), ("queries", ""), ("lowest AP", ""), ("mean AP", "")],
+                        srows))
+    for s in sheets:
+        body.append(f'<h3 id="{H.esc(_anchor(s.file))}">{H.esc(s.title)}</h3>')
+        body.append(f'<a href="{H.esc(s.file)}"><img class=plot loading=lazy src="{H.esc(s.file)}" '
+                    f'alt="{H.esc(s.title)}"></a>')
+    path = out_dir / INDEX
+    path.write_text(H.page(title, "\n".join(body)), encoding="utf-8")
+    manifest = {"title": title, "sheets": []}
+    for s in sheets:
+        g = (galleries or {}).get(s.dataset)
+        entry = {"file": s.file, "dataset": s.dataset, "title": s.title}
+        if g is not None:
+            entry["queries"] = queries_to_json(s.queries, *g)
+        else:
+            entry["queries"] = [{"query_index": q.query_index, "path": q.path,
+                                 "ap": None if math.isnan(q.ap) else q.ap} for q in s.queries]
+        manifest["sheets"].append(entry)
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    for name in stale:
+        (out_dir / name).unlink(missing_ok=True)
+    return path
+
+
+def _anchor(file: str) -> str:
+    return "sheet-" + safe_name(Path(file).stem)

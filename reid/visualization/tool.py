@@ -1,0 +1,274 @@
+"""``tools/visualize.py``'s logic: rank the chosen queries with a model and draw their ranked lists."""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..utils.errors import CheckpointError, ConfigError, ReIDError
+from .report import RANKED_LISTS_DIR, REPORT, link_ranked_lists, vis_options
+from .sheets import SheetInfo, ranked_lists, write_index
+
+logger = logging.getLogger("reid")
+
+DEFAULT_WORST = 12
+
+DESCRIPTION = """\
+Draw ranked lists of a re-ID model: for each chosen query, the query image, its top-k gallery images after the
+evaluation protocol's removals (same identity + same camera, junk), each framed green (true match) or red (false
+match), junk greyed (or hidden), with its rank and distance underneath, the query's AP in the row title, and the
+true matches the model ranked lowest. Several queries per PNG sheet, and an index.html listing every sheet and
+query with its AP (sortable, opens offline)."""
+
+EPILOG = """\
+choosing queries (combine freely; default: the 12 worst-AP queries of each test set):
+  --query 3 17 0002_c1s1_000451_03.jpg   query indices (0-based, loader order) or file names
+  --worst 20                             the 20 queries with the lowest AP (queries with a true match)
+  --random 10 --seed 1                   10 random queries
+
+examples:
+  python tools/visualize.py --config configs/Synthetic/resnet50_circle.yml \\
+      MODEL.WEIGHTS output/synthetic/resnet50_circle/model_final.pt OUTPUT_DIR output/synthetic/resnet50_circle
+  python tools/visualize.py --config configs/Market1501/resnet50_circle.yml MODEL.WEIGHTS m.pt \\
+      TEST.RERANK.ENABLED True --worst 30 --random 12 --topk 15
+  python tools/visualize.py --config CFG MODEL.WEIGHTS m.pt --dataset Market1501 --query 0 0001_c1s1_001051_00.jpg
+
+Writes OUTPUT_DIR/ranked_lists/ (or --output): <dataset>_001.png, ... , index.html (open it in a browser) and
+ranked_lists.json (the lists as data). With TEST.RERANK.ENABLED True the lists use the k-reciprocal re-ranked
+distances (TEST.RERANK.K1/K2/LAMBDA). Options may come before or after the KEY VALUE overrides. Defaults of
+--topk/--missed/--per-sheet/--hide-junk come from VIS.TOPK, VIS.NUM_MISSED, VIS.QUERIES_PER_SHEET, VIS.SHOW_JUNK."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..engine.cli import OVERRIDES_HELP
+
+    p = argparse.ArgumentParser(prog="visualize.py", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "--config-file", dest="config", metavar="FILE", default="",
+                   help="YAML config the model was trained with, e.g. configs/Synthetic/resnet50_circle.yml")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                   help=OVERRIDES_HELP + "; MODEL.WEIGHTS names the checkpoint (empty: the initialised model)")
+    g = p.add_argument_group("queries")
+    g.add_argument("--query", "-q", nargs="+", default=[], metavar="Q",
+                   help="query indices (0-based, in the order of the query folder's file list) or file names "
+                        "(base name or path); may be followed by KEY VALUE overrides")
+    g.add_argument("--worst", type=int, default=None, metavar="N",
+                   help=f"the N queries with the lowest AP (default {DEFAULT_WORST} when no query is chosen)")
+    g.add_argument("--random", type=int, default=0, metavar="N", help="N queries drawn at random (see --seed)")
+    g.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    g.add_argument("--dataset", default="", metavar="NAME",
+                   help="test set to draw (one of DATASETS.TESTS; default: all of them; needed with --query when "
+                        "there are several)")
+    d = p.add_argument_group("drawing")
+    d.add_argument("--topk", type=int, default=None, metavar="K", help="gallery images per list (default VIS.TOPK)")
+    d.add_argument("--missed", type=int, default=None, metavar="M",
+                   help="lowest-ranked true matches shown after the top-k (default VIS.NUM_MISSED)")
+    d.add_argument("--per-sheet", type=int, default=None, metavar="N",
+                   help="queries per PNG sheet (default VIS.QUERIES_PER_SHEET)")
+    d.add_argument("--hide-junk", action="store_true",
+                   help="leave junk gallery images (pid -1) out of the lists instead of drawing them greyed")
+    d.add_argument("--output", default="", metavar="DIR", help=f"output folder (default OUTPUT_DIR/{RANKED_LISTS_DIR})")
+    return p
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Options may be given before or after the ``KEY VALUE`` overrides.
+
+    ``--query`` takes every following word; from the first word that is a config key (``MODEL.WEIGHTS``, ...) on,
+    the words are overrides again, so ``--query 3 17 MODEL.WEIGHTS m.pt`` means what it says.
+    """
+    args = build_parser().parse_intermixed_args(argv)
+    for i, word in enumerate(args.query):
+        if _is_config_key(word):
+            args.opts = list(args.query[i:]) + list(args.opts)
+            args.query = args.query[:i]
+            break
+    return args
+
+
+def _is_config_key(word: str) -> bool:
+    from ..config import get_cfg
+
+    if not word[:1].isupper() or word.upper() != word:
+        return False
+    node = get_cfg()
+    for part in word.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _check_positive(name: str, value: Optional[int], lo: int) -> None:
+    if value is not None and value < lo:
+        raise ConfigError(f"{name} must be at least {lo}, got {value}.")
+
+
+def check_weights(cfg) -> None:
+    """A missing MODEL.WEIGHTS file: say so and list the checkpoints next to it and in OUTPUT_DIR."""
+    path = cfg.MODEL.WEIGHTS
+    if not path or Path(path).is_file():
+        return
+    found = sorted({str(p) for folder in (Path(path).parent, Path(cfg.OUTPUT_DIR)) if folder.is_dir()
+                    for p in folder.glob("*.pt")})
+    hint = f" Checkpoints found: {', '.join(found[:6])}." if found else \
+        " Train one first (tools/train.py writes OUTPUT_DIR/model_final.pt)."
+    raise CheckpointError(f"MODEL.WEIGHTS file {path!r} does not exist.{hint} Pass MODEL.WEIGHTS <file>, or leave it "
+                          f"empty to draw the initialised (untrained) model's lists.")
+
+
+_ARCH_KEYS = ("META_ARCHITECTURE", "BACKBONE.NAME", "BACKBONE.DEPTH", "BACKBONE.LAYERS", "BACKBONE.WIDTH",
+              "BACKBONE.LAST_STRIDE", "HEADS.POOL", "HEADS.NECK", "HEADS.EMBEDDING_DIM")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _explain_mismatch(cfg, path: str) -> str:
+    """Model keys where the checkpoint's stored config differs from this one (empty if unknown)."""
+    try:
+        from ..engine.checkpoint import load_checkpoint
+
+        stored = load_checkpoint(path).get("cfg")
+    except ReIDError:
+        return ""
+    if not isinstance(stored, dict) or not isinstance(stored.get("MODEL"), dict):
+        return ""
+    diffs = []
+    for key in _ARCH_KEYS:
+        node_s, node_c = stored["MODEL"], cfg.MODEL
+        for part in key.split("."):
+            node_s = node_s.get(part) if isinstance(node_s, dict) else None
+            node_c = node_c.get(part) if node_c is not None else None
+        if node_s is not None and node_c is not None and _plain(node_s) != _plain(node_c):
+            diffs.append(f"MODEL.{key} {node_s!r} (this config: {node_c!r})")
+    if not diffs:
+        return ""
+    return " The checkpoint was trained with " + ", ".join(diffs) + "; pass the same values (or its config file)."
+
+
+def load_model(cfg, device: torch.device):
+    from ..engine.checkpoint import load_model_weights
+    from ..modeling import build_model
+
+    check_weights(cfg)
+    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        try:
+            load_model_weights(model, cfg.MODEL.WEIGHTS)
+        except CheckpointError as e:
+            raise CheckpointError(str(e) + _explain_mismatch(cfg, cfg.MODEL.WEIGHTS)) from None
+        logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)
+    else:
+        logger.warning("No MODEL.WEIGHTS given: drawing the ranked lists of the initialised (untrained) model")
+    return model.to(device).eval()
+
+
+def run_visualize(cfg, args: argparse.Namespace) -> Path:
+    """Extract features, rank, select the queries and write the sheets + index.html; returns the index path."""
+    from ..data import build_test_loader
+    from ..evaluation import evaluate, evaluate_rank, re_ranking
+    from ..evaluation.extract import extract_features
+    from ..utils.env import resolve_device, seed_all
+    from ..utils.logger import setup_logger
+    from .ranked_list import select_queries
+
+    setup_logger()
+    opts = vis_options(cfg)
+    for name, value, lo in (("--topk", args.topk, 1), ("--missed", args.missed, 0), ("--per-sheet", args.per_sheet, 1),
+                            ("--worst", args.worst, 0), ("--random", args.random, 0)):
+        _check_positive(name, value, lo)
+    topk = args.topk if args.topk is not None else opts["topk"]
+    num_missed = args.missed if args.missed is not None else opts["num_missed"]
+    per_sheet = args.per_sheet if args.per_sheet is not None else opts["per_sheet"]
+    show_junk = opts["show_junk"] and not args.hide_junk
+    worst = args.worst if args.worst is not None else (0 if args.query or args.random else DEFAULT_WORST)
+    tests = list(cfg.DATASETS.TESTS)
+    if args.dataset and args.dataset not in tests:
+        raise ConfigError(f"--dataset {args.dataset!r} is not a test set of this config; DATASETS.TESTS is {tests}. "
+                          f"Pick one of them (or add DATASETS.TESTS \"['{args.dataset}']\").")
+    datasets = [args.dataset] if args.dataset else tests
+    if args.query and len(datasets) > 1:
+        raise ConfigError(f"--query names queries of one test set, but DATASETS.TESTS has {len(datasets)}: {tests}. "
+                          f"Add --dataset NAME.")
+    if show_junk and not cfg.DATASETS.KEEP_JUNK:
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.DATASETS.KEEP_JUNK = True  # load junk so it can be drawn greyed; the protocol ignores it either way
+        cfg.freeze()
+    out = Path(args.output) if args.output else Path(cfg.OUTPUT_DIR) / RANKED_LISTS_DIR
+    seed_all(cfg.SEED, cfg.DETERMINISTIC)
+    device = resolve_device(cfg.MODEL.DEVICE)
+    model = load_model(cfg, device)
+    rr = cfg.TEST.RERANK
+    distance_name = (f"k-reciprocal re-ranked distance, k1 {rr.K1}, k2 {rr.K2}, lambda {rr.LAMBDA}"
+                     if rr.ENABLED else f"{cfg.TEST.METRIC} distance")
+    sheets: List[SheetInfo] = []
+    notes: List[str] = []
+    galleries = {}
+    for name in datasets:
+        loader, num_query, records = build_test_loader(cfg, name)
+        q_paths = [r.path for r in records[:num_query]]
+        select_queries(q_paths, None, args.query, dataset=name)  # bad indices / names fail before extraction
+        feats = extract_features(model, loader, device, flip=cfg.TEST.FLIP, desc=f"{name} features")
+        q, g = feats.split(num_query)
+        ids = (q.pids, g.pids, q.camids, g.camids)
+        distmat = None
+        if rr.ENABLED:
+            t0 = time.perf_counter()
+            logger.info("Re-ranking %d queries x %d gallery images (k1 %d, k2 %d, lambda %.2f) ...", len(q.paths),
+                        len(g.paths), rr.K1, rr.K2, rr.LAMBDA)
+            qf, gf = (F.normalize(q.feats, dim=1), F.normalize(g.feats, dim=1)) if cfg.TEST.METRIC == "cosine" \
+                else (q.feats, g.feats)
+            distmat = re_ranking(qf, gf, k1=rr.K1, k2=rr.K2, lambda_value=rr.LAMBDA)
+            logger.info("Re-ranking done in %.1fs", time.perf_counter() - t0)
+            result = evaluate_rank(distmat, *ids, max_rank=cfg.TEST.MAX_RANK)
+        else:
+            result = evaluate(q.feats, g.feats, *ids, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK)
+        notes.append(f"{name}: rank-1 {100 * result.cmc[0]:.2f}%, mAP {100 * result.mAP:.2f}% over "
+                     f"{result.num_valid} valid queries of {result.num_query}; gallery {result.num_gallery} images "
+                     f"({distance_name}).")
+        logger.info("%s: rank-1 %.2f%%  mAP %.2f%%  mINP %.2f%%  (%s)", name, 100 * result.cmc[0], 100 * result.mAP,
+                    100 * result.mINP, distance_name)
+        indices = select_queries(q.paths, result.ap, args.query, worst=worst, random=args.random, seed=args.seed,
+                                 dataset=name)
+        logger.info("%s: drawing %d ranked lists (top-%d, %d lowest-ranked true matches, junk %s)", name,
+                    len(indices), topk, num_missed, "greyed" if show_junk else "hidden")
+        sheets += ranked_lists(name, q, g, indices, out, metric=cfg.TEST.METRIC, distmat=distmat, topk=topk,
+                               num_missed=num_missed, show_junk=show_junk, per_sheet=per_sheet,
+                               distance_name=distance_name)
+        galleries[name] = (q.paths, g.paths, g.pids, g.camids)
+        del distmat, feats, q, g
+    weights = cfg.MODEL.WEIGHTS or "none (the initialised model)"
+    notes.insert(0, f"Model weights: <code>{weights}</code>.")
+    in_run = out.resolve() == (Path(cfg.OUTPUT_DIR) / RANKED_LISTS_DIR).resolve()
+    back = f"../{REPORT}" if in_run and (Path(cfg.OUTPUT_DIR) / REPORT).is_file() else None
+    index = write_index(sheets, out, title=f"Ranked lists: {Path(cfg.OUTPUT_DIR).resolve().name}",
+                        notes=[_html_note(n) for n in notes], galleries=galleries, back_link=back)
+    logger.info("Wrote %d sheet(s) of %d queries to %s; open %s in a browser", len(sheets),
+                sum(len(s.queries) for s in sheets), out, index)
+    if back and link_ranked_lists(cfg.OUTPUT_DIR):
+        logger.info("Linked them from %s", Path(cfg.OUTPUT_DIR) / REPORT)
+    return index
+
+
+def _html_note(text: str) -> str:
+    from . import html as H
+
+    # Notes are ours; only the weights path and dataset names come from the user: escape all but our <code>.
+    return H.esc(text).replace("&lt;code&gt;", "<code>").replace("&lt;/code&gt;", "</code>")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from ..config import load_cfg
+
+    args = parse_args(argv)
+    cfg = load_cfg(args.config or None, args.opts)
+    run_visualize(cfg, args)
+    return 0
