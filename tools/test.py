@@ -16,7 +16,7 @@ EPILOG = """examples:
 
 Without MODEL.WEIGHTS the freshly initialised model is evaluated (the untrained baseline). Classifier weights
 in the checkpoint are ignored: evaluation uses the embedding only. Writes OUTPUT_DIR/metrics.json (with a
-"rerank" entry when TEST.RERANK.ENABLED) and prints a results table."""
+"rerank" entry when TEST.RERANK.ENABLED), report.html and plots/ (VIS.REPORT), and prints a results table."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -16,8 +16,8 @@ EPILOG = """examples:
   python tools/train.py --config configs/Market1501/resnet50_circle.yml OUTPUT_DIR out/m50 --resume
 
 Writes to OUTPUT_DIR: config.yaml (resolved config), log.txt, train_log.jsonl (per-epoch losses and
-evaluations), model_last.pt (every SOLVER.CHECKPOINT_PERIOD epochs, written atomically), model_final.pt and
-metrics.json (rank1, rank5, rank10, mAP, mINP as fractions)."""
+evaluations), model_last.pt (every SOLVER.CHECKPOINT_PERIOD epochs, written atomically), model_final.pt,
+metrics.json (rank1, rank5, rank10, mAP, mINP as fractions), report.html and plots/ (VIS.REPORT)."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

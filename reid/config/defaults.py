@@ -117,7 +117,7 @@ _C.DATASETS.SYNTHETIC.NUM_JUNK = 20  # gallery images of pid -1 (ignored by the 
 _C.DATASETS.SYNTHETIC.IMAGE_SIZE = [128, 64]  # (height, width) written to disk (Market-1501: 128 x 64)
 _C.DATASETS.SYNTHETIC.SEED = 0  # generation seed: the same seed gives the same files
 _C.DATASETS.SYNTHETIC.DIFFICULTY = 0.5  # 0..1: camera colour/scale/viewpoint shifts, blur, noise, pose, occlusion
-_C.DATASETS.SYNTHETIC.LOOKALIKE = 0.5  # 0..1: share of identities wearing an earlier identity's colours
+_C.DATASETS.SYNTHETIC.LOOKALIKE = 0.3  # 0..1: share of identities wearing an earlier identity's colours
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.DATALOADER = CN()
@@ -157,3 +157,13 @@ _C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking (Zhong et al. 2017); t
 _C.TEST.RERANK.K1 = 20  # k1 of k-reciprocal neighbours (Zhong et al. 2017)
 _C.TEST.RERANK.K2 = 6  # k2 of local query expansion (Zhong et al. 2017)
 _C.TEST.RERANK.LAMBDA = 0.3  # weight of the original distance in the final one (Zhong et al. 2017)
+
+# ---------------------------------------------------------------------------------------------------------------
+_C.VIS = CN()
+_C.VIS.REPORT = True  # after train/test write OUTPUT_DIR/report.html and plots/ (CMC, curves, distances, worst queries)
+_C.VIS.TOPK = 10  # gallery images per ranked list (after the protocol's same-camera and junk removal)
+_C.VIS.NUM_MISSED = 3  # lowest-ranked true matches shown after the top-k of a ranked list (0 = none)
+_C.VIS.QUERIES_PER_SHEET = 6  # ranked lists (rows) per PNG sheet
+_C.VIS.REPORT_SHEETS = 2  # sheets of the worst-AP queries drawn into the report, per test set (0 = none)
+_C.VIS.SHOW_JUNK = True  # draw junk gallery images (pid -1, kept by DATASETS.KEEP_JUNK) greyed; False hides them
+_C.VIS.HIST_MAX_QUERIES = 2000  # queries (evenly spaced) in the distance histogram; bounds its cost on large sets
