@@ -1,0 +1,7 @@
+"""Dataset parsers behind ``DATASET_REGISTRY``; each is built as ``Cls(root, cfg)`` and yields ImageRecord lists."""
+from .base import DATASET_REGISTRY, ImageRecord, ReIDDataset
+from .market1501 import Market1501
+from .msmt17 import MSMT17
+from .synthetic import Synthetic
+
+__all__ = ["DATASET_REGISTRY", "ImageRecord", "ReIDDataset", "Market1501", "MSMT17", "Synthetic"]

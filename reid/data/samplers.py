@@ -1,0 +1,125 @@
+"""Training samplers: P x K identity batches and a plain shuffle, both deterministic per (seed, epoch) and DDP-aware.
+
+Both build the whole epoch's batch plan up front, so ``__len__`` is exact and ranks can take disjoint batches:
+rank r gets batches r, r + W, r + 2W, ... of one shared plan, padded by wrapping around so every rank yields the
+same number of batches (a rank running out early would hang the others in a collective).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from ..utils.errors import ConfigError
+
+Batch = List[int]
+
+
+class _PlannedSampler(Sampler[int]):
+    """Yields the indices of this rank's batches of an epoch plan; subclasses say how to plan an epoch."""
+
+    def __init__(self, batch_size: int, seed: int, rank: int, world_size: int) -> None:
+        if batch_size <= 0:
+            raise ConfigError(f"The per-rank batch size must be positive, got {batch_size}.")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"Invalid DDP rank {rank} of world size {world_size}.")
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self._cache: Optional[Tuple[int, List[Batch]]] = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Like DistributedSampler.set_epoch: call before iterating so every epoch (and rank) differs."""
+        self.epoch = epoch
+
+    def _plan(self, rng: np.random.Generator) -> List[Batch]:
+        raise NotImplementedError
+
+    def _rank_batches(self) -> List[Batch]:
+        if self._cache is None or self._cache[0] != self.epoch:
+            plan = self._plan(np.random.default_rng([self.seed, self.epoch]))
+            per_rank = -(-len(plan) // self.world_size)  # ceil: pad by wrapping around
+            mine = [plan[(self.rank + i * self.world_size) % len(plan)] for i in range(per_rank)] if plan else []
+            self._cache = (self.epoch, mine)
+        return self._cache[1]
+
+    def __iter__(self) -> Iterator[int]:
+        for batch in self._rank_batches():
+            yield from batch
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._rank_batches())
+
+
+class IdentitySampler(_PlannedSampler):
+    """P x K batches: ``batch_size / num_instances`` distinct identities with ``num_instances`` images each.
+
+    Per epoch every identity's images are shuffled and cut into groups of K (the last group, and identities with
+    fewer than K images, completed by drawing with replacement), so every identity and nearly every image is seen
+    once. Groups are dealt into batches of P distinct identities; only groups left when fewer than P identities
+    still have some are dropped.
+    """
+
+    def __init__(self, pids: Sequence[int], batch_size: int, num_instances: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        super().__init__(batch_size, seed, rank, world_size)
+        if num_instances <= 0 or batch_size % num_instances:
+            raise ConfigError(f"The batch size ({batch_size}) must be a positive multiple of "
+                              f"DATALOADER.NUM_INSTANCE ({num_instances}) for P x K identity batches.")
+        self.num_instances = num_instances
+        self.num_pids_per_batch = batch_size // num_instances
+        index: Dict[int, List[int]] = defaultdict(list)
+        for i, pid in enumerate(pids):
+            index[int(pid)].append(i)
+        self.index = dict(sorted(index.items()))
+        if len(self.index) < self.num_pids_per_batch:
+            raise ConfigError(f"A batch needs {self.num_pids_per_batch} distinct identities (batch size {batch_size} / "
+                              f"NUM_INSTANCE {num_instances}) but the training set has only {len(self.index)}; "
+                              f"lower SOLVER.IMS_PER_BATCH or raise DATALOADER.NUM_INSTANCE.")
+
+    def _groups(self, rng: np.random.Generator) -> Dict[int, List[Batch]]:
+        """Each identity's images in shuffled groups of K."""
+        k = self.num_instances
+        groups = {}
+        for pid, idxs in self.index.items():
+            order = rng.permutation(idxs).tolist()
+            short = -len(order) % k
+            if short:
+                order += rng.choice(idxs, size=short, replace=True).tolist()
+            groups[pid] = [order[i:i + k] for i in range(0, len(order), k)]
+        return groups
+
+    def _plan(self, rng: np.random.Generator) -> List[Batch]:
+        """Deal groups into batches, each round from the P identities with the most groups left (random among
+        ties), which uses the most groups possible; the batch order is then shuffled."""
+        groups = self._groups(rng)
+        pids = list(groups)
+        left = np.array([len(groups[pid]) for pid in pids], dtype=np.float64)
+        p = self.num_pids_per_batch
+        batches = []
+        while np.count_nonzero(left) >= p:
+            chosen = np.argpartition(-(left + 0.5 * rng.random(len(left))), p - 1)[:p]
+            batches.append([i for c in chosen for i in groups[pids[c]][int(left[c]) - 1]])
+            left[chosen] -= 1
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class RandomSampler(_PlannedSampler):
+    """A seeded shuffle of all indices cut into full batches (``DATALOADER.SAMPLER random``), DDP-aware like the
+    identity sampler (unlike torch's RandomSampler)."""
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(batch_size, seed, rank, world_size)
+        if num_samples < batch_size:
+            raise ConfigError(f"The training set has {num_samples} images, fewer than one batch of {batch_size}; "
+                              f"lower SOLVER.IMS_PER_BATCH.")
+        self.num_samples = num_samples
+
+    def _plan(self, rng: np.random.Generator) -> List[Batch]:
+        order = rng.permutation(self.num_samples).tolist()
+        full = len(order) - len(order) % self.batch_size
+        return [order[i:i + self.batch_size] for i in range(0, full, self.batch_size)]
