@@ -1,0 +1,93 @@
+"""Re-ranking benchmark: sparse `re_ranking` against the textbook dense NumPy version (the test reference).
+
+Same random features as `eval_bench.py` (query + gallery without junk: Market-1501 N = 19,281, MSMT17
+N = 93,820), L2-normalised. Each measurement runs in a fresh subprocess; one JSON line per measurement. The
+dense baseline runs in float32 like the authors' code, only where its N x N matrices fit (Market-1501 needs
+about 10 GB); its output is compared with ours (max absolute difference).
+
+    python benchmarks/rerank_bench.py --dataset market --device cpu
+    python benchmarks/rerank_bench.py --dataset msmt17 --device cuda --no-baseline
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eval_bench import (  # noqa: E402
+    SPLITS, base_parser, common_fields, device_name, make_split, peer_status, run_measurement, setup_worker, spawn,
+    worker_argv,
+)
+
+from reid.evaluation import re_ranking  # noqa: E402
+
+# Bytes per N^2 entry the dense baseline holds at its peak (float32 distances, int64 argsort, V, V_qe, temporaries).
+DENSE_BYTES_PER_ENTRY = 28
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One measurement in this (fresh) process."""
+    setup_worker(args)
+    q, g, *_ = make_split(args.dataset, args.dim, device=args.device, junk=False)
+    q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
+    if args.impl == "reid":
+        stats, out = run_measurement(lambda: re_ranking(q, g, args.k1, args.k2, args.lambda_value), args.device, 1)
+        return {**stats, "output_checksum": float(out.double().sum())}
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_eval_reranking import dense_re_ranking_reference
+
+    qn, gn = q.cpu().numpy(), g.cpu().numpy()
+    stats, dense = run_measurement(
+        lambda: dense_re_ranking_reference(qn, gn, args.k1, args.k2, args.lambda_value, dtype=np.float32), "cpu", 1)
+    ours = re_ranking(q, g, args.k1, args.k2, args.lambda_value).cpu().numpy()
+    diff = np.abs(dense - ours)
+    return {**stats, "max_abs_diff_vs_reid": float(diff.max()), "entries_over_1e-4": int((diff > 1e-4).sum()),
+            "rows_over_1e-4": int((diff > 1e-4).any(1).sum())}
+
+
+def main() -> None:
+    parser = base_parser(__doc__)
+    parser.add_argument("--k1", type=int, default=20)
+    parser.add_argument("--k2", type=int, default=6)
+    parser.add_argument("--lambda-value", type=float, default=0.3)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the dense NumPy re-ranking")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    split = SPLITS[args.dataset]
+    num = split.num_query + split.num_gallery
+    common = {**common_fields("rerank", args), "num_query": split.num_query, "num_gallery": split.num_gallery,
+              "k1": args.k1, "k2": args.k2, "lambda_value": args.lambda_value}
+    argv = [*worker_argv(args), "--k1", str(args.k1), "--k2", str(args.k2), "--lambda-value", str(args.lambda_value)]
+    ours = {**common, "what": "re_ranking(features)", "impl": "reid", **spawn(__file__, [*argv, "--impl", "reid"])}
+    need_gb = DENSE_BYTES_PER_ENTRY * num**2 / 2**30
+    free_gb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    if args.no_baseline:
+        ours["baseline"] = "skipped: --no-baseline"
+    elif need_gb > 0.8 * free_gb:
+        ours["baseline"] = f"skipped: the dense version needs about {need_gb:.0f} GB, {free_gb:.0f} GB free"
+    else:
+        base = spawn(__file__, [*argv, "--impl", "dense_numpy"])
+        print(json.dumps({**common, "what": "re_ranking(features)", "impl": "dense_numpy_reference_float32",
+                          "device": "cpu", "device_name": device_name("cpu"), **base}))
+        if "wall_s" in base and "wall_s" in ours:
+            ours["baseline_wall_s"] = base["wall_s"]
+            ours["speedup_vs_baseline"] = round(base["wall_s"] / ours["wall_s"], 2)
+            ours["baseline_peak_rss_mb"] = base["peak_rss_mb"]
+            ours["max_abs_diff_vs_baseline"] = base.get("max_abs_diff_vs_reid")
+            ours["entries_over_1e-4_vs_baseline"] = base.get("entries_over_1e-4")
+    ours["peers"] = peer_status({"fastreid": "fastreid.evaluation.rerank", "torchreid": "torchreid.utils.rerank"})
+    print(json.dumps(ours), flush=True)
+
+
+if __name__ == "__main__":
+    main()

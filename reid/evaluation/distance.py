@@ -1,0 +1,136 @@
+"""Query x gallery distances computed block by block on the features' device.
+
+Nothing of size query x gallery is built on the host: `iter_distance_blocks` lets the evaluator consume one block
+of query rows at a time, and `compute_distance` assembles the whole matrix on the features' own device. Matrix
+products run in full float32 even where TF32 is switched on for training, so rankings do not depend on it.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reid.utils.errors import ReIDError
+
+METRICS = ("cosine", "euclidean")
+
+# Elements per work block: 2^23 float32 = 32 MiB on the CPU; a GPU gets larger blocks (fewer launches).
+_BLOCK_ELEMS = {"cpu": 1 << 23, "cuda": 1 << 26}
+# Query x gallery distance blocks are larger on the CPU: each block's matrix product streams all the gallery
+# features from memory once, so a few hundred query rows per block keep it compute-bound (128 MiB blocks).
+_DISTANCE_ELEMS = {"cpu": 1 << 25, "cuda": 1 << 26}
+
+
+class EvaluationError(ReIDError):
+    """Inputs the evaluator cannot use: wrong shapes, an unknown metric, no query with a true match."""
+
+
+def block_rows(num_cols: int, device: torch.device, chunk_size: int | None = None,
+               budgets: dict[str, int] = _BLOCK_ELEMS) -> int:
+    """Rows per block so that a block of `num_cols` columns stays within the device's element budget."""
+    if chunk_size is not None:
+        if chunk_size < 1:
+            raise EvaluationError(f"chunk_size must be a positive number of rows, got {chunk_size}.")
+        return chunk_size
+    return max(1, budgets.get(device.type, budgets["cpu"]) // max(1, num_cols))
+
+
+def as_features(feats: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """A 2-D floating tensor (float32 unless it is float64) on the input's device; NumPy arrays are wrapped."""
+    if isinstance(feats, np.ndarray):
+        feats = torch.from_numpy(feats)
+    if not isinstance(feats, torch.Tensor) or feats.dim() != 2:
+        shape = tuple(feats.shape) if hasattr(feats, "shape") else type(feats).__name__
+        raise EvaluationError(f"{name} must be a 2-D (num_samples, dim) tensor or array, got {shape}.")
+    if feats.dtype != torch.float64:
+        feats = feats.float()
+    return feats
+
+
+def check_pair(q_feats: torch.Tensor, g_feats: torch.Tensor) -> None:
+    if q_feats.shape[1] != g_feats.shape[1]:
+        raise EvaluationError(
+            f"query and gallery features differ in dimension ({q_feats.shape[1]} vs {g_feats.shape[1]}); "
+            "extract both with the same model."
+        )
+    if q_feats.device != g_feats.device:
+        raise EvaluationError(
+            f"query features are on {q_feats.device} but gallery features on {g_feats.device}; "
+            "move both to one device."
+        )
+    if q_feats.dtype != g_feats.dtype:
+        raise EvaluationError(f"query features are {q_feats.dtype} but gallery features {g_feats.dtype}.")
+
+
+def check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise EvaluationError(f"unknown distance metric {metric!r}; expected one of {', '.join(METRICS)}.")
+
+
+def exact_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """`a @ b` in full float32 on GPUs even where TF32 was switched on globally (it would change rankings)."""
+    if a.device.type != "cuda":
+        return torch.mm(a, b, out=out)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        return torch.mm(a, b, out=out)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+def _prepare(
+    q_feats: torch.Tensor | np.ndarray, g_feats: torch.Tensor | np.ndarray, metric: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    check_metric(metric)
+    q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
+    check_pair(q_feats, g_feats)
+    if metric == "cosine":
+        return F.normalize(q_feats, dim=1), F.normalize(g_feats, dim=1)
+    return q_feats, g_feats
+
+
+def _blocks(
+    q: torch.Tensor, g: torch.Tensor, metric: str, chunk_size: int | None, out: torch.Tensor | None = None
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Distances of consecutive query rows to all of `g` (prepared features); written into `out` when given."""
+    g_sq = g.pow(2).sum(1) if metric == "euclidean" else None
+    rows = block_rows(g.shape[0], q.device, chunk_size, _DISTANCE_ELEMS)
+    for start in range(0, q.shape[0], rows):
+        q_rows = q[start : start + rows]
+        block = exact_mm(q_rows, g.T, out=None if out is None else out[start : start + rows])
+        if g_sq is None:
+            block.neg_().add_(1.0)
+        else:
+            block.mul_(-2.0).add_(g_sq).add_(q_rows.pow(2).sum(1, keepdim=True)).clamp_(min=0.0).sqrt_()
+        yield start, block
+
+
+def iter_distance_blocks(
+    q_feats: torch.Tensor | np.ndarray,
+    g_feats: torch.Tensor | np.ndarray,
+    metric: str = "cosine",
+    chunk_size: int | None = None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield `(first_query_row, block)` with `block` = distances of consecutive query rows to the whole gallery.
+
+    cosine: 1 - <q/|q|, g/|g|>; euclidean: |q - g| (not squared). Memory: one block at a time.
+    """
+    q, g = _prepare(q_feats, g_feats, metric)  # checked here, not at the first block
+    return _blocks(q, g, metric, chunk_size)
+
+
+def compute_distance(
+    q_feats: torch.Tensor | np.ndarray,
+    g_feats: torch.Tensor | np.ndarray,
+    metric: str = "cosine",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """The (num_query, num_gallery) distance matrix on the features' device (see `iter_distance_blocks`)."""
+    q, g = _prepare(q_feats, g_feats, metric)
+    out = torch.empty(q.shape[0], g.shape[0], dtype=q.dtype, device=q.device)
+    for _ in _blocks(q, g, metric, chunk_size, out):
+        pass
+    return out

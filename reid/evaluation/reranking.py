@@ -1,0 +1,314 @@
+"""k-reciprocal re-ranking (Zhong et al., CVPR 2017), exact and sparse, memory-bounded on any torch device.
+
+Same definition as the authors' code, on all N = query + gallery samples:
+  d(i, j)   squared Euclidean distance of the given features, each row divided by its maximum
+            (for L2-normalised features: (2 - 2 cos) / row max);
+  N(i, k)   the k nearest samples of i in (distance, index) order, i itself included; R(i) = the j in N(i, k1 + 1)
+            with i in N(j, k1 + 1); R*(i) = R(i) plus the R_half(c) (k = round(k1 / 2) + 1) of every c in R(i)
+            that shares more than 2/3 of its members with R(i);
+  V(i, j)   exp(-d(i, j)) on R*(i), normalised to sum 1; local query expansion: V(i) <- mean of V(j), j in N(i, k2);
+  final     (1 - lambda) * Jaccard + lambda * d, Jaccard(i, j) = 1 - m / (2 - m), m = sum_t min(V(i, t), V(j, t)).
+
+Why sparse: V has at most a few tens of non-zeros per row, so instead of the textbook's several N x N matrices
+(MSMT17: N = 93,820) this keeps N x (k1 + 1) neighbours, V as padded rows, and only the query x gallery output.
+The one N x N pass (distances for the neighbour lists and row maxima) is done block by block on the device.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from reid.evaluation.distance import EvaluationError, as_features, block_rows, check_pair, exact_mm
+
+
+def _check_params(k1: int, k2: int, lambda_value: float) -> None:
+    if k1 < 1:
+        raise EvaluationError(f"re-ranking k1 must be at least 1, got {k1} (paper default 20).")
+    if not 1 <= k2 <= k1 + 1:
+        raise EvaluationError(f"re-ranking k2 must be in [1, k1 + 1] = [1, {k1 + 1}], got {k2} (paper default 6).")
+    if not 0.0 <= lambda_value <= 1.0:
+        raise EvaluationError(f"re-ranking lambda_value must be in [0, 1], got {lambda_value} (paper default 0.3).")
+
+
+class _Nearest:
+    """Per row, the `keep` smallest keys seen so far (values, indices) and the largest, merged block by block.
+
+    A row's key for column j is sq_j - 2 <x_i, x_j>: its squared distance less the row constant sq_i.
+    """
+
+    def __init__(self, num: int, keep: int, like: torch.Tensor) -> None:
+        self.vals = torch.full((num, keep), float("inf"), dtype=like.dtype, device=like.device)
+        self.idx = torch.zeros(num, keep, dtype=torch.int64, device=like.device)
+        self.max = torch.full((num,), float("-inf"), dtype=like.dtype, device=like.device)
+
+    def update(self, rows: slice, keys: torch.Tensor, first_col: int, transposed: bool = False) -> None:
+        """Merge a block of keys: (rows, columns from `first_col`), or (columns, rows) when `transposed`."""
+        dim = 0 if transposed else 1
+        self.max[rows] = torch.maximum(self.max[rows], keys.amax(dim))
+        bound = self.vals[rows, -1]
+        if bool(torch.isinf(bound).any()):  # a row's first block: plain top-k
+            vals, idx = torch.topk(keys, min(self.vals.shape[1], keys.shape[dim]), dim=dim, largest=False)
+            if transposed:
+                vals, idx = vals.T, idx.T
+        else:  # later blocks: only keys below the row's current k-th best can enter, usually a handful
+            vals, idx = self._below(keys, bound, transposed)
+        vals, idx = torch.cat([self.vals[rows], vals], 1), torch.cat([self.idx[rows], idx + first_col], 1)
+        vals, pick = torch.topk(vals, self.vals.shape[1], dim=1, largest=False)
+        self.vals[rows], self.idx[rows] = vals, idx.gather(1, pick)
+
+    @staticmethod
+    def _below(keys: torch.Tensor, bound: torch.Tensor, transposed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row, the keys strictly below `bound`, as padded (rows, width) values (inf padding) and columns."""
+        if transposed:
+            col, row = (keys < bound[None, :]).nonzero(as_tuple=True)
+            row, order = row.sort(stable=True)
+            col = col[order]
+        else:
+            row, col = (keys < bound[:, None]).nonzero(as_tuple=True)
+        counts = torch.bincount(row, minlength=bound.numel())
+        slot = torch.arange(row.numel(), device=row.device) - (torch.cumsum(counts, 0) - counts)[row]
+        width = max(int(counts.max()), 1)
+        vals = torch.full((bound.numel(), width), float("inf"), dtype=keys.dtype, device=keys.device)
+        idx = torch.zeros(bound.numel(), width, dtype=torch.int64, device=keys.device)
+        vals[row, slot] = keys[col, row] if transposed else keys[row, col]
+        idx[row, slot] = col
+        return vals, idx
+
+
+def _neighbours(x: torch.Tensor, sq: torch.Tensor, num_query: int, k: int,
+                chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass over the upper triangle of the N x N distances, in square blocks (each dot product once).
+
+    Returns the k nearest neighbours of every sample in (distance, index) order (N, k) with their squared
+    distances (N, k), the row maxima of the squared distances (N,) and the row-normalised query x gallery
+    distances, the buffer the re-ranked output is later written into.
+    """
+    num = x.shape[0]
+    near = _Nearest(num, min(k + 1, num), x)  # one extra, to see ties at the k-th place
+    out = torch.empty(num_query, num - num_query, dtype=x.dtype, device=x.device)
+    size = chunk_size or math.isqrt(block_rows(1, x.device, None))
+    for a in range(0, num, size):
+        rows = slice(a, min(a + size, num))
+        for b in range(a, num, size):
+            cols = slice(b, min(b + size, num))
+            dots = exact_mm(x[rows], x[cols].T)
+            keys = torch.add(sq[cols], dots, alpha=-2.0)
+            if a == b:
+                keys.diagonal().copy_(-sq[rows])  # exactly d(i, i) = 0
+            near.update(rows, keys, b)
+            _copy_query_gallery(out, keys, rows, cols, sq)
+            if b != a:
+                near.update(cols, dots.mul_(-2.0).add_(sq[rows, None]), a, transposed=True)
+    row_max = (near.max + sq).clamp_(min=torch.finfo(x.dtype).tiny)
+    out.div_(row_max[:num_query, None])
+    nbrs, d2 = _stable_order(near, x, sq, k)
+    return nbrs, d2, row_max, out
+
+
+def _copy_query_gallery(out: torch.Tensor, keys: torch.Tensor, rows: slice, cols: slice, sq: torch.Tensor) -> None:
+    """Squared distances of the block's query rows to its gallery columns, into `out` (num_query x num_gallery)."""
+    num_query = out.shape[0]
+    r1, c0 = min(rows.stop, num_query), max(cols.start, num_query)
+    if rows.start < r1 and c0 < cols.stop:
+        block = keys[: r1 - rows.start, c0 - cols.start :] + sq[rows.start : r1, None]
+        out[rows.start : r1, c0 - num_query : cols.stop - num_query] = block.clamp_(min=0.0)
+
+
+def _stable_order(near: _Nearest, x: torch.Tensor, sq: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest in (distance, index) order, as a stable argsort of the row gives them, and their distances."""
+    idx, by_idx = near.idx.sort(1)
+    vals = near.vals.gather(1, by_idx)
+    by_val = torch.argsort(vals, dim=1, stable=True)
+    idx, vals = idx.gather(1, by_val), vals.gather(1, by_val)
+    if vals.shape[1] > k:
+        # topk picks arbitrarily among keys tied at the k-th place: settle those rows with a stable argsort.
+        tied_rows = (vals[:, k - 1] == vals[:, k]).nonzero().squeeze(1)
+        for tied in tied_rows.split(block_rows(x.shape[0], x.device)):
+            keys = exact_mm(x[tied], x.T).mul_(-2.0).add_(sq)
+            keys[torch.arange(tied.numel(), device=x.device), tied] = -sq[tied]
+            order = torch.argsort(keys, dim=1, stable=True)[:, :k]
+            idx[tied, :k], vals[tied, :k] = order, keys.gather(1, order)
+    return idx[:, :k], (vals[:, :k] + sq[:, None]).clamp_(min=0.0)
+
+
+def _reciprocal(nbrs: torch.Tensor, width: int, chunk_size: int | None) -> torch.Tensor:
+    """(N, width) mask: nbrs[i, a] has i among its own first `width` neighbours."""
+    num = nbrs.shape[0]
+    out = torch.empty(num, width, dtype=torch.bool, device=nbrs.device)
+    rows = block_rows(width * width, nbrs.device, chunk_size)
+    for start in range(0, num, rows):
+        fwd = nbrs[start : start + rows, :width]
+        me = torch.arange(start, start + fwd.shape[0], device=nbrs.device)
+        out[start : start + rows] = (nbrs[fwd, :width] == me[:, None, None]).any(2)
+    return out
+
+
+def _unique_rows(idx: torch.Tensor, sentinel: int) -> torch.Tensor:
+    """Each row's distinct values in ascending order, padded with `sentinel` (which must be the largest)."""
+    idx = idx.sort(1).values
+    repeat = torch.zeros_like(idx, dtype=torch.bool)
+    repeat[:, 1:] = idx[:, 1:] == idx[:, :-1]
+    idx = idx.masked_fill(repeat, sentinel).sort(1).values
+    return idx[:, : int((idx != sentinel).sum(1).max())]
+
+
+def _expansion_sets(nbrs: torch.Tensor, rec: torch.Tensor, rec_half: torch.Tensor, rows: slice) -> torch.Tensor:
+    """R*(i) for a block of rows: (B, W) indices padded with N."""
+    num, half = nbrs.shape[0], rec_half.shape[1]
+    fwd, is_rec = nbrs[rows], rec[rows]
+    r_set = torch.where(is_rec, fwd, -1)  # (B, K), -1: not reciprocal
+    cand = nbrs[fwd, :half]  # (B, K, half): R_half of each candidate, masked by rec_half
+    cand_ok = rec_half[fwd]
+    shared = ((cand[..., None] == r_set[:, None, None, :]).any(-1) & cand_ok).sum(-1)
+    take = is_rec & (3 * shared > 2 * cand_ok.sum(-1))  # |R_half(c) & R(i)| > 2/3 |R_half(c)|, in integers
+    members = torch.cat([
+        torch.where(is_rec, fwd, num),
+        torch.where(take[..., None] & cand_ok, cand, num).flatten(1),
+    ], 1)
+    return _unique_rows(members, num)
+
+
+def _squared_distances(x: torch.Tensor, sq: torch.Tensor, nbrs: torch.Tensor, nbr_d2: torch.Tensor,
+                       idx: torch.Tensor, rows: slice) -> torch.Tensor:
+    """d^2(i, e) for e in R*(i): looked up among i's k nearest, recomputed (dot products) for the few others."""
+    num = x.shape[0]
+    hit = idx[:, :, None] == nbrs[rows, None, :]  # (B, W, k), at most one hit per entry
+    out = (hit * nbr_d2[rows, None, :]).sum(2)
+    miss_row, miss_col = ((idx < num) & ~hit.any(2)).nonzero(as_tuple=True)
+    pairs = block_rows(2 * x.shape[1], x.device, None)  # bounds the gathered features
+    for lo in range(0, miss_row.numel(), pairs):
+        r, c = miss_row[lo : lo + pairs], miss_col[lo : lo + pairs]
+        i, e = r + rows.start, idx[r, c]
+        out[r, c] = (sq[i] + sq[e] - 2.0 * (x[i] * x[e]).sum(1)).clamp_(min=0.0)
+    return out
+
+
+def _pad_cat(parts: list[torch.Tensor], fill: float | int) -> torch.Tensor:
+    width = max(p.shape[1] for p in parts)
+    return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1]), value=fill) for p in parts])
+
+
+def _weights(x: torch.Tensor, sq: torch.Tensor, nbrs: torch.Tensor, nbr_d2: torch.Tensor, row_max: torch.Tensor,
+             k1: int, chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse V as padded rows: indices (N, W) (padding N) and values (N, W) (padding 0)."""
+    num, k = nbrs.shape
+    half = min(int(round(k1 / 2)) + 1, k)  # Python's round is half-to-even like np.around in the original code
+    rec, rec_half = _reciprocal(nbrs, k, chunk_size), _reciprocal(nbrs, half, chunk_size)
+    rows_per = block_rows(k * half * k, x.device, chunk_size)
+    idx_parts, val_parts = [], []
+    for start in range(0, num, rows_per):
+        rows = slice(start, min(start + rows_per, num))
+        idx = _expansion_sets(nbrs, rec, rec_half, rows)
+        d = _squared_distances(x, sq, nbrs, nbr_d2, idx, rows) / row_max[rows, None]
+        w = torch.where(idx < num, torch.exp(-d), 0.0)
+        idx_parts.append(idx)
+        val_parts.append(w / w.sum(1, keepdim=True))
+    return _pad_cat(idx_parts, num), _pad_cat(val_parts, 0.0)
+
+
+def _query_expansion(idx: torch.Tensor, val: torch.Tensor, nbrs: torch.Tensor, k2: int,
+                     chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """V(i) <- mean of V(j) over the k2 nearest j (i included), merged into padded sparse rows."""
+    num = idx.shape[0]
+    width = k2 * idx.shape[1]
+    rows_per = block_rows(width, idx.device, chunk_size)
+    idx_parts, val_parts = [], []
+    for start in range(0, num, rows_per):
+        near = nbrs[start : start + rows_per, :k2]
+        cols, order = idx[near].flatten(1).sort(1)
+        vals = val[near].flatten(1).gather(1, order)
+        new_run = torch.ones_like(cols, dtype=torch.bool)
+        new_run[:, 1:] = cols[:, 1:] != cols[:, :-1]
+        run = torch.cumsum(new_run, 1) - 1
+        out_val = torch.zeros_like(vals).scatter_add_(1, run, vals) / k2
+        out_idx = torch.full_like(cols, num).scatter_(1, run, cols)
+        keep = int((out_idx != num).sum(1).max())
+        idx_parts.append(out_idx[:, :keep])
+        val_parts.append(out_val[:, :keep])
+    return _pad_cat(idx_parts, num), _pad_cat(val_parts, 0.0)
+
+
+def _inverted_index(idx: torch.Tensor, val: torch.Tensor, first_row: int) -> tuple[torch.Tensor, ...]:
+    """Column-major view of the rows from `first_row` on: per column t, its (row - first_row, value) entries."""
+    num = idx.shape[0]
+    sub_idx, sub_val = idx[first_row:], val[first_row:]
+    present = sub_idx < num
+    rows = torch.arange(sub_idx.shape[0], device=idx.device)[:, None].expand_as(sub_idx)[present]
+    cols, vals = sub_idx[present], sub_val[present]
+    order = torch.argsort(cols, stable=True)
+    counts = torch.bincount(cols, minlength=num)
+    return torch.cumsum(counts, 0) - counts, counts, rows[order], vals[order]
+
+
+def _jaccard_into(out: torch.Tensor, idx: torch.Tensor, val: torch.Tensor, lambda_value: float,
+                  chunk_size: int | None) -> None:
+    """out <- (1 - lambda) * Jaccard + lambda * out for the query rows, via an inverted index of the gallery rows."""
+    num_query, num_gallery = out.shape
+    col_start, col_count, g_rows, g_vals = _inverted_index(idx, val, num_query)
+    rows_per = block_rows(num_gallery, out.device, chunk_size)
+    pair_budget = block_rows(8, out.device, None)  # ~50 bytes per pair: an eighth of the element budget
+    for start in range(0, num_query, rows_per):
+        stop = min(start + rows_per, num_query)
+        q_idx, q_val, bsz = idx[start:stop], val[start:stop], stop - start
+        present = q_idx < idx.shape[0]
+        e_row = torch.arange(bsz, device=out.device)[:, None].expand_as(q_idx)[present]
+        e_col, e_val = q_idx[present], q_val[present]
+        acc = torch.zeros(bsz * num_gallery, dtype=out.dtype, device=out.device)
+        pairs = col_count[e_col]
+        bounds = _split(pairs, pair_budget)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            _accumulate_min(acc, num_gallery, e_row[lo:hi], e_col[lo:hi], e_val[lo:hi], pairs[lo:hi],
+                            (col_start, g_rows, g_vals))
+        m = acc.view(bsz, num_gallery)
+        jaccard = 1.0 - m / (2.0 - m)
+        out[start:stop].mul_(lambda_value).add_(jaccard, alpha=1.0 - lambda_value)
+
+
+def _split(sizes: torch.Tensor, budget: int) -> list[int]:
+    """Boundaries that cut consecutive items into groups of about `budget` in total (no item is split)."""
+    window = torch.div(torch.cumsum(sizes, 0) - 1, budget, rounding_mode="floor")
+    return [0, *torch.unique_consecutive(window, return_counts=True)[1].cumsum(0).tolist()]
+
+
+def _accumulate_min(acc: torch.Tensor, num_gallery: int, e_row: torch.Tensor, e_col: torch.Tensor,
+                    e_val: torch.Tensor, pairs: torch.Tensor, inverted: tuple[torch.Tensor, ...]) -> None:
+    """acc[q, g] += min(V(q, t), V(g, t)) for every query entry (q, t) and every gallery entry of column t."""
+    col_start, g_rows, g_vals = inverted
+    entry = torch.repeat_interleave(torch.arange(e_row.numel(), device=acc.device), pairs)
+    first = torch.cumsum(pairs, 0) - pairs
+    src = col_start[e_col][entry] + torch.arange(entry.numel(), device=acc.device) - first[entry]
+    acc.index_add_(0, e_row[entry] * num_gallery + g_rows[src], torch.minimum(e_val[entry], g_vals[src]))
+
+
+def re_ranking(
+    q_feats: torch.Tensor | np.ndarray,
+    g_feats: torch.Tensor | np.ndarray,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Re-ranked (num_query, num_gallery) distances on the features' device (float32, or float64 for float64 input).
+
+    Pass L2-normalised features for the usual cosine setting. Ties between distances rank by sample index
+    (queries first, then gallery), as a stable argsort does. `chunk_size` is the side of the square distance
+    blocks and the rows per block of the other passes (default: a device-dependent element budget); memory is
+    the query x gallery output, O(N x k1) for neighbour lists and sparse rows, and blocks bounded by `chunk_size`.
+    """
+    _check_params(k1, k2, lambda_value)
+    q, g = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
+    check_pair(q, g)
+    if q.shape[0] == 0 or g.shape[0] == 0:
+        raise EvaluationError(f"re-ranking needs queries and gallery samples, got {q.shape[0]} and {g.shape[0]}.")
+    x = torch.cat([q, g])
+    if not bool(torch.isfinite(x).all()):
+        raise EvaluationError("re-ranking got NaN or infinite features; check the model's outputs.")
+    sq = x.pow(2).sum(1)
+    nbrs, nbr_d2, row_max, out = _neighbours(x, sq, q.shape[0], min(k1 + 1, x.shape[0]), chunk_size)
+    idx, val = _weights(x, sq, nbrs, nbr_d2, row_max, k1, chunk_size)
+    if k2 > 1:
+        idx, val = _query_expansion(idx, val, nbrs, min(k2, nbrs.shape[1]), chunk_size)
+    _jaccard_into(out, idx, val, lambda_value, chunk_size)
+    return out

@@ -1,0 +1,172 @@
+"""The sort-free evaluator against a brute-force per-query implementation of the protocol (stable argsort)."""
+import numpy as np
+import pytest
+import torch
+
+from reid.evaluation import EvaluationError, RankResult, compute_distance, evaluate, evaluate_rank, topk_valid
+from reid.utils.errors import ReIDError
+
+
+def brute_force_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
+    """Definitions, one query at a time: rank by (distance, index), drop same pid + same camera and junk."""
+    distmat = np.asarray(distmat)
+    num_q = distmat.shape[0]
+    ap, inp = np.full(num_q, np.nan), np.full(num_q, np.nan)
+    cmc_rows = []
+    for i in range(num_q):
+        order = np.argsort(distmat[i], kind="stable")
+        pids, cams = g_pids[order], g_camids[order]
+        keep = (pids != -1) & ~((pids == q_pids[i]) & (cams == q_camids[i]))
+        matches = pids[keep] == q_pids[i]
+        if not matches.any():
+            continue
+        ranks = np.flatnonzero(matches) + 1
+        ap[i] = np.mean(np.arange(1, len(ranks) + 1) / ranks)
+        inp[i] = len(ranks) / ranks[-1]
+        cmc_rows.append((np.arange(1, max_rank + 1) >= ranks[0]).astype(np.float64))
+    valid = ~np.isnan(ap)
+    return np.mean(cmc_rows, axis=0), ap[valid].mean(), inp[valid].mean(), int(valid.sum()), ap, inp
+
+
+def random_case(seed, num_q=40, num_g=300, num_ids=25, num_cams=4, levels=None, dtype=np.float64):
+    """Junk (-1), distractors (0), same-camera matches, queries whose pid is absent from the gallery."""
+    rng = np.random.default_rng(seed)
+    g_pids = rng.integers(-1, num_ids + 1, num_g)
+    q_pids = rng.integers(1, num_ids + 6, num_q)
+    g_cams, q_cams = rng.integers(0, num_cams, num_g), rng.integers(0, num_cams, num_q)
+    dist = rng.random((num_q, num_g))
+    if levels is not None:  # quantised: many exact ties
+        dist = np.floor(dist * levels) / levels
+    return dist.astype(dtype), q_pids, g_pids, q_cams, g_cams
+
+
+def assert_same(result: RankResult, reference, max_rank=50):
+    cmc, m_ap, m_inp, num_valid, ap, inp = reference
+    assert result.cmc.shape == (max_rank,)
+    np.testing.assert_allclose(result.cmc, cmc, rtol=0, atol=1e-12)
+    assert abs(result.mAP - m_ap) < 1e-12 and abs(result.mINP - m_inp) < 1e-12
+    assert result.num_valid == num_valid
+    np.testing.assert_allclose(result.ap, ap, rtol=0, atol=1e-12)  # NaN in the same places
+    np.testing.assert_allclose(result.inp, inp, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("levels", [None, 7, 40])
+def test_matches_brute_force(seed, levels):
+    case = random_case(seed, levels=levels)
+    result = evaluate_rank(*case)
+    assert_same(result, brute_force_rank(*case))
+    assert result.num_query == 40 and result.num_gallery == 300
+    assert result.num_skipped == 40 - result.num_valid > 0
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 17, None])
+def test_chunk_size_and_input_types_do_not_change_results(chunk_size):
+    dist, q_pids, g_pids, q_cams, g_cams = random_case(3, levels=10)
+    reference = brute_force_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=5)
+    tensors = [torch.from_numpy(a) for a in (dist, q_pids, g_pids, q_cams, g_cams)]
+    strided = np.asfortranarray(dist)  # rows are not contiguous
+    for args in ((dist, q_pids, g_pids, q_cams, g_cams), tensors, (strided, list(q_pids), g_pids, q_cams, g_cams)):
+        assert_same(evaluate_rank(*args, max_rank=5, chunk_size=chunk_size), reference, max_rank=5)
+
+
+def test_float32_distances_with_ties():
+    case = random_case(5, levels=16, dtype=np.float32)
+    assert_same(evaluate_rank(*case), brute_force_rank(*case))
+
+
+def test_float64_values_that_round_together_in_float32():
+    """Distinct float64 distances that collapse in float32 must still be ordered exactly."""
+    dist, *ids = random_case(6)
+    dist = 0.5 + np.random.default_rng(6).integers(0, 5, dist.shape) * 1e-12
+    assert len(np.unique(dist.astype(np.float32))) == 1 and len(np.unique(dist)) == 5
+    assert_same(evaluate_rank(dist, *ids), brute_force_rank(dist, *ids))
+
+
+def test_signed_zero_and_infinite_distances():
+    dist, *ids = random_case(7)
+    dist = np.random.default_rng(7).choice(np.array([-0.0, 0.0, 1.0, np.inf]), size=dist.shape)
+    assert_same(evaluate_rank(dist, *ids), brute_force_rank(dist, *ids))
+
+
+def test_hand_computed_case():
+    # gallery:      0      1      2      3      4      5
+    g_pids = np.array([1, 2, 1, -1, 1, 0])
+    g_cams = np.array([0, 1, 1, 1, 0, 1])
+    dist = np.array([[0.1, 0.2, 0.3, 0.05, 0.3, 0.25]])
+    # query pid 1 camera 0: gallery 0 and 4 are same pid + same camera (removed), 3 is junk (removed).
+    # Valid ranking: 1 (pid 2), 5 (distractor), 2 (match): the only match is at rank 3.
+    result = evaluate_rank(dist, np.array([1]), g_pids, np.array([0]), g_cams, max_rank=4)
+    np.testing.assert_array_equal(result.cmc, [0, 0, 1, 1])
+    assert result.mAP == pytest.approx(1 / 3) and result.mINP == pytest.approx(1 / 3)
+
+
+def test_max_rank_beyond_gallery_size():
+    case = random_case(8, num_g=30)
+    assert_same(evaluate_rank(*case, max_rank=60), brute_force_rank(*case, max_rank=60), max_rank=60)
+
+
+def test_evaluate_from_features_matches_distance_matrix():
+    rng = np.random.default_rng(9)
+    _, q_pids, g_pids, q_cams, g_cams = random_case(9)
+    q = torch.from_numpy(rng.standard_normal((40, 16)))
+    g = torch.from_numpy(rng.standard_normal((300, 16)))
+    for metric in ("cosine", "euclidean"):
+        dist = compute_distance(q, g, metric).numpy()
+        result = evaluate(q, g, q_pids, g_pids, q_cams, g_cams, metric=metric, chunk_size=7)
+        assert_same(result, brute_force_rank(dist, q_pids, g_pids, q_cams, g_cams))
+
+
+def test_topk_valid_skips_removed_items():
+    dist, q_pids, g_pids, q_cams, g_cams = random_case(10, levels=9)
+    top = topk_valid(dist, q_pids, g_pids, q_cams, g_cams, k=5, chunk_size=6)
+    for i in range(len(q_pids)):
+        order = np.argsort(dist[i], kind="stable")
+        keep = (g_pids[order] != -1) & ~((g_pids[order] == q_pids[i]) & (g_cams[order] == q_cams[i]))
+        np.testing.assert_array_equal(top.indices[i], order[keep][:5])
+        np.testing.assert_array_equal(top.distances[i], dist[i, order[keep][:5]])
+
+
+def test_result_dict_and_table():
+    result = evaluate_rank(*random_case(11))
+    d = result.as_dict()
+    assert set(d) == {"rank1", "rank5", "rank10", "mAP", "mINP", "num_query", "num_gallery", "num_valid_query"}
+    assert all(type(v) in (int, float) for v in d.values())
+    assert d["rank1"] == result.cmc[0] and d["num_valid_query"] == result.num_valid
+    table = result.format_table()
+    assert "mAP" in table and "Rank-10" in table and f"{result.num_valid}/40" in table
+
+
+def test_errors_are_reid_errors():
+    dist, q_pids, g_pids, q_cams, g_cams = random_case(12)
+    assert issubclass(EvaluationError, ReIDError)
+    with pytest.raises(EvaluationError, match="query set is empty"):
+        evaluate_rank(np.zeros((0, 300)), q_pids[:0], g_pids, q_cams[:0], g_cams)
+    with pytest.raises(EvaluationError, match="none of the 40 queries"):
+        evaluate_rank(dist, q_pids + 1000, g_pids, q_cams, g_cams)
+    with pytest.raises(EvaluationError, match="q_pids has 39"):
+        evaluate_rank(dist, q_pids[:39], g_pids, q_cams, g_cams)
+    with pytest.raises(EvaluationError, match="NaN"):
+        evaluate_rank(np.where(dist > 0.99, np.nan, dist), q_pids, g_pids, q_cams, g_cams)
+    with pytest.raises(EvaluationError, match="max_rank"):
+        evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=0)
+    with pytest.raises(EvaluationError, match="no usable sample"):
+        evaluate_rank(dist, q_pids, np.full(300, -1), q_cams, g_cams)
+    with pytest.raises(EvaluationError, match="unknown distance metric"):
+        evaluate(torch.ones(2, 3), torch.ones(4, 3), [1, 2], [1, 2, 1, 2], [0, 0], [1, 1, 1, 1], metric="l1")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("levels", [None, 9])
+def test_cuda_matches_cpu(levels):
+    dist, q_pids, g_pids, q_cams, g_cams = random_case(13, num_q=200, num_g=3000, levels=levels, dtype=np.float32)
+    cpu = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams)
+    gpu = evaluate_rank(torch.from_numpy(dist).cuda(), q_pids, g_pids, q_cams, g_cams)
+    np.testing.assert_array_equal(gpu.cmc, cpu.cmc)
+    np.testing.assert_allclose(gpu.ap, cpu.ap, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(gpu.inp, cpu.inp, rtol=0, atol=1e-12)
+    feats = torch.randn(3200, 64)
+    q, g = feats[:200], feats[200:]
+    on_cpu = evaluate(q, g, q_pids, g_pids, q_cams, g_cams)
+    on_gpu = evaluate(q.cuda(), g.cuda(), q_pids, g_pids, q_cams, g_cams)
+    assert abs(on_cpu.mAP - on_gpu.mAP) < 1e-5

@@ -1,0 +1,152 @@
+"""Sparse k-reciprocal re-ranking against a plain dense NumPy reference written from the paper's algorithm."""
+import numpy as np
+import pytest
+import torch
+
+from reid.evaluation import EvaluationError, evaluate, evaluate_rank, re_ranking
+
+
+def dense_re_ranking_reference(q_feats, g_feats, k1=20, k2=6, lambda_value=0.3, dtype=np.float64):
+    """Zhong et al. (CVPR 2017) as in the authors' code, with dense N x N matrices; ties by stable argsort.
+
+    Also the benchmark baseline (with dtype=np.float32, as the original code).
+    """
+    feats = np.concatenate([q_feats, g_feats]).astype(dtype)
+    num_query, num_all = len(q_feats), len(feats)
+    sq = (feats**2).sum(1)
+    dist = np.maximum(sq[:, None] + sq[None, :] - 2 * feats @ feats.T, 0)
+    np.fill_diagonal(dist, 0)
+    original_dist = dist / dist.max(axis=1, keepdims=True)
+    del dist
+    initial_rank = np.argsort(original_dist, axis=1, kind="stable")
+    V = np.zeros_like(original_dist)
+    half = int(np.around(k1 / 2.0)) + 1
+    for i in range(num_all):
+        forward = initial_rank[i, : k1 + 1]
+        backward = initial_rank[forward, : k1 + 1]
+        k_reciprocal = forward[np.where(backward == i)[0]]
+        expansion = k_reciprocal
+        for candidate in k_reciprocal:
+            c_forward = initial_rank[candidate, :half]
+            c_backward = initial_rank[c_forward, :half]
+            c_reciprocal = c_forward[np.where(c_backward == candidate)[0]]
+            if len(np.intersect1d(c_reciprocal, k_reciprocal)) > 2.0 / 3 * len(c_reciprocal):
+                expansion = np.append(expansion, c_reciprocal)
+        expansion = np.unique(expansion)
+        weight = np.exp(-original_dist[i, expansion])
+        V[i, expansion] = weight / weight.sum()
+    original_dist = original_dist[:num_query]
+    if k2 != 1:
+        V_qe = np.zeros_like(V)
+        for i in range(num_all):
+            V_qe[i] = V[initial_rank[i, :k2]].mean(axis=0)
+        V = V_qe
+        del V_qe
+    del initial_rank
+    inv_index = [np.where(V[:, t] != 0)[0] for t in range(num_all)]
+    jaccard = np.zeros_like(original_dist)
+    for i in range(num_query):
+        temp_min = np.zeros(num_all, dtype=dtype)
+        nonzero = np.where(V[i] != 0)[0]
+        for t in nonzero:
+            rows = inv_index[t]
+            temp_min[rows] += np.minimum(V[i, t], V[rows, t])
+        jaccard[i] = 1 - temp_min / (2.0 - temp_min)
+    final = jaccard * (1 - lambda_value) + original_dist * lambda_value
+    return final[:, num_query:]
+
+
+def clustered_features(seed, num_q=60, num_g=240, dim=32, num_ids=30, noise=0.6, normalise=True):
+    """Identity centres plus noise: neighbour lists with real structure (random points have almost none)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((num_ids, dim))
+    ids = rng.integers(0, num_ids, num_q + num_g)
+    feats = centres[ids] + noise * rng.standard_normal((num_q + num_g, dim))
+    if normalise:
+        feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    return feats[:num_q].astype(np.float32), feats[num_q:].astype(np.float32), ids[:num_q], ids[num_q:]
+
+
+@pytest.mark.parametrize(
+    "k1,k2,lambda_value,normalise",
+    [(20, 6, 0.3, True), (20, 1, 0.3, True), (7, 3, 0.0, True), (5, 6, 1.0, False), (12, 2, 0.5, False)],
+)
+def test_matches_dense_reference(k1, k2, lambda_value, normalise):
+    q, g, _, _ = clustered_features(k1 + k2, normalise=normalise)
+    expected = dense_re_ranking_reference(q, g, k1, k2, lambda_value)
+    got = re_ranking(torch.from_numpy(q), torch.from_numpy(g), k1, k2, lambda_value)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-4)
+
+
+def test_float64_features_match_closely():
+    q, g, _, _ = clustered_features(1, num_q=30, num_g=150)
+    expected = dense_re_ranking_reference(q, g)
+    got = re_ranking(torch.from_numpy(q).double(), torch.from_numpy(g).double())
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 23])
+def test_exact_ties_follow_the_stable_order(chunk_size):
+    """Integer features: many equal distances (duplicates included), computed exactly in both versions."""
+    rng = np.random.default_rng(2)
+    feats = rng.integers(0, 3, (200, 6)).astype(np.float64)
+    q, g = feats[:50], feats[50:]
+    expected = dense_re_ranking_reference(q, g, k1=8, k2=3)
+    got = re_ranking(torch.from_numpy(q), torch.from_numpy(g), k1=8, k2=3, chunk_size=chunk_size)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk_size", [23, 64])
+def test_chunk_size_invariance(chunk_size):
+    q, g, _, _ = clustered_features(3, num_q=40, num_g=160)
+    q, g = torch.from_numpy(q), torch.from_numpy(g)
+    whole = re_ranking(q, g, k1=10, k2=4)
+    torch.testing.assert_close(re_ranking(q, g, k1=10, k2=4, chunk_size=chunk_size), whole, rtol=0, atol=1e-6)
+
+
+def test_fewer_samples_than_k1():
+    q, g, _, _ = clustered_features(4, num_q=4, num_g=9)
+    expected = dense_re_ranking_reference(q, g, k1=20, k2=6)
+    got = re_ranking(torch.from_numpy(q), torch.from_numpy(g), k1=20, k2=6)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-4)
+
+
+def test_evaluate_with_rerank_uses_normalised_features():
+    q, g, q_ids, g_ids = clustered_features(5, normalise=False)
+    rng = np.random.default_rng(5)
+    q_cams, g_cams = rng.integers(0, 3, len(q)), rng.integers(0, 3, len(g))
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    dist = dense_re_ranking_reference(qn, gn)
+    expected = evaluate_rank(dist, q_ids, g_ids, q_cams, g_cams)
+    got = evaluate(torch.from_numpy(q), torch.from_numpy(g), q_ids, g_ids, q_cams, g_cams, rerank=True)
+    assert abs(got.mAP - expected.mAP) < 1e-6 and abs(got.mINP - expected.mINP) < 1e-6
+    np.testing.assert_allclose(got.cmc, expected.cmc, atol=1e-6)
+    raw = evaluate(torch.from_numpy(q), torch.from_numpy(g), q_ids, g_ids, q_cams, g_cams, "euclidean", rerank=True)
+    assert raw.mAP == evaluate_rank(re_ranking(q, g), q_ids, g_ids, q_cams, g_cams).mAP
+
+
+def test_invalid_parameters():
+    q, g = torch.randn(5, 4), torch.randn(7, 4)
+    for kwargs in ({"k1": 0}, {"k2": 0}, {"k1": 5, "k2": 7}, {"lambda_value": 1.5}):
+        with pytest.raises(EvaluationError):
+            re_ranking(q, g, **kwargs)
+    with pytest.raises(EvaluationError, match="dimension"):
+        re_ranking(q, torch.randn(7, 3))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    q, g, _, _ = clustered_features(6, num_q=300, num_g=1200, dim=64)
+    q, g = torch.from_numpy(q), torch.from_numpy(g)
+    cpu = re_ranking(q, g)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")  # TF32 on, as training scripts often leave it
+    try:
+        gpu = re_ranking(q.cuda(), g.cuda(), chunk_size=500)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-5)
