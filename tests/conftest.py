@@ -2,6 +2,15 @@
 import pytest
 import torch
 
+# A few dozen synthetic images and a ResNet of width 8 (the DDP test's sizes): a training run takes seconds on a CPU.
+TINY_TRAINING = ["DATASETS.NAMES", "['Synthetic']", "DATASETS.TESTS", "['Synthetic']",
+                 "DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "8", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "8",
+                 "DATASETS.SYNTHETIC.IMAGES_PER_ID", "6", "DATASETS.SYNTHETIC.NUM_DISTRACTORS", "4",
+                 "DATASETS.SYNTHETIC.NUM_JUNK", "2", "MODEL.BACKBONE.DEPTH", "18", "MODEL.BACKBONE.LAYERS",
+                 "[1, 1, 1, 1]", "MODEL.BACKBONE.WIDTH", "8", "INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST",
+                 "[64, 32]", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCHS", "1",
+                 "SOLVER.WARMUP_EPOCHS", "0", "MODEL.DEVICE", "cpu", "VIS.REPORT", "False"]
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
@@ -10,3 +19,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op thread for the test: on two shared cores OpenMP threads waiting for each other at every
+    operation make small models up to 100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> str:
+    """DATASETS.ROOT shared by the session's tiny runs (the synthetic set is generated there on first use)."""
+    return str(tmp_path_factory.mktemp("datasets"))
+
+
+@pytest.fixture
+def tiny_train_cfg(synthetic_root, tmp_path):
+    """``make(*overrides)``: a frozen TINY_TRAINING config writing to ``tmp_path/out``."""
+    from reid.config import load_cfg
+
+    def make(*opts: str):
+        return load_cfg(None, ["DATASETS.ROOT", synthetic_root, "OUTPUT_DIR", str(tmp_path / "out"), *TINY_TRAINING,
+                               *opts])
+
+    return make

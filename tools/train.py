@@ -14,6 +14,7 @@ EPILOG = """examples:
   python tools/train.py --config configs/Synthetic/resnet50_circle.yml
   python tools/train.py --config configs/Market1501/resnet50_circle.yml MODEL.DEVICE cuda OUTPUT_DIR out/m50
   python tools/train.py --config configs/Market1501/resnet50_circle.yml OUTPUT_DIR out/m50 --resume
+  torchrun --nproc_per_node 4 tools/train.py --config configs/Market1501/mgn_circle.yml   # 4 GPUs, DDP
 
 Writes to OUTPUT_DIR: config.yaml (resolved config), log.txt, train_log.jsonl (per-epoch losses and
 evaluations), model_last.pt (every SOLVER.CHECKPOINT_PERIOD epochs, written atomically), model_final.pt,
@@ -27,9 +28,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="continue the run in OUTPUT_DIR from its model_last.pt (model, optimizer, schedule, "
                              "epoch and random states), giving the same result as an uninterrupted run")
     args = parser.parse_args(argv)
+    from reid.engine.launch import distributed
     from reid.engine.trainer import Trainer
 
-    Trainer(cfg_from_args(args), resume=args.resume).train()
+    cfg = cfg_from_args(args)
+    with distributed(cfg.MODEL.DEVICE):  # under torchrun: join the process group (DDP); else a no-op
+        Trainer(cfg, resume=args.resume).train()
     return 0
 
 

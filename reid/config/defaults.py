@@ -16,6 +16,9 @@ _C.MODEL = CN()
 _C.MODEL.DEVICE = "auto"  # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)
 _C.MODEL.META_ARCHITECTURE = "Baseline"  # registered in reid.modeling.META_ARCH_REGISTRY: Baseline, MGN
 _C.MODEL.WEIGHTS = ""  # checkpoint to load before training/testing (classifier weights are ignored)
+_C.MODEL.CHANNELS_LAST = False  # channels-last memory layout of model and inputs (faster convolutions with AMP on GPUs)
+_C.MODEL.COMPILE = False  # torch.compile the training forward (slow first iterations; evaluation runs eagerly)
+_C.MODEL.SYNC_BN = False  # under DDP, SyncBatchNorm: BN statistics over the whole batch of all GPUs (CUDA only)
 
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = "resnet"  # registered in reid.modeling.BACKBONE_REGISTRY
@@ -30,7 +33,7 @@ _C.MODEL.HEADS = CN()
 _C.MODEL.HEADS.POOL = "avg"  # global pooling: "avg", "max" or "gem"
 _C.MODEL.HEADS.GEM_P = 3.0  # initial (learnable) GeM exponent
 _C.MODEL.HEADS.NECK = "bnneck"  # "bnneck" (BN before the classifier, bag of tricks) or "none"
-_C.MODEL.HEADS.EMBEDDING_DIM = 0  # 0 keeps the backbone's channels; >0 adds a 1x1 conv + BN + ReLU reduction
+_C.MODEL.HEADS.EMBEDDING_DIM = 0  # >0 adds a 1x1 conv + BN + ReLU reduction; 0: backbone channels (MGN: 256, paper)
 _C.MODEL.HEADS.NUM_CLASSES = 0  # 0 = number of training identities, filled in from the dataset
 _C.MODEL.HEADS.CLS_LAYER = "circle"  # classifier: "linear", "circle" (class-level Circle) or "cosface"
 # Class-level Circle on re-ID, scale 128 / m 0.25: Circle loss paper (Sun et al. 2020, Sec. 4.1).
@@ -123,7 +126,12 @@ _C.DATASETS.SYNTHETIC.LOOKALIKE = 0.3  # 0..1: share of identities wearing an ea
 _C.DATALOADER = CN()
 _C.DATALOADER.SAMPLER = "identity"  # "identity" (P x K batches) or "random"
 _C.DATALOADER.NUM_INSTANCE = 4  # K images per identity in a batch (P = IMS_PER_BATCH / K)
-_C.DATALOADER.NUM_WORKERS = 4  # DataLoader worker processes (0 = load in the main process)
+_C.DATALOADER.NUM_WORKERS = 4  # loader worker processes (0 = load in the main process); decode threads of "gpu"
+_C.DATALOADER.PIPELINE = "workers"  # "workers": decode + CPU transforms per image; "gpu": decode once, augment on GPU
+_C.DATALOADER.CACHE_SIZE = []  # (height, width) kept in the "gpu" cache; [] = INPUT.SIZE_TRAIN, else resized per batch
+_C.DATALOADER.CACHE_RAM_GB = 32.0  # "gpu" cache held in RAM up to this size, else a memory-mapped file in CACHE_DIR
+_C.DATALOADER.CACHE_DIR = ""  # memory-mapped caches (reused by later runs on the same images); "" = OUTPUT_DIR/cache
+_C.DATALOADER.CACHE_DEVICE_GB = 8.0  # "gpu" cache copied onto the training GPU when at most this size (0 = never)
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.SOLVER = CN()
@@ -144,6 +152,8 @@ _C.SOLVER.WARMUP_FACTOR = 0.1  # LR multiplier at the start of warm-up
 _C.SOLVER.CHECKPOINT_PERIOD = 1  # write a checkpoint every N epochs (and always after the last)
 _C.SOLVER.LOG_PERIOD = 20  # log training losses every N iterations
 _C.SOLVER.GRAD_CLIP = 0.0  # clip gradient norm to this value (0 = off)
+_C.SOLVER.AMP = "off"  # mixed precision: "off", "bf16" or "fp16" (autocast; fp16 adds a GradScaler); losses stay fp32
+_C.SOLVER.FUSED = True  # fused Adam/AdamW/SGD step (one kernel for all parameters) when training on CUDA
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.TEST = CN()

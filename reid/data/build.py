@@ -2,12 +2,18 @@
 
 Loaders yield the batch dicts of CONTRIBUTING.md: ``images`` (B, 3, H, W) normalised floats, ``pids`` and
 ``camids`` int64 (B,), ``paths`` list[str].
+
+Exact resume: the training loader's randomness (which images form the batches, and every random augmentation)
+is a function of (SEED, rank, epoch) alone, so a run resumed from a checkpoint at epoch e draws what an
+uninterrupted run draws from epoch e on. See :class:`TrainLoader`.
 """
 from __future__ import annotations
 
 import logging
 import random
-from typing import Callable, Dict, List, Sequence, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -16,7 +22,7 @@ from yacs.config import CfgNode
 
 from ..utils.errors import ConfigError, DatasetError
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
-from .datasets.base import relabel
+from .datasets.base import check_query_matches, relabel, require_nonempty
 from .io import read_image
 from .samplers import IdentitySampler, RandomSampler
 from .transforms import build_transforms
@@ -56,21 +62,50 @@ def merge_train_sets(datasets: Sequence[ReIDDataset]) -> ReIDDataset:
 
 
 def _drop_unreadable(records: List[ImageRecord], cfg: CfgNode, what: str) -> List[ImageRecord]:
-    """With ``DATASETS.SKIP_UNREADABLE``, decode every image once up front and drop (and report) the broken ones;
-    otherwise leave them to fail with a clear DatasetError when loaded."""
+    """With ``DATASETS.SKIP_UNREADABLE``, decode every image once up front and drop the broken ones, logging how
+    many were skipped and which; otherwise leave them to fail with a clear DatasetError when loaded."""
     if not cfg.DATASETS.SKIP_UNREADABLE:
         return records
-    kept, bad = [], []
-    for r in records:
+
+    def problem(record: ImageRecord) -> str:
         try:
-            read_image(r.path)
-            kept.append(r)
+            read_image(record.path)
+            return ""
         except DatasetError as e:
-            bad.append(str(e))
+            return str(e)
+
+    with ThreadPoolExecutor(max(1, cfg.DATALOADER.NUM_WORKERS)) as pool:  # PIL decodes without the GIL
+        problems = list(pool.map(problem, records))
+    kept = [r for r, p in zip(records, problems) if not p]
+    bad = [p for p in problems if p]
     if bad:
-        logger.warning("Skipped %d unreadable %s image(s) (DATASETS.SKIP_UNREADABLE); first: %s", len(bad), what,
-                       bad[0])
+        logger.warning("Skipped %d of %d %s image(s) as unreadable (DATASETS.SKIP_UNREADABLE): %s%s", len(bad),
+                       len(records), what, "; ".join(bad[:3]), f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
+    else:
+        logger.info("Checked %d %s image(s): all readable", len(records), what)
     return kept
+
+
+def check_test_sets(cfg: CfgNode, built: Dict[str, ReIDDataset] | None = None) -> None:
+    """Parse every ``DATASETS.TESTS`` set and check that some query has a true match in its gallery, so a missing
+    folder or a broken split is reported before training starts, not after it ends. ``built`` holds datasets
+    already parsed (by name)."""
+    built = built or {}
+    for name in cfg.DATASETS.TESTS:
+        dataset = built.get(name) or build_dataset(cfg, name)
+        _check_protocol(dataset.query, dataset.gallery, dataset)
+
+
+def _check_protocol(query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], dataset: ReIDDataset) -> None:
+    for what, records, parsed in (("query", query, dataset.query), ("gallery", gallery, dataset.gallery)):
+        if parsed and not records:
+            raise DatasetError(f"All {len(parsed)} {what} images of {dataset.name} ({dataset.root}) are unreadable "
+                               f"and were skipped (DATASETS.SKIP_UNREADABLE); nothing is left to evaluate.")
+        require_nonempty(records, what, Path(dataset.root))
+    lacking = check_query_matches(query, gallery, dataset.name, dataset.root)
+    if lacking:
+        logger.warning("%d of %d queries of %s have no true match in the gallery; the evaluation skips them.",
+                       lacking, len(query), dataset.name)
 
 
 def _seed(cfg: CfgNode) -> int:
@@ -90,19 +125,94 @@ def seed_worker(worker_id: int) -> None:
 def _loader(cfg: CfgNode, dataset: Dataset, batch_size: int, sampler: Sampler | None, seed: int) -> DataLoader:
     workers = cfg.DATALOADER.NUM_WORKERS
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=False,
-                      num_workers=workers, persistent_workers=workers > 0, worker_init_fn=seed_worker,
-                      pin_memory=torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu",
+                      num_workers=workers, worker_init_fn=seed_worker, pin_memory=_pin(cfg),
                       generator=torch.Generator().manual_seed(seed))
 
 
-def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Tuple[DataLoader, ReIDDataset]:
+def _pin(cfg: CfgNode) -> bool:
+    return torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu"
+
+
+class TrainLoader(DataLoader):
+    """The training DataLoader, whose randomness is a function of (seed, rank, epoch) only.
+
+    The epoch is the sampler's (``set_epoch`` here or on ``sampler``, as the training loop does before each
+    epoch). Each iteration
+
+    * reseeds ``generator`` from (``base_seed``, epoch), so the worker seeds torch derives from it (and
+      ``seed_worker`` passes on to NumPy and ``random``) are those of that epoch; workers are not persistent, so
+      every epoch starts them afresh (a resumed run's epoch e equals an uninterrupted run's epoch e);
+    * without workers (``NUM_WORKERS 0``), runs the transforms on a private copy of the torch / NumPy /
+      ``random`` generators seeded the same way and swapped in around each batch, so augmentation neither
+      depends on nor disturbs the random state of the training step.
+
+    ``base_seed`` (= ``generator.initial_seed()`` until the first iteration) is derived from (SEED, rank).
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, sampler: Sampler, seed: int, num_workers: int,
+                 pin_memory: bool) -> None:
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=False,
+                         num_workers=num_workers, persistent_workers=False, worker_init_fn=seed_worker,
+                         pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+        self.base_seed = seed
+
+    @property
+    def epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", 0))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's batches and augmentations (sets the sampler's epoch)."""
+        self.sampler.set_epoch(epoch)
+
+    def epoch_seed(self) -> int:
+        """The seed of this epoch's augmentation stream (63 bits)."""
+        return int(np.random.SeedSequence([self.base_seed, self.epoch]).generate_state(2, np.uint64)[0] >> 1)
+
+    def __iter__(self) -> Iterator[Any]:
+        seed = self.epoch_seed()
+        self.generator.manual_seed(seed)  # workers are seeded base_seed + worker id, drawn from this generator
+        batches = super().__iter__()
+        return batches if self.num_workers > 0 else _private_rng(batches, seed)
+
+
+def _private_rng(batches: Iterator[Any], seed: int) -> Iterator[Any]:
+    """Produce each batch under torch / NumPy / ``random`` states of its own (seeded with ``seed``), restoring the
+    caller's states in between, as a worker process would."""
+    torch_state = torch.Generator().manual_seed(seed).get_state()
+    np_state = np.random.RandomState(seed % 2**32).get_state()
+    py_state = random.Random(seed).getstate()
+    while True:
+        outer = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        torch.set_rng_state(torch_state)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        finally:
+            torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+            torch.set_rng_state(outer[0])
+            np.random.set_state(outer[1])
+            random.setstate(outer[2])
+        yield batch
+
+
+def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
+                       check_tests: bool = True) -> Tuple[TrainLoader, ReIDDataset]:
     """The training loader of this rank (``SOLVER.IMS_PER_BATCH // world_size`` images a batch, disjoint batches
-    across ranks) and the merged training set (``num_train_pids`` = classifier size)."""
+    across ranks) and the merged training set (``num_train_pids`` = classifier size).
+
+    With ``check_tests`` the ``DATASETS.TESTS`` sets are parsed and checked too (:func:`check_test_sets`), so that
+    a test set that cannot be evaluated stops the run before training rather than after it.
+    """
     total = cfg.SOLVER.IMS_PER_BATCH
     if total % world_size:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH ({total}) must be divisible by the number of processes "
                           f"({world_size}); it is the batch over all GPUs.")
     datasets = [build_dataset(cfg, name) for name in cfg.DATASETS.NAMES]
+    if check_tests:
+        check_test_sets(cfg, dict(zip(cfg.DATASETS.NAMES, datasets)))
     merged = merge_train_sets(datasets) if len(datasets) > 1 else datasets[0]
     train = relabel(_drop_unreadable(merged.train, cfg, "training"))
     if not train:
@@ -116,16 +226,21 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1) -> Tupl
     else:
         sampler = RandomSampler(len(train), batch_size, seed, rank, world_size)
     aug_seed = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])  # augmentation differs per rank
-    loader = _loader(cfg, ImageDataset(train, build_transforms(cfg, is_train=True)), batch_size, sampler, aug_seed)
+    loader = TrainLoader(ImageDataset(train, build_transforms(cfg, is_train=True)), batch_size, sampler, aug_seed,
+                         cfg.DATALOADER.NUM_WORKERS, _pin(cfg))
     return loader, dataset
 
 
 def build_test_loader(cfg: CfgNode, name: str) -> Tuple[DataLoader, int, List[ImageRecord]]:
     """The loader over query + gallery of ``name`` (in that order, unshuffled; the same on every rank), the
-    number of queries and the records in loader order."""
+    number of queries and the records in loader order. Raises a DatasetError before any image is embedded when
+    the query or gallery is empty (also after ``DATASETS.SKIP_UNREADABLE`` dropped images) or no query has a
+    true match in the gallery."""
     dataset = build_dataset(cfg, name)
-    query = _drop_unreadable(dataset.query, cfg, "query")
-    records = query + _drop_unreadable(dataset.gallery, cfg, "gallery")
+    query = _drop_unreadable(dataset.query, cfg, f"{name} query")
+    gallery = _drop_unreadable(dataset.gallery, cfg, f"{name} gallery")
+    _check_protocol(query, gallery, dataset)
+    records = query + gallery
     loader = _loader(cfg, ImageDataset(records, build_transforms(cfg, is_train=False)), cfg.TEST.IMS_PER_BATCH,
                      None, 0)
     return loader, len(query), records

@@ -1,4 +1,5 @@
-"""Training engine: ``trainer.Trainer``, ``optim`` (optimizer/schedule), ``checkpoint``, ``evaluate`` and ``cli``.
+"""Training engine: ``trainer.Trainer``, ``optim`` (optimizer/schedule), ``checkpoint``, ``evaluate``, ``launch``
+(torchrun / DDP) and ``cli``.
 
 Submodules are imported where needed so that loading a checkpoint does not import the data pipeline.
 """

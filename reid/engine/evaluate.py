@@ -1,18 +1,24 @@
-"""Evaluate a model on the configured test sets, write ``metrics.json`` and format the results table."""
+"""Evaluate a model on the configured test sets, write ``metrics.json`` and format the results table.
+
+Under DDP (torchrun) the test images are embedded by all ranks, each a contiguous share, and scored once by rank 0.
+"""
 from __future__ import annotations
 
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
-from ..data import build_test_loader
+from ..data import ImageRecord, build_test_loader
 from ..evaluation import RankResult, evaluate
 from ..evaluation.extract import Features, extract_features
+from ..utils.errors import ReIDError
+from .launch import all_gather_rows, broadcast_buffers, dist_info, shard_bounds
 
 logger = logging.getLogger("reid")
 
@@ -28,10 +34,37 @@ class DatasetEvaluation:
     gallery: Features
 
 
-def evaluate_dataset(cfg, model: nn.Module, device: torch.device, name: str) -> DatasetEvaluation:
-    """Extract query + gallery features of test set ``name`` and score them (and re-rank when enabled)."""
-    loader, num_query, _ = build_test_loader(cfg, name)
-    feats = extract_features(model, loader, device, flip=cfg.TEST.FLIP, desc=f"{name} features")
+def _extract(cfg, model: nn.Module, loader: DataLoader, records: List[ImageRecord], device: torch.device,
+             name: str) -> Optional[Features]:
+    """Embed every image of ``loader``. Under DDP each rank embeds a contiguous share and rank 0 gathers them
+    (other ranks get None), so the test set is embedded once, split over the GPUs."""
+    rank, world = dist_info()
+    desc = f"{name} features"
+    if world == 1:
+        return extract_features(model, loader, device, flip=cfg.TEST.FLIP, desc=desc)
+    if len(records) < world:
+        raise ReIDError(f"Test set {name} has {len(records)} images, fewer than the {world} processes sharing it.")
+    lo, hi = shard_bounds(len(records), rank, world)
+    shard = DataLoader(Subset(loader.dataset, range(lo, hi)), batch_size=loader.batch_size,
+                       num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+                       worker_init_fn=loader.worker_init_fn)
+    feats = all_gather_rows(extract_features(model, shard, device, flip=cfg.TEST.FLIP, desc=desc).feats,
+                            len(records))
+    if rank > 0:
+        return None
+    return Features(feats, torch.tensor([r.pid for r in records]), torch.tensor([r.camid for r in records]),
+                    [r.path for r in records])
+
+
+def evaluate_dataset(cfg, model: nn.Module, device: torch.device, name: str) -> Optional[DatasetEvaluation]:
+    """Extract query + gallery features of test set ``name`` and score them (and re-rank when enabled).
+
+    Under DDP the scoring runs once, on rank 0; the other ranks return None.
+    """
+    loader, num_query, records = build_test_loader(cfg, name)
+    feats = _extract(cfg, model, loader, records, device, name)
+    if feats is None:
+        return None
     query, gallery = feats.split(num_query)
     args = (query.feats, gallery.feats, query.pids, gallery.pids, query.camids, gallery.camids)
     result = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK)
@@ -43,9 +76,12 @@ def evaluate_dataset(cfg, model: nn.Module, device: torch.device, name: str) -> 
     return DatasetEvaluation(name, result, rerank, query, gallery)
 
 
-def evaluate_all(cfg, model: nn.Module, device: torch.device) -> Dict[str, DatasetEvaluation]:
-    """Every ``DATASETS.TESTS`` set, in order."""
-    return {name: evaluate_dataset(cfg, model, device, name) for name in cfg.DATASETS.TESTS}
+def evaluate_all(cfg, model: nn.Module, device: torch.device) -> Optional[Dict[str, DatasetEvaluation]]:
+    """Every ``DATASETS.TESTS`` set, in order. Under DDP: rank 0's model (its BN statistics are copied to all
+    ranks first), embedded by all ranks, scored once by rank 0; the other ranks return None."""
+    broadcast_buffers(model)
+    evals = {name: evaluate_dataset(cfg, model, device, name) for name in cfg.DATASETS.TESTS}
+    return evals if dist_info()[0] == 0 else None
 
 
 def metrics_dict(evals: Dict[str, DatasetEvaluation]) -> dict:

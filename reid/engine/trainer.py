@@ -1,34 +1,91 @@
-"""The training loop: epochs of P x K batches, periodic evaluation, atomic checkpoints and exact resume."""
+"""The training loop: epochs of P x K batches, periodic evaluation, atomic checkpoints and exact resume.
+
+Speed is configuration: ``DATALOADER.PIPELINE gpu`` (decoded-image cache, batched augmentation on the device),
+``SOLVER.AMP`` (bf16/fp16 autocast, a GradScaler for fp16), ``MODEL.CHANNELS_LAST``, ``MODEL.COMPILE`` and
+``SOLVER.FUSED``. Under torchrun (see launch.py) the model is wrapped in DistributedDataParallel, every rank
+trains on its own batches and rank 0 alone writes files. The loop reads values back from the device only every
+``SOLVER.LOG_PERIOD`` iterations (loss sums and the non-finite check stay on the device), so a GPU is never
+stalled waiting for Python.
+"""
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Mapping, Optional, TypeVar
 
 import torch
-import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import cfg_to_dict, dump_cfg
 from ..data import build_train_loader
+from ..data.gpu_pipeline import build_gpu_train_loader
 from ..modeling import build_model
 from ..modeling.losses import build_criterion
-from ..utils.env import get_rng_state, resolve_device, seed_all, set_rng_state
-from ..utils.errors import CheckpointError, ReIDError
+from ..utils.env import get_rng_state, seed_all, set_rng_state
+from ..utils.errors import CheckpointError, ConfigError, ReIDError
 from ..utils.logger import setup_logger
 from .checkpoint import FINAL, LAST, load_checkpoint, load_model_weights, save_checkpoint
 from .evaluate import DatasetEvaluation, evaluate_all, format_results, metrics_dict, write_metrics
+from .launch import broadcast_object, dist_info, process_device, rank_zero_first, shared_seed, to_sync_batchnorm
 from .optim import build_lr_scheduler, build_optimizer
 
 HISTORY = "train_log.jsonl"
 
+_AMP_DTYPES: Dict[str, Optional[torch.dtype]] = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# DATALOADER.PIPELINE -> (cfg, device, rank, world size) -> (iterable of batch dicts with a ``sampler``, dataset)
+_PIPELINES: Dict[str, Callable] = {
+    "workers": lambda cfg, device, rank, world: build_train_loader(cfg, rank, world),
+    "gpu": build_gpu_train_loader,
+}
+_V = TypeVar("_V")
 
-def _dist_info() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+
+def _choice(table: Mapping[str, _V], key: str, value: str) -> _V:
+    if value not in table:
+        raise ConfigError(f"{key} must be one of {', '.join(map(repr, table))}; got {value!r}.")
+    return table[value]
+
+
+class LossTracker:
+    """An epoch's loss-term sums and its first non-finite loss, accumulated on the device without a sync."""
+
+    def __init__(self) -> None:
+        self.names: List[str] = []
+        self.sums: Optional[torch.Tensor] = None
+        self.steps: Optional[torch.Tensor] = None  # iterations so far, counted on the device
+        self.first_bad: Optional[torch.Tensor] = None  # [iteration, term values...] of the first bad loss, or -1s
+
+    def add(self, terms: Dict[str, torch.Tensor]) -> None:
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        if self.sums is None:
+            self.names = list(terms)
+            self.sums = torch.zeros_like(values)
+            self.steps = torch.zeros(1, device=values.device)
+            self.first_bad = torch.full((1 + len(values),), -1.0, device=values.device)
+        self.sums += values
+        new_bad = ~torch.isfinite(values.sum()) & (self.first_bad[0] < 0)
+        self.first_bad = torch.where(new_bad, torch.cat([self.steps, values]), self.first_bad)
+        self.steps += 1
+
+    def check(self, epoch: int, last_good: Path) -> None:
+        """Raise (a device sync) if any loss so far was not finite: NaN/inf weights are never trained on long."""
+        if self.first_bad is None:
+            return
+        it, *values = self.first_bad.tolist()
+        if it >= 0:
+            raise ReIDError(
+                f"The loss became {sum(values)} at epoch {epoch + 1}, iteration {int(it) + 1} "
+                f"({', '.join(f'{k}={v:.4g}' for k, v in zip(self.names, values))}). Training stopped; the last "
+                f"good checkpoint is {last_good}. Lower SOLVER.BASE_LR or check the loss settings."
+            )
+
+    def means(self) -> Dict[str, float]:
+        if self.sums is None:
+            return {}
+        return dict(zip(self.names, (self.sums / self.steps).tolist()))
 
 
 class Trainer:
@@ -36,30 +93,56 @@ class Trainer:
 
     def __init__(self, cfg, resume: bool = False) -> None:
         self.cfg = cfg
-        self.rank, self.world_size = _dist_info()
+        self.rank, self.world_size = dist_info()
         self.output_dir = Path(cfg.OUTPUT_DIR)
         self.logger = setup_logger(cfg.OUTPUT_DIR, self.rank)
-        self.device = resolve_device(cfg.MODEL.DEVICE)
-        self.seed = seed_all(cfg.SEED, cfg.DETERMINISTIC)
+        self.device = process_device(cfg.MODEL.DEVICE)
+        self.seed = seed_all(shared_seed(cfg.SEED), cfg.DETERMINISTIC)
+        if not cfg.DETERMINISTIC:
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: the fastest convolution algorithms, found once
+        self.amp_dtype = _choice(_AMP_DTYPES, "SOLVER.AMP", cfg.SOLVER.AMP)
+        build_pipeline = _choice(_PIPELINES, "DATALOADER.PIPELINE", cfg.DATALOADER.PIPELINE)
         if self.rank == 0:
             dump_cfg(cfg, self.output_dir / "config.yaml")
-        self.train_loader, train_set = build_train_loader(cfg, self.rank, self.world_size)
+        with rank_zero_first():  # a synthetic set or an image cache file is written once
+            self.train_loader, train_set = build_pipeline(cfg, self.device, self.rank, self.world_size)
         self.logger.info("Training data:\n%s", train_set.summary())
-        self.model = build_model(cfg, train_set.num_train_pids).to(self.device)
-        if cfg.MODEL.WEIGHTS:
-            load_model_weights(self.model, cfg.MODEL.WEIGHTS)
-            self.logger.info("Loaded model weights from %s (classifier re-initialised)", cfg.MODEL.WEIGHTS)
+        self.model = self._build_model(train_set.num_train_pids)
         self.criterion = build_criterion(cfg).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.train_model = self._wrap(self.model)
         self.iters_per_epoch = len(self.train_loader)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer, self.iters_per_epoch)
         self.start_epoch = 0
-        self.last_eval: Optional[Dict[str, DatasetEvaluation]] = None
+        self.last_eval: Optional[Dict[str, DatasetEvaluation]] = None  # rank 0 only
+        self.last_metrics: Optional[dict] = None
         if resume:
             self.resume()
 
+    def _build_model(self, num_classes: int) -> nn.Module:
+        cfg = self.cfg
+        model = build_model(cfg, num_classes)
+        if cfg.MODEL.WEIGHTS:
+            load_model_weights(model, cfg.MODEL.WEIGHTS)
+            self.logger.info("Loaded model weights from %s (classifier re-initialised)", cfg.MODEL.WEIGHTS)
+        model = model.to(self.device)
+        if cfg.MODEL.CHANNELS_LAST:
+            model = model.to(memory_format=torch.channels_last)
+        if cfg.MODEL.SYNC_BN and self.world_size > 1:
+            model = to_sync_batchnorm(model, self.device)
+        return model
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """What the training step calls: the model, in DDP when distributed, compiled on request. ``self.model``
+        stays the plain module (checkpoints, evaluation)."""
+        if self.world_size > 1:
+            model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        return torch.compile(model) if self.cfg.MODEL.COMPILE else model
+
     # -- checkpoints -------------------------------------------------------------------------------------------
     def state_dict(self, epoch: int) -> dict:
+        """The checkpoint content of CONTRIBUTING.md (``save`` adds the run-time extras)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -72,9 +155,11 @@ class Trainer:
         }
 
     def save(self, name: str, epoch: int) -> Path:
+        """Write a checkpoint (rank 0 only) with the fp16 loss scale beside the contract's content. The input
+        pipelines need no state: their randomness is a function of (SEED, rank, epoch)."""
         path = self.output_dir / name
         if self.rank == 0:
-            save_checkpoint(path, self.state_dict(epoch))
+            save_checkpoint(path, {**self.state_dict(epoch), "scaler": self.scaler.state_dict()})
         return path
 
     def resume(self) -> None:
@@ -94,6 +179,8 @@ class Trainer:
                                   f"Resume with the config the run was started with.") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.start_epoch = int(state["epoch"])
         self.logger.info("Resumed from %s at epoch %d", path, self.start_epoch)
@@ -104,64 +191,71 @@ class Trainer:
             with open(self.output_dir / HISTORY, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def train_step(self, batch: Dict[str, object]) -> Dict[str, torch.Tensor]:
+        """One optimisation step on a batch dict; returns the loss terms (device tensors, not synchronised)."""
+        images = batch["images"].to(self.device, non_blocking=True)
+        if self.cfg.MODEL.CHANNELS_LAST:
+            images = images.contiguous(memory_format=torch.channels_last)
+        pids = batch["pids"].to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            terms = self.criterion(self.train_model(images, pids), pids)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(sum(terms.values())).backward()
+        if self.cfg.SOLVER.GRAD_CLIP > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.SOLVER.GRAD_CLIP)
+        self.scaler.step(self.optimizer)  # skipped by the fp16 scaler when gradients overflowed
+        self.scaler.update()
+        self.scheduler.step()
+        return terms
+
     def train_epoch(self, epoch: int) -> Dict[str, float]:
-        """One pass over the epoch's P x K batches; returns mean loss terms."""
-        cfg, model = self.cfg, self.model
-        model.train()
-        sampler = getattr(self.train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        sums: Dict[str, float] = {}
+        """One pass over the epoch's P x K batches; returns mean loss terms (of this rank's batches)."""
+        cfg = self.cfg
+        self.model.train()
+        self.train_loader.set_epoch(epoch)  # the epoch's batches and augmentation seeds
+        tracker = LossTracker()
         start, seen = time.perf_counter(), 0
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCHS}", leave=False,
                    dynamic_ncols=True, disable=self.rank != 0)
         for it, batch in enumerate(bar):
-            images = batch["images"].to(self.device, non_blocking=True)
-            pids = batch["pids"].to(self.device, non_blocking=True)
-            terms = self.criterion(model(images, pids), pids)
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise ReIDError(
-                    f"The loss became {loss.item()} at epoch {epoch + 1}, iteration {it + 1} "
-                    f"({', '.join(f'{k}={v.item():.4g}' for k, v in terms.items())}). Training stopped; the last "
-                    f"good checkpoint is {self.output_dir / LAST}. Lower SOLVER.BASE_LR or check the loss settings."
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.SOLVER.GRAD_CLIP > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.GRAD_CLIP)
-            self.optimizer.step()
-            self.scheduler.step()
-            seen += images.shape[0]
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+            terms = self.train_step(batch)
+            tracker.add(terms)
+            seen += batch["images"].shape[0]
             if (it + 1) % cfg.SOLVER.LOG_PERIOD == 0:
+                tracker.check(epoch, self.output_dir / LAST)
+                current = {k: v.item() for k, v in terms.items()}
+                lr = self.optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{sum(current.values()):.3f}", lr=f"{lr:.2e}")
                 self.logger.info("epoch %d iter %d/%d  %s  lr %.3e", epoch + 1, it + 1, self.iters_per_epoch,
-                                 "  ".join(f"{k} {v.item():.4f}" for k, v in terms.items()),
-                                 self.optimizer.param_groups[0]["lr"])
+                                 "  ".join(f"{k} {v:.4f}" for k, v in current.items()), lr)
+        tracker.check(epoch, self.output_dir / LAST)
         elapsed = time.perf_counter() - start
-        means = {k: v / max(self.iters_per_epoch, 1) for k, v in sums.items()}
+        means = tracker.means()
         record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **means,
                   "loss_total": sum(means.values()), "time_s": elapsed, "images_per_s": seen / max(elapsed, 1e-9)}
         self._log_history(record)
-        self.logger.info("epoch %d done in %.1fs (%.0f img/s): %s", epoch + 1, elapsed, record["images_per_s"],
-                         "  ".join(f"{k} {v:.4f}" for k, v in means.items()))
+        self.logger.info("epoch %d done in %.1fs (%.0f img/s per process): %s", epoch + 1, elapsed,
+                         record["images_per_s"], "  ".join(f"{k} {v:.4f}" for k, v in means.items()))
         return means
 
-    def evaluate(self, epoch: int) -> Dict[str, DatasetEvaluation]:
+    def evaluate(self, epoch: int) -> dict:
+        """Evaluate once (rank 0 scores, all ranks embed); returns the metrics dict on every rank."""
         evals = evaluate_all(self.cfg, self.model, self.device)
-        metrics = metrics_dict(evals)
-        self._log_history({"epoch": epoch, "eval": metrics["datasets"]})
-        self.logger.info("Evaluation after epoch %d:\n%s", epoch, format_results(evals))
-        return evals
+        metrics = broadcast_object(metrics_dict(evals) if evals is not None else None)
+        if evals is not None:
+            self.last_eval = evals
+            self._log_history({"epoch": epoch, "eval": metrics["datasets"]})
+            self.logger.info("Evaluation after epoch %d:\n%s", epoch, format_results(evals))
+        return metrics
 
     def train(self) -> dict:
         """Train to ``SOLVER.MAX_EPOCHS``; returns the final metrics (also in ``OUTPUT_DIR/metrics.json``)."""
         cfg = self.cfg
         max_epochs = cfg.SOLVER.MAX_EPOCHS
-        self.logger.info("Training %s for %d epochs (%d iterations each) on %s", cfg.MODEL.META_ARCHITECTURE,
-                         max_epochs, self.iters_per_epoch, self.device)
+        self.logger.info("Training %s for %d epochs (%d iterations each) on %s x %d process(es)",
+                         cfg.MODEL.META_ARCHITECTURE, max_epochs, self.iters_per_epoch, self.device, self.world_size)
         t0 = time.perf_counter()
         for epoch in range(self.start_epoch, max_epochs):
             self.train_epoch(epoch)
@@ -169,16 +263,16 @@ class Trainer:
             if done % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or done == max_epochs:
                 self.save(LAST, done)
             if done % cfg.TEST.EVAL_PERIOD == 0 or done == max_epochs:
-                self.last_eval = self.evaluate(done)
-        if self.last_eval is None:  # resumed after the last epoch: evaluate what was trained
-            self.last_eval = self.evaluate(max_epochs)
+                self.last_metrics = self.evaluate(done)
+        if self.last_metrics is None:  # resumed after the last epoch: evaluate what was trained
+            self.last_metrics = self.evaluate(max_epochs)
         self.save(FINAL, max_epochs)
-        metrics = metrics_dict(self.last_eval)
-        metrics["train_time_s"] = time.perf_counter() - t0
+        metrics = {**self.last_metrics, "train_time_s": time.perf_counter() - t0}
         if self.rank == 0:
             write_metrics(self.output_dir, metrics)
             from ..visualization.report import maybe_write_report  # report.html + plots (VIS.REPORT)
 
             maybe_write_report(cfg, self.last_eval, self.output_dir, metrics)
-        self.logger.info("Final results (%s):\n%s", self.output_dir / "metrics.json", format_results(self.last_eval))
+            self.logger.info("Final results (%s):\n%s", self.output_dir / "metrics.json",
+                             format_results(self.last_eval))
         return metrics

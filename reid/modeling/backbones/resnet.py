@@ -78,6 +78,18 @@ class ResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
+def set_stage_stride(stage: nn.Sequential, stride: int) -> None:
+    """Change the downsampling stride of a ResNet stage in place, keeping its weights (the shapes do not depend
+    on the stride): MGN's branches are copies of one stage, the global one downsampling, the part ones not."""
+    first = stage[0]
+    if first.downsample is None:
+        raise ValueError("only a stage whose first block has a projection shortcut can change its stride")
+    strided = first.conv2 if isinstance(first, tv.Bottleneck) else first.conv1  # where torchvision puts the stride
+    strided.stride = (stride, stride)
+    first.downsample[0].stride = (stride, stride)
+    first.stride = stride
+
+
 def _imagenet_state_dict(depth: int, path: str) -> dict:
     """ImageNet weights from a local file, or torchvision's download; a clear error when neither works."""
     if path:

@@ -1,5 +1,5 @@
 """Heads: pooling, BNNeck, reduction and classifier."""
 from .embedding_head import EmbeddingHead
-from .pooling import GeM, build_pooling
+from .pooling import GeM, build_pooling, horizontal_stripes
 
-__all__ = ["EmbeddingHead", "GeM", "build_pooling"]
+__all__ = ["EmbeddingHead", "GeM", "build_pooling", "horizontal_stripes"]

@@ -24,15 +24,17 @@ _NECKS = {"bnneck": _bnneck, "none": lambda dim: nn.Identity()}
 class EmbeddingHead(nn.Module):
     """Maps a feature map to (pre-neck feature for pair losses, classifier logits) or, in eval, the embedding."""
 
-    def __init__(self, cfg, in_channels: int, num_classes: int) -> None:
+    def __init__(self, cfg, in_channels: int, num_classes: int, embedding_dim: Optional[int] = None) -> None:
+        """``embedding_dim`` overrides ``MODEL.HEADS.EMBEDDING_DIM`` (MGN always reduces its eight features)."""
         super().__init__()
         heads = cfg.MODEL.HEADS
         if heads.NECK not in _NECKS:
             raise ConfigError(f"MODEL.HEADS.NECK must be one of {sorted(_NECKS)}, got {heads.NECK!r}.")
         self.pool = build_pooling(heads.POOL, heads.GEM_P)
-        dim = heads.EMBEDDING_DIM or in_channels
+        reduce_to = heads.EMBEDDING_DIM if embedding_dim is None else embedding_dim
+        dim = reduce_to or in_channels
         self.reduction: nn.Module = nn.Identity()
-        if heads.EMBEDDING_DIM:
+        if reduce_to:
             self.reduction = nn.Sequential(
                 nn.Conv2d(in_channels, dim, kernel_size=1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True)
             )

@@ -1,6 +1,8 @@
 """Global pooling layers: average, max and generalised-mean (GeM, Radenovic et al. 2018)."""
 from __future__ import annotations
 
+from typing import List
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,3 +34,11 @@ def build_pooling(name: str, gem_p: float = 3.0) -> nn.Module:
     if name not in _POOLS:
         raise ConfigError(f"MODEL.HEADS.POOL must be one of {sorted(_POOLS)}, got {name!r}.")
     return _POOLS[name](gem_p)
+
+
+def horizontal_stripes(fmap: torch.Tensor, n: int) -> List[torch.Tensor]:
+    """Split (B, C, H, W) into ``n`` horizontal stripes with adaptive pooling's bin edges (rows
+    floor(i H / n) .. ceil((i + 1) H / n)), so any height works: stripes overlap by a row when n does not divide H."""
+    h = fmap.shape[2]
+    # Non-negative operands only: exporters trace // as truncating division, which differs for negative numbers.
+    return [fmap[:, :, (i * h) // n:((i + 1) * h + n - 1) // n] for i in range(n)]
