@@ -57,6 +57,18 @@ def test_wrong_type_and_odd_overrides():
         load_cfg(None, ["SOLVER", "3"])
 
 
+@pytest.mark.parametrize("opts, message", [
+    (["INPUT.PIXEL_MEAN", "['a', 0.4, 0.4]"], r"INPUT.PIXEL_MEAN.*list of float.*element 'a' is a str"),
+    (["DATASETS.NAMES", "[1]"], r"DATASETS.NAMES.*list of str.*element 1 is an int"),
+    (["MODEL.BACKBONE.LAYERS", "[[1], 1, 1, 1]"], r"MODEL.BACKBONE.LAYERS.*element \[1\] is a list"),
+    (["SOLVER.BASE_LR", "1e999"], r"SOLVER.BASE_LR.*finite number.*got inf"),
+    (["INPUT.PIXEL_STD", "[1e999, 0.2, 0.2]"], r"INPUT.PIXEL_STD.*element inf is not finite"),
+])
+def test_list_elements_and_non_finite_numbers_are_checked(opts, message):
+    with pytest.raises(ConfigError, match=message):
+        load_cfg(None, opts)
+
+
 def test_int_widens_to_float_and_strings_stay_strings():
     cfg = load_cfg(None, ["SOLVER.BASE_LR", "1", "MODEL.DEVICE", "cuda:0", "OUTPUT_DIR", "123"], freeze=False)
     assert isinstance(cfg.SOLVER.BASE_LR, float) and cfg.MODEL.DEVICE == "cuda:0" and cfg.OUTPUT_DIR == "123"
@@ -67,6 +79,12 @@ def test_int_widens_to_float_and_strings_stay_strings():
     (["SOLVER.IMS_PER_BATCH", "30", "DATALOADER.NUM_INSTANCE", "4"], "DATALOADER.NUM_INSTANCE"),
     (["TEST.METRIC", "manhattan"], "TEST.METRIC"),
     (["INPUT.SIZE_TRAIN", "[256]"], "INPUT.SIZE_TRAIN"),
+    (["SOLVER.LOG_PERIOD", "0"], "SOLVER.LOG_PERIOD"),  # would divide by zero in the training loop
+    (["DATASETS.TESTS", "[]"], "DATASETS.TESTS"),  # nothing to evaluate after training
+    (["SOLVER.STEPS", "[90, 40]"], "SOLVER.STEPS"),
+    (["INPUT.PIXEL_STD", "[0.2, 0.0, 0.2]"], "INPUT.PIXEL_STD"),
+    (["MODEL.BACKBONE.LAYERS", "[1, 1, 1]"], "MODEL.BACKBONE.LAYERS"),
+    (["TEST.RERANK.ENABLED", "True", "TEST.RERANK.K2", "30"], "TEST.RERANK.K2"),
 ])
 def test_bad_values_are_rejected(opts, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Iterable, List, Sequence
 
@@ -48,31 +49,77 @@ def _unknown_key(cfg: CfgNode, full_key: str, where: str) -> ConfigError:
                        f"reid/config/defaults.py.")
 
 
+_MISMATCH, _NOT_FINITE = object(), object()  # what _scalar returns for a value it cannot accept
+_SCALARS = (bool, int, float, str)
+
+
+def _scalar(value: Any, default: Any) -> Any:
+    """``value`` as the type of the scalar ``default`` (int -> float allowed), or ``_MISMATCH`` / ``_NOT_FINITE``."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else _MISMATCH
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value) if math.isfinite(value) else _NOT_FINITE
+        return _MISMATCH
+    if isinstance(default, int):
+        return value if isinstance(value, int) and not isinstance(value, bool) else _MISMATCH
+    if isinstance(default, str):
+        return value if isinstance(value, str) else _MISMATCH
+    return _MISMATCH
+
+
+def _element(value: Any, proto: Any) -> Any:
+    """A list element checked against ``proto`` (an element of the default list); with no prototype (the default
+    list is empty or mixed) any finite scalar."""
+    if proto is None:
+        return value if isinstance(value, _SCALARS) and _finite(value) else _MISMATCH
+    return _scalar(value, proto)
+
+
 def _coerce(full_key: str, value: Any, default: Any, where: str) -> Any:
-    """Check ``value`` against the default's type; allow int -> float and tuple <-> list."""
+    """Check ``value`` against the default's type; allow int -> float and tuple <-> list. List elements are
+    checked against the default's elements (any scalar when the default list is empty); floats must be finite."""
     if isinstance(default, CfgNode):
         raise ConfigError(f"Config key {full_key!r} ({where}) is a section; set its sub-keys, not a value.")
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(default, str):
-        if isinstance(value, str):
-            return value
-    elif isinstance(default, (list, tuple)):
+    if isinstance(default, (list, tuple)):
         if isinstance(value, (list, tuple)):
-            return list(value)
+            proto = default[0] if default and len({type(d) for d in default}) == 1 else None
+            out = [_element(x, proto) for x in value]
+            bad = [x for x, o in zip(value, out) if o is _MISMATCH or o is _NOT_FINITE]
+            if not bad:
+                return out
+            kind = f"a list of {type(proto).__name__}" if proto is not None else "a list of numbers or strings"
+            raise ConfigError(f"Config key {full_key!r} ({where}) expects {kind} like {default!r}, got "
+                              f"{_show(value)} (element {_show(bad[0])} is {_describe(bad[0])}).")
     elif default is None:
         return value
+    else:
+        out = _scalar(value, default)
+        if out is _NOT_FINITE:
+            raise ConfigError(f"Config key {full_key!r} ({where}) expects a finite number like {default!r}, "
+                              f"got {value!r}.")
+        if out is not _MISMATCH:
+            return out
     raise ConfigError(
         f"Config key {full_key!r} ({where}) expects a {type(default).__name__} like {default!r}, "
-        f"got {type(value).__name__} {value!r}."
+        f"got {type(value).__name__} {_show(value)}."
     )
+
+
+def _finite(x: Any) -> bool:
+    return not isinstance(x, float) or math.isfinite(x)
+
+
+def _show(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "not finite"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _merge(root: CfgNode, node: CfgNode, new: dict, where: str, prefix: str = "") -> None:
@@ -138,11 +185,16 @@ def parse_override_value(text: str) -> Any:
 
 
 def merge_from_list(cfg: CfgNode, opts: Sequence[str]) -> CfgNode:
-    """Merge ``KEY VALUE KEY VALUE ...`` overrides (from the command line) into ``cfg`` in place."""
+    """Merge ``KEY VALUE KEY VALUE ...`` overrides (from the command line) into ``cfg`` in place.
+
+    Any mistake (odd number of words, unknown key, value of the wrong type) is a ConfigError naming the key."""
     opts = list(opts)
     if len(opts) % 2:
-        raise ConfigError(f"Overrides come in KEY VALUE pairs; got an odd number of words: {' '.join(opts)!r}.")
+        raise ConfigError(f"Overrides come in KEY VALUE pairs; got an odd number of words: "
+                          f"{_show(' '.join(map(str, opts)), 300)}.")
     for key, text in zip(opts[0::2], opts[1::2]):
+        if not isinstance(key, str):
+            raise ConfigError(f"Override keys are strings such as 'SOLVER.BASE_LR', got {_show(key)}.")
         node = cfg
         parts = key.split(".")
         for i, part in enumerate(parts):
@@ -151,8 +203,8 @@ def merge_from_list(cfg: CfgNode, opts: Sequence[str]) -> CfgNode:
             if i < len(parts) - 1:
                 node = node[part]
         default = node[parts[-1]]
-        value = parse_override_value(text)
-        if isinstance(default, str) and not isinstance(value, str):
+        value = parse_override_value(text) if isinstance(text, str) else text
+        if isinstance(default, str) and isinstance(text, str) and not isinstance(value, str):
             value = text  # e.g. OUTPUT_DIR 123 or MODEL.DEVICE cuda:0 stay strings
         node[parts[-1]] = _coerce(key, value, default, "on the command line")
     return cfg
@@ -191,6 +243,30 @@ def validate(cfg: CfgNode) -> None:
     need(0.0 <= cfg.INPUT.FLIP_PROB <= 1.0, f"INPUT.FLIP_PROB must be in [0, 1], got {cfg.INPUT.FLIP_PROB}.")
     need(t.RERANK.K1 > 0 and t.RERANK.K2 > 0, "TEST.RERANK.K1 and TEST.RERANK.K2 must be positive.")
     need(0.0 <= t.RERANK.LAMBDA <= 1.0, f"TEST.RERANK.LAMBDA must be in [0, 1], got {t.RERANK.LAMBDA}.")
+    if t.RERANK.ENABLED:
+        need(t.RERANK.K2 <= t.RERANK.K1 + 1, f"TEST.RERANK.K2 ({t.RERANK.K2}) must be at most TEST.RERANK.K1 + 1 "
+                                             f"({t.RERANK.K1 + 1}).")
+    need(len(cfg.DATASETS.TESTS) > 0, "DATASETS.TESTS must name at least one test set.")
+    need(s.LOG_PERIOD > 0, f"SOLVER.LOG_PERIOD must be positive, got {s.LOG_PERIOD}.")
+    need(s.WARMUP_EPOCHS >= 0, f"SOLVER.WARMUP_EPOCHS must be >= 0, got {s.WARMUP_EPOCHS}.")
+    need(0.0 < s.WARMUP_FACTOR <= 1.0, f"SOLVER.WARMUP_FACTOR must be in (0, 1], got {s.WARMUP_FACTOR}.")
+    need(s.GAMMA > 0, f"SOLVER.GAMMA must be positive, got {s.GAMMA}.")
+    need(list(s.STEPS) == sorted(s.STEPS) and all(x >= 0 for x in s.STEPS),
+         f"SOLVER.STEPS must be epochs >= 0 in increasing order, got {list(s.STEPS)!r}.")
+    for key in ("MOMENTUM", "WEIGHT_DECAY", "WEIGHT_DECAY_BIAS", "BIAS_LR_FACTOR", "GRAD_CLIP", "ETA_MIN_LR"):
+        need(s[key] >= 0, f"SOLVER.{key} must be >= 0, got {s[key]}.")
+    need(cfg.INPUT.PADDING >= 0, f"INPUT.PADDING must be >= 0, got {cfg.INPUT.PADDING}.")
+    need(0.0 <= cfg.INPUT.REA.PROB <= 1.0, f"INPUT.REA.PROB must be in [0, 1], got {cfg.INPUT.REA.PROB}.")
+    need(len(cfg.INPUT.PIXEL_MEAN) == 3, f"INPUT.PIXEL_MEAN must have 3 (RGB) values, got {cfg.INPUT.PIXEL_MEAN!r}.")
+    need(len(cfg.INPUT.PIXEL_STD) == 3 and all(x > 0 for x in cfg.INPUT.PIXEL_STD),
+         f"INPUT.PIXEL_STD must be 3 (RGB) positive values, got {cfg.INPUT.PIXEL_STD!r}.")
+    layers = cfg.MODEL.BACKBONE.LAYERS
+    need(not layers or (len(layers) == 4 and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1
+                                                  for x in layers)),
+         f"MODEL.BACKBONE.LAYERS must be [] or 4 positive block counts, got {list(layers)!r}.")
+    need(cfg.MODEL.HEADS.NUM_CLASSES >= 0, f"MODEL.HEADS.NUM_CLASSES must be >= 0, got {cfg.MODEL.HEADS.NUM_CLASSES}.")
+    need(cfg.MODEL.HEADS.EMBEDDING_DIM >= 0,
+         f"MODEL.HEADS.EMBEDDING_DIM must be >= 0, got {cfg.MODEL.HEADS.EMBEDDING_DIM}.")
 
 
 def load_cfg(config_file: str | Path | None = None, opts: Iterable[str] = (), freeze: bool = True) -> CfgNode:

@@ -23,7 +23,7 @@ from yacs.config import CfgNode
 from ..utils.errors import ConfigError, DatasetError
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
 from .datasets.base import check_query_matches, relabel, require_nonempty
-from .io import read_image
+from .io import image_problem, read_image
 from .samplers import IdentitySampler, RandomSampler
 from .transforms import build_transforms
 
@@ -66,21 +66,13 @@ def _drop_unreadable(records: List[ImageRecord], cfg: CfgNode, what: str) -> Lis
     many were skipped and which; otherwise leave them to fail with a clear DatasetError when loaded."""
     if not cfg.DATASETS.SKIP_UNREADABLE:
         return records
-
-    def problem(record: ImageRecord) -> str:
-        try:
-            read_image(record.path)
-            return ""
-        except DatasetError as e:
-            return str(e)
-
     with ThreadPoolExecutor(max(1, cfg.DATALOADER.NUM_WORKERS)) as pool:  # PIL decodes without the GIL
-        problems = list(pool.map(problem, records))
+        problems = list(pool.map(image_problem, [r.path for r in records]))
     kept = [r for r, p in zip(records, problems) if not p]
-    bad = [p for p in problems if p]
+    bad = [f"{r.path} {p}" for r, p in zip(records, problems) if p]
     if bad:
         logger.warning("Skipped %d of %d %s image(s) as unreadable (DATASETS.SKIP_UNREADABLE): %s%s", len(bad),
-                       len(records), what, "; ".join(bad[:3]), f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
+                       len(records), what, "; ".join(bad[:3]), f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
     else:
         logger.info("Checked %d %s image(s): all readable", len(records), what)
     return kept

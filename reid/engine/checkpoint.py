@@ -1,14 +1,18 @@
 """Checkpoints: atomic writes (temp file, fsync, rename), safe loads (weights_only=True), model-weight loading.
 
-A crash or a full disk while writing leaves the previous checkpoint untouched: the new bytes go to a temporary
-file in the same folder, which replaces the old file only once it is complete and on disk.
+A crash, a kill or a full disk while writing leaves the previous checkpoint untouched: the new bytes go to a
+temporary file ``.<name>.<pid>.<random>.tmp`` in the same folder, which replaces the old file (an atomic rename)
+only once it is complete and on disk. Temporary files left by a killed writer are removed by the next write.
 """
 from __future__ import annotations
 
+import logging
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import torch
 from torch import nn
@@ -20,26 +24,92 @@ FINAL = "model_final.pt"
 # Parameters that depend on the training identities; evaluation never needs them (MODEL.WEIGHTS skips them).
 CLASSIFIER_MARKER = "classifier."
 
+logger = logging.getLogger(__name__)
+
+
+class _Recorder:
+    """The file object torch.save writes to: it keeps the OSError of a failed write (ENOSPC, EFBIG, EIO), which
+    torch.save would otherwise turn into a RuntimeError such as 'unexpected pos 704 vs 598'."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        self.error: Optional[OSError] = None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
 
 def save_checkpoint(path: str | Path, state: Dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically; on failure the old file (if any) is intact and the error says so."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"Cannot create the folder {str(path.parent)!r} for checkpoint {path.name} "
+                              f"({e.strerror or e}); change OUTPUT_DIR.") from None
+    remove_stale_temps(path)
+    recorder = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            recorder = _Recorder(f)
+            torch.save(state, recorder)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            kept = "the previous checkpoint is intact" if path.exists() else "no earlier checkpoint existed"
-            raise CheckpointError(f"Could not write checkpoint {str(path)!r} ({e.strerror or e}); {kept}. "
-                                  f"Free disk space or change OUTPUT_DIR.") from None
+        cause = e if isinstance(e, OSError) else (recorder.error if recorder is not None else None)
+        if cause is not None:
+            raise _write_error(path, cause) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _write_error(path: Path, e: OSError) -> CheckpointError:
+    kept = ("the previous checkpoint is intact" if path.exists() else "no earlier checkpoint existed")
+    return CheckpointError(f"Could not write checkpoint {str(path)!r} ({e.strerror or e}); {kept}. Free disk "
+                           f"space or change OUTPUT_DIR, then continue with --resume.")
+
+
+def remove_stale_temps(path: str | Path) -> List[Path]:
+    """Delete the temporary files of ``path`` whose writer (the pid in the name) is no longer running on this
+    machine, e.g. one killed while writing; returns them."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    if removed:
+        logger.info("Removed %d unfinished checkpoint file(s) left by an interrupted run: %s", len(removed),
+                    ", ".join(p.name for p in removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, OSError):
+        return True  # exists (another user's: EPERM), or cannot tell: keep the file
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -59,19 +129,41 @@ def _fsync_dir(folder: Path) -> None:
 def load_checkpoint(path: str | Path) -> Dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``: tensors and plain containers only, never arbitrary code."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint file; name the .pt file in it "
+                              f"(e.g. {str(path / FINAL)!r}).")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist. Check MODEL.WEIGHTS / the path you gave.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says what matters
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling errors have many types; all mean "not a safe checkpoint"
         raise CheckpointError(
-            f"Cannot load {str(path)!r} as a checkpoint with weights_only=True (it is truncated, not a PyTorch "
-            f"file, or holds objects other than tensors and plain containers, which are refused for safety): "
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            f"Cannot load {str(path)!r} as a checkpoint: {_load_failure(e)}. Checkpoints are read with "
+            f"torch.load(weights_only=True), which accepts tensors and plain containers only and refuses anything "
+            f"else for safety. Use a checkpoint written by tools/train.py."
         ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(state).__name__}, not a checkpoint dict.")
     return state
+
+
+def _load_failure(e: Exception) -> str:
+    """Why torch.load refused a file, in words (never torch's advice to retry with weights_only=False)."""
+    text = str(e)
+    found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
+    if found:
+        return (f"it asks to import the Python object {found.group(1)}, which a checkpoint never needs (refused; "
+                f"nothing was run)")
+    found = re.search(r"Unsupported operand (\d+)", text)
+    if found:
+        return f"it is not a PyTorch checkpoint, or it is corrupt (unsupported pickle operand {found.group(1)})"
+    if isinstance(e, (RuntimeError, EOFError)) or "zip archive" in text:
+        first = text.split(". ")[0].strip()
+        return f"the file is truncated or corrupt ({first})" if first else "the file is truncated or corrupt"
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("Weights only load failed")]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
 def model_state_from(state: Dict[str, Any]) -> Dict[str, torch.Tensor]:
@@ -82,31 +174,87 @@ def model_state_from(state: Dict[str, Any]) -> Dict[str, torch.Tensor]:
     return inner
 
 
-def load_model_weights(model: nn.Module, path: str | Path, skip: Iterable[str] = (CLASSIFIER_MARKER,),
-                       state: Dict[str, Any] | None = None) -> None:
-    """Load model weights for evaluation/fine-tuning, ignoring classifier weights by design.
+def _show(items: List[str], limit: int = 6) -> str:
+    return ", ".join(items[:limit]) + (f" ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
-    ``state`` is the already loaded checkpoint at ``path`` (to avoid reading it twice); ``path`` names it in
-    errors. Any other difference (missing or unexpected keys, shape mismatch) means the checkpoint comes from
-    another architecture or configuration; the error lists the mismatched keys.
-    """
+
+def state_mismatch(model: nn.Module, given: Mapping[str, torch.Tensor], skip: Iterable[str] = ()) -> str:
+    """'' when ``given`` fits ``model`` exactly (keys and shapes, ignoring keys containing any of ``skip``), else
+    a description listing the missing, unexpected and differently shaped keys."""
     skip = tuple(skip)
     wanted = {k: v for k, v in model.state_dict().items() if not any(s in k for s in skip)}
-    loaded = model_state_from(state if state is not None else load_checkpoint(path))
-    given = {k: v for k, v in loaded.items() if not any(s in k for s in skip)}
+    given = {k: v for k, v in given.items() if not any(s in k for s in skip)}
     missing = sorted(set(wanted) - set(given))
     unexpected = sorted(set(given) - set(wanted))
     shapes = sorted(f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(v.shape)}"
                     for k, v in wanted.items() if k in given and given[k].shape != v.shape)
-    if missing or unexpected or shapes:
-        def show(items):
-            return ", ".join(items[:6]) + (f" ... (+{len(items) - 6} more)" if len(items) > 6 else "")
-        parts = [f"{len(missing)} missing: {show(missing)}" if missing else "",
-                 f"{len(unexpected)} unexpected: {show(unexpected)}" if unexpected else "",
-                 f"{len(shapes)} with other shapes: {show(shapes)}" if shapes else ""]
-        raise CheckpointError(
-            f"Checkpoint {str(path)!r} does not fit this model ({'; '.join(p for p in parts if p)}). It was "
-            f"probably trained with another MODEL.META_ARCHITECTURE / MODEL.BACKBONE / MODEL.HEADS setting: "
-            f"use the config it was trained with."
-        )
-    model.load_state_dict(given, strict=False)
+    parts = [f"{len(missing)} missing: {_show(missing)}" if missing else "",
+             f"{len(unexpected)} unexpected: {_show(unexpected)}" if unexpected else "",
+             f"{len(shapes)} with other shapes: {_show(shapes)}" if shapes else ""]
+    return "; ".join(p for p in parts if p)
+
+
+def config_differences(state: Mapping[str, Any], cfg, section: str = "MODEL",
+                       ignore: Iterable[str] = ("WEIGHTS", "DEVICE")) -> List[str]:
+    """``KEY: checkpoint X vs config Y`` for the keys of ``section`` where the checkpoint's stored config differs
+    from ``cfg`` (empty without either)."""
+    stored = state.get("cfg") if isinstance(state, Mapping) else None
+    if cfg is None or not isinstance(stored, Mapping) or not isinstance(stored.get(section), Mapping):
+        return []
+    out: List[str] = []
+
+    def walk(a: Mapping, b, prefix: str) -> None:
+        for k, v in a.items():
+            if k in ignore or k not in b:
+                continue
+            if isinstance(v, Mapping) or isinstance(b[k], Mapping):
+                if isinstance(v, Mapping) and isinstance(b[k], Mapping):
+                    walk(v, b[k], f"{prefix}{k}.")
+            elif (list(v) if isinstance(v, tuple) else v) != (list(b[k]) if isinstance(b[k], tuple) else b[k]):
+                out.append(f"{prefix}{k}: checkpoint {v!r} vs config {b[k]!r}")
+
+    walk(stored[section], cfg[section], f"{section}.")
+    return out
+
+
+def load_model_state(model: nn.Module, state: Dict[str, Any], path: str | Path, skip: Iterable[str] = (),
+                     cfg=None, advice: str = "") -> None:
+    """Load the model state of the checkpoint ``state`` (read from ``path``) into ``model``, requiring every key
+    and shape to match except keys containing any of ``skip``. On a mismatch the CheckpointError lists the keys,
+    and (with ``cfg``) the MODEL settings in which the checkpoint's stored config differs from ``cfg``."""
+    skip = tuple(skip)
+    loaded = model_state_from(state)
+    problem = state_mismatch(model, loaded, skip)
+    if problem:
+        diffs = config_differences(state, cfg)
+        stored, current = state.get("num_classes"), getattr(model, "num_classes", None)
+        classes_differ = (isinstance(stored, int) and isinstance(current, int) and stored != current
+                          and not any(s in CLASSIFIER_MARKER for s in skip))
+        only_classifier = state_mismatch(model, loaded, skip + (CLASSIFIER_MARKER,)) == ""
+        if classes_differ:
+            problem += (f". The checkpoint's classifier has {stored} classes, this model {current}: it was trained "
+                        f"on data with another number of identities")
+        if diffs:
+            where = f" Its MODEL settings differ from this config: {_show(diffs, 4)}."
+        elif classes_differ and only_classifier:
+            where = ""
+        else:
+            where = (" It was probably trained with another MODEL.META_ARCHITECTURE / MODEL.BACKBONE / MODEL.HEADS "
+                     "setting.")
+        raise CheckpointError(f"Checkpoint {str(path)!r} does not fit this model ({problem}).{where} "
+                              f"{advice or 'Use the config it was trained with.'}")
+    model.load_state_dict({k: v for k, v in loaded.items() if not any(s in k for s in skip)}, strict=not skip)
+
+
+def load_model_weights(model: nn.Module, path: str | Path, skip: Iterable[str] = (CLASSIFIER_MARKER,),
+                       state: Dict[str, Any] | None = None, cfg=None) -> None:
+    """Load model weights for evaluation/fine-tuning, ignoring classifier weights by design.
+
+    ``state`` is the already loaded checkpoint at ``path`` (to avoid reading it twice); ``path`` names it in
+    errors. Any other difference (missing or unexpected keys, shape mismatch) means the checkpoint comes from
+    another architecture or configuration; the error lists the mismatched keys (and, given ``cfg``, the MODEL
+    settings that differ from the checkpoint's stored config).
+    """
+    load_model_state(model, state if state is not None else load_checkpoint(path), path, skip, cfg,
+                     "Use the config it was trained with (its classifier is ignored: any number of training "
+                     "identities fits).")

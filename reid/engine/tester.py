@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Dict
 
 from ..config import dump_cfg
+from ..data.build import check_test_sets
 from ..modeling import build_model
 from ..utils.env import resolve_device, seed_all
 from ..utils.logger import setup_logger
@@ -12,17 +13,21 @@ from .evaluate import DatasetEvaluation, evaluate_all, format_results, metrics_d
 
 
 def run_test(cfg) -> Dict[str, DatasetEvaluation]:
-    """Evaluate ``MODEL.WEIGHTS`` (or the initialised model when empty); returns the per-dataset evaluations."""
+    """Evaluate ``MODEL.WEIGHTS`` (or the initialised model when empty); returns the per-dataset evaluations.
+
+    The weights are loaded and every test set is parsed and checked before anything is embedded, so a bad path,
+    checkpoint or dataset stops the run at once."""
     logger = setup_logger(cfg.OUTPUT_DIR)
     seed_all(cfg.SEED, cfg.DETERMINISTIC)
     device = resolve_device(cfg.MODEL.DEVICE)
     dump_cfg(cfg, f"{cfg.OUTPUT_DIR}/config.yaml")
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        load_model_weights(model, cfg.MODEL.WEIGHTS)
+        load_model_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)
         logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)
     else:
         logger.info("No MODEL.WEIGHTS given: evaluating the initialised (untrained) model")
+    check_test_sets(cfg)
     model.to(device)
     evals = evaluate_all(cfg, model, device)
     metrics = metrics_dict(evals)

@@ -1,10 +1,12 @@
 """The record and dataset types every dataset parser produces (the contract in CONTRIBUTING.md)."""
 from __future__ import annotations
 
+import difflib
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Sequence, Set
 
 from ...utils.errors import DatasetError
 from ...utils.registry import Registry
@@ -59,14 +61,36 @@ class ReIDDataset:
                 f"gallery={len(self.gallery)})")
 
 
-def find_dataset_folder(root: str, candidates: Sequence[str], layout: str) -> Path:
-    """The first of ``candidates`` (folder names, in order of preference) that exists under ``root``."""
+def find_dataset_folder(root: str, candidates: Sequence[str], layout: str, markers: Sequence[str] = ()) -> Path:
+    """The first of ``candidates`` (folder names, in order of preference) that exists under ``root``.
+
+    When none does, the error shows the layout and, where it can tell, the likely mistake: ``root`` missing,
+    ``root`` being the dataset folder itself (it holds the ``markers``, e.g. ``query/``) or a folder under ``root``
+    whose name is close to a candidate's.
+    """
     for name in candidates:
         folder = Path(root) / name
         if folder.is_dir():
             return folder
     tried = ", ".join(str(Path(root) / c) for c in candidates)
-    raise DatasetError(f"Dataset folder not found: looked for {tried}. Expected layout under DATASETS.ROOT "
+    hint = ""
+    if not Path(root).is_dir():
+        hint = f" DATASETS.ROOT {root!r} itself does not exist."
+    elif markers and any((Path(root) / m).exists() for m in markers):
+        hint = (f" {root!r} looks like the dataset folder itself: DATASETS.ROOT must be the folder that contains "
+                f"it, named {candidates[0]!r}.")
+    else:
+        try:
+            present = sorted(e.name for e in os.scandir(root) if e.is_dir())
+        except OSError:
+            present = []
+        lowered = {p.lower().replace("_", "-"): p for p in present}
+        close = sorted({lowered[m] for c in candidates
+                        for m in difflib.get_close_matches(c.lower().replace("_", "-"), list(lowered), n=2,
+                                                           cutoff=0.7)})
+        if close:
+            hint = f" Found {', '.join(map(repr, close))} there: rename it to {candidates[0]!r}."
+    raise DatasetError(f"Dataset folder not found: looked for {tried}.{hint} Expected layout under DATASETS.ROOT "
                        f"({root!r}):\n{layout}\nPut the data there or point DATASETS.ROOT at the folder that "
                        f"holds it (see datasets/README.md).")
 
@@ -82,6 +106,32 @@ def require_nonempty(records: Sequence[ImageRecord], what: str, where: Path) -> 
     """Empty query or gallery sets make every metric meaningless: say so where the data came from."""
     if not records:
         raise DatasetError(f"No {what} images found in {str(where)!r}; the folder or list is empty.")
+
+
+def check_query_matches(query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], name: str,
+                        where: str) -> int:
+    """Raise a DatasetError when no query has a true match in the gallery; return how many queries lack one.
+
+    A true match (the Market-1501 / MSMT17 protocol) is a gallery image of the query's identity from another
+    camera; same-camera images and junk (pid -1) do not count. Junk queries (pid -1, kept by
+    ``DATASETS.KEEP_JUNK``) are never counted. Checked on the records, before any image is embedded.
+    """
+    cameras: Dict[int, Set[int]] = defaultdict(set)
+    for r in gallery:
+        if r.pid != -1:
+            cameras[r.pid].add(r.camid)
+    real = [r for r in query if r.pid != -1]
+    lacking = [r for r in real if not cameras.get(r.pid, set()) - {r.camid}]
+    if real and len(lacking) == len(real):
+        first = lacking[0]
+        raise DatasetError(
+            f"None of the {len(real)} queries of {name} ({where}) has a true match in its gallery: an image of the "
+            f"same identity from another camera (same-camera and junk images do not count). E.g. query "
+            f"{os.path.basename(first.path)!r} (pid {first.pid}, camera {first.camid + 1}) has "
+            f"{'only same-camera images' if first.pid in cameras else 'no image'} of its identity in the gallery. "
+            f"Check that query and gallery come from the same dataset release; every metric would be undefined."
+        )
+    return len(lacking)
 
 
 def relabel(records: Iterable[ImageRecord]) -> List[ImageRecord]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Tuple
 
 from yacs.config import CfgNode
 
@@ -31,10 +31,12 @@ class Market1501(ReIDDataset):
 
     FOLDERS = ("Market-1501-v15.09.15", "Market-1501")
     LAYOUT = MARKET_LAYOUT
-    PATTERN = re.compile(r"^(-?\d+)_c(\d+)s\d+_\d+_\d+\.jpg$")
+    # ASCII digits only; ids and cameras of at most 9 digits (any int() of them is cheap and exact).
+    PATTERN = re.compile(r"(-?\d{1,9})_c(\d{1,9})s\d+_\d+_\d+\.jpg", re.ASCII)
+    MARKERS = ("bounding_box_train", "query", "bounding_box_test")
 
     def __init__(self, root: str, cfg: CfgNode) -> None:
-        folder = find_dataset_folder(root, self.FOLDERS, self.LAYOUT)
+        folder = find_dataset_folder(root, self.FOLDERS, self.LAYOUT, self.MARKERS)
         keep_junk = cfg.DATASETS.KEEP_JUNK
         train = relabel(r for r in self._parse_dir(folder / "bounding_box_train") if r.pid != _JUNK)
         query = [r for r in self._parse_dir(folder / "query") if keep_junk or r.pid != _JUNK]
@@ -43,6 +45,14 @@ class Market1501(ReIDDataset):
         require_nonempty(gallery, "gallery", folder / "bounding_box_test")
         super().__init__(type(self).__name__, str(folder), train, query, gallery)
 
+    @classmethod
+    def parse_name(cls, name: str) -> Optional[Tuple[int, int]]:
+        """``(pid, 0-based camera)`` of a file name in the naming scheme, else None (never raises)."""
+        match = cls.PATTERN.fullmatch(name)
+        if match is None or int(match.group(2)) < 1:
+            return None
+        return int(match.group(1)), int(match.group(2)) - 1
+
     def _parse_dir(self, split_dir: Path) -> List[ImageRecord]:
         """Every image of ``split_dir`` as a record, in sorted file-name order; a misnamed image is an error."""
         require_dir(split_dir, self.LAYOUT)
@@ -50,13 +60,13 @@ class Market1501(ReIDDataset):
         for name in sorted(os.listdir(split_dir)):
             if not is_image_name(name):
                 continue
-            match = self.PATTERN.match(name)
-            if match is None or int(match.group(2)) < 1:
+            parsed = self.parse_name(name)
+            if parsed is None:
                 bad.append(name)
                 continue
-            records.append(ImageRecord(str(split_dir / name), int(match.group(1)), int(match.group(2)) - 1))
+            records.append(ImageRecord(str(split_dir / name), *parsed))
         if bad:
-            shown = ", ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+            shown = ", ".join(map(repr, bad[:5])) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
             raise DatasetError(f"{len(bad)} image(s) in {str(split_dir)!r} do not follow the Market-1501 naming "
                                f"<pid>_c<camera from 1>s<seq>_<frame>_<box>.jpg (regex {self.PATTERN.pattern}), "
                                f"e.g. 0002_c1s1_000451_03.jpg: {shown}. Rename or remove them.")

@@ -30,10 +30,12 @@ class MSMT17(ReIDDataset):
     FOLDERS = ("MSMT17_V2", "MSMT17_V1", "MSMT17")
     LAYOUT = MSMT17_LAYOUT
     IMAGE_DIRS = {"train": ("train", "mask_train_v2"), "test": ("test", "mask_test_v2")}
-    FILE_PATTERN = re.compile(r"^\d+_\d+_(\d+)_[A-Za-z0-9]+_\d+_\d+\.jpg$")
+    FILE_PATTERN = re.compile(r"\d+_\d+_(\d{1,9})_[A-Za-z0-9]+_\d+_\d+\.jpg", re.ASCII)
+    PID_PATTERN = re.compile(r"\d{1,9}", re.ASCII)  # ASCII digits; int() of at most 9 of them never fails
+    MARKERS = ("list_train.txt", "list_query.txt", "list_gallery.txt")
 
     def __init__(self, root: str, cfg: CfgNode) -> None:
-        folder = find_dataset_folder(root, self.FOLDERS, self.LAYOUT)
+        folder = find_dataset_folder(root, self.FOLDERS, self.LAYOUT, self.MARKERS)
         train_dir, test_dir = self._image_dir(folder, "train"), self._image_dir(folder, "test")
         train = relabel(self._parse_list(folder / "list_train.txt", train_dir)
                         + self._parse_list(folder / "list_val.txt", train_dir))
@@ -58,25 +60,36 @@ class MSMT17(ReIDDataset):
                                f"(see datasets/README.md).")
         base = os.path.realpath(image_dir)
         records = []
-        with open(list_file, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
+        with open(list_file, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                where = f"{list_file} line {lineno}"
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DatasetError(f"{where}: not UTF-8 text ({raw[:60]!r}); is {list_file.name} a split "
+                                       f"list of the MSMT17 release?") from None
                 if line.strip():
-                    records.append(self._parse_line(line, base, f"{list_file} line {lineno}"))
+                    records.append(self.parse_line(line, base, where))
         return records
 
-    def _parse_line(self, line: str, base: str, where: str) -> ImageRecord:
+    @classmethod
+    def parse_line(cls, line: str, base: str, where: str) -> ImageRecord:
+        """The record of one list line ``<pid>/<file>.jpg <pid>`` under the image folder ``base`` (a real path);
+        any other line is a DatasetError naming ``where`` (the list file and line)."""
         parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            raise DatasetError(f"{where}: expected '<pid>/<file>.jpg <pid>', got {line.strip()!r}.")
+        if len(parts) != 2 or not cls.PID_PATTERN.fullmatch(parts[1]):
+            raise DatasetError(f"{where}: expected '<pid>/<file>.jpg <pid>', got {line.strip()[:200]!r}.")
         rel, pid = parts[0], int(parts[1])
+        if "\0" in rel:
+            raise DatasetError(f"{where}: the path {rel[:200]!r} contains a NUL character.")
         path = os.path.realpath(os.path.join(base, rel))
         if os.path.commonpath([base, path]) != base:
-            raise DatasetError(f"{where}: {rel!r} points outside the image folder {base!r}; list paths must be "
-                               f"relative paths inside it.")
-        match = self.FILE_PATTERN.match(os.path.basename(rel))
+            raise DatasetError(f"{where}: {rel[:200]!r} points outside the image folder {base!r}; list paths must "
+                               f"be relative paths inside it.")
+        match = cls.FILE_PATTERN.fullmatch(os.path.basename(rel))
         if match is None or int(match.group(1)) < 1:
-            raise DatasetError(f"{where}: file name {os.path.basename(rel)!r} does not follow the MSMT17 naming "
-                               f"<pid>_<index>_<camera from 01>_<date><time>_<frame>_<n>.jpg "
+            raise DatasetError(f"{where}: file name {os.path.basename(rel)[:200]!r} does not follow the MSMT17 "
+                               f"naming <pid>_<index>_<camera from 01>_<date><time>_<frame>_<n>.jpg "
                                f"(e.g. 0000_000_01_0303morning_0015_0.jpg).")
         if not os.path.isfile(path):
             raise DatasetError(f"{where}: image {path!r} does not exist (incomplete extraction or wrong list?).")
