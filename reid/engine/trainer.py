@@ -27,7 +27,7 @@ from ..modeling.losses import build_criterion
 from ..utils.env import get_rng_state, seed_all, set_rng_state
 from ..utils.errors import CheckpointError, ConfigError, ReIDError
 from ..utils.logger import setup_logger
-from .checkpoint import FINAL, LAST, load_checkpoint, load_model_weights, save_checkpoint
+from .checkpoint import FINAL, LAST, load_checkpoint, load_model_state, load_model_weights, save_checkpoint
 from .evaluate import DatasetEvaluation, evaluate_all, format_results, metrics_dict, write_metrics
 from .launch import broadcast_object, dist_info, process_device, rank_zero_first, shared_seed, to_sync_batchnorm
 from .optim import build_lr_scheduler, build_optimizer
@@ -96,6 +96,8 @@ class Trainer:
         self.rank, self.world_size = dist_info()
         self.output_dir = Path(cfg.OUTPUT_DIR)
         self.logger = setup_logger(cfg.OUTPUT_DIR, self.rank)
+        if resume:
+            self._last_checkpoint()  # before any data is read: a missing checkpoint fails at once
         self.device = process_device(cfg.MODEL.DEVICE)
         self.seed = seed_all(shared_seed(cfg.SEED), cfg.DETERMINISTIC)
         if not cfg.DETERMINISTIC:
@@ -124,7 +126,7 @@ class Trainer:
         cfg = self.cfg
         model = build_model(cfg, num_classes)
         if cfg.MODEL.WEIGHTS:
-            load_model_weights(model, cfg.MODEL.WEIGHTS)
+            load_model_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)
             self.logger.info("Loaded model weights from %s (classifier re-initialised)", cfg.MODEL.WEIGHTS)
         model = model.to(self.device)
         if cfg.MODEL.CHANNELS_LAST:
@@ -162,21 +164,22 @@ class Trainer:
             save_checkpoint(path, {**self.state_dict(epoch), "scaler": self.scaler.state_dict()})
         return path
 
-    def resume(self) -> None:
-        """Continue from ``OUTPUT_DIR/model_last.pt``: model, optimizer, schedule, epoch and RNG states."""
+    def _last_checkpoint(self) -> Path:
         path = self.output_dir / LAST
         if not path.is_file():
             raise CheckpointError(f"--resume: no checkpoint {str(path)!r} to resume from. Start without --resume, "
                                   f"or set OUTPUT_DIR to the folder of the run to continue.")
+        return path
+
+    def resume(self) -> None:
+        """Continue from ``OUTPUT_DIR/model_last.pt``: model, optimizer, schedule, epoch and RNG states."""
+        path = self._last_checkpoint()
         state = load_checkpoint(path)
         missing = [k for k in ("model", "optimizer", "scheduler", "epoch", "rng") if k not in state]
         if missing:
             raise CheckpointError(f"{str(path)!r} is not a training checkpoint (missing {missing}).")
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{str(path)!r} does not fit the configured model: {str(e).splitlines()[0]} "
-                                  f"Resume with the config the run was started with.") from None
+        load_model_state(self.model, state, path, cfg=self.cfg,
+                         advice="Resume with the config the run was started with (same data and MODEL settings).")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
