@@ -117,7 +117,7 @@ class ReIDModel:
                 f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}; drop that override or use the config "
                 f"the checkpoint was trained with."
             )
-        model = build_model(cfg, num_classes=1)  # classifier weights are skipped: a 1-class one suffices
+        model = build_model(cfg, num_classes=1, pretrained=False)  # classifier weights are skipped: a 1-class one suffices
         load_model_weights(model, path, state=state)
         return cls(model, cfg, resolve_device(device), str(Path(path).resolve()))
 

@@ -42,3 +42,15 @@ def test_unknown_names_are_config_errors():
         build_model(load_cfg(None, TINY + ["MODEL.META_ARCHITECTURE", "Basline"]))
     with pytest.raises(ConfigError, match="POOL"):
         build_model(load_cfg(None, TINY + ["MODEL.HEADS.POOL", "median"]))
+
+
+def test_loading_trained_weights_needs_no_imagenet_file(tmp_path):
+    """Evaluating a checkpoint must not fetch ImageNet weights that the checkpoint overwrites anyway."""
+    from reid.utils.errors import CheckpointError
+
+    cfg = load_cfg(None, TINY + ["MODEL.BACKBONE.PRETRAIN", "True",
+                                 "MODEL.BACKBONE.PRETRAIN_PATH", str(tmp_path / "missing.pth")])
+    with pytest.raises(CheckpointError, match="missing.pth"):
+        build_model(cfg)
+    assert build_model(cfg, pretrained=False)(torch.randn(1, 3, 64, 32)).shape == (1, 64)
+    assert cfg.MODEL.BACKBONE.PRETRAIN  # the caller's config is left alone

@@ -21,7 +21,7 @@ def run_test(cfg) -> Dict[str, DatasetEvaluation]:
     seed_all(cfg.SEED, cfg.DETERMINISTIC)
     device = resolve_device(cfg.MODEL.DEVICE)
     dump_cfg(cfg, f"{cfg.OUTPUT_DIR}/config.yaml")
-    model = build_model(cfg)
+    model = build_model(cfg, pretrained=not cfg.MODEL.WEIGHTS)
     if cfg.MODEL.WEIGHTS:
         load_model_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)
         logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)

@@ -124,7 +124,7 @@ class Trainer:
 
     def _build_model(self, num_classes: int) -> nn.Module:
         cfg = self.cfg
-        model = build_model(cfg, num_classes)
+        model = build_model(cfg, num_classes, pretrained=not cfg.MODEL.WEIGHTS)
         if cfg.MODEL.WEIGHTS:
             load_model_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)
             self.logger.info("Loaded model weights from %s (classifier re-initialised)", cfg.MODEL.WEIGHTS)

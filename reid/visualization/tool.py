@@ -158,7 +158,7 @@ def load_model(cfg, device: torch.device):
     from ..modeling import build_model
 
     check_weights(cfg)
-    model = build_model(cfg)
+    model = build_model(cfg, pretrained=not cfg.MODEL.WEIGHTS)
     if cfg.MODEL.WEIGHTS:
         try:
             load_model_weights(model, cfg.MODEL.WEIGHTS)
