@@ -8,7 +8,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -56,12 +56,22 @@ def _extract(cfg, model: nn.Module, loader: DataLoader, records: List[ImageRecor
                     [r.path for r in records])
 
 
-def evaluate_dataset(cfg, model: nn.Module, device: torch.device, name: str) -> Optional[DatasetEvaluation]:
+TestSet = Tuple[DataLoader, int, List[ImageRecord]]  # loader over query + gallery, number of queries, records
+
+
+def build_test_sets(cfg) -> Dict[str, TestSet]:
+    """Parse and check every ``DATASETS.TESTS`` set once; the loaders are reused by every later evaluation."""
+    return {name: build_test_loader(cfg, name) for name in cfg.DATASETS.TESTS}
+
+
+def evaluate_dataset(cfg, model: nn.Module, device: torch.device, name: str,
+                     test_set: Optional[TestSet] = None) -> Optional[DatasetEvaluation]:
     """Extract query + gallery features of test set ``name`` and score them (and re-rank when enabled).
 
-    Under DDP the scoring runs once, on rank 0; the other ranks return None.
+    ``test_set`` is the set's ``build_test_loader`` result when already built. Under DDP the scoring runs once,
+    on rank 0; the other ranks return None.
     """
-    loader, num_query, records = build_test_loader(cfg, name)
+    loader, num_query, records = test_set or build_test_loader(cfg, name)
     feats = _extract(cfg, model, loader, records, device, name)
     if feats is None:
         return None
@@ -76,11 +86,14 @@ def evaluate_dataset(cfg, model: nn.Module, device: torch.device, name: str) -> 
     return DatasetEvaluation(name, result, rerank, query, gallery)
 
 
-def evaluate_all(cfg, model: nn.Module, device: torch.device) -> Optional[Dict[str, DatasetEvaluation]]:
-    """Every ``DATASETS.TESTS`` set, in order. Under DDP: rank 0's model (its BN statistics are copied to all
-    ranks first), embedded by all ranks, scored once by rank 0; the other ranks return None."""
+def evaluate_all(cfg, model: nn.Module, device: torch.device,
+                 test_sets: Optional[Dict[str, TestSet]] = None) -> Optional[Dict[str, DatasetEvaluation]]:
+    """Every ``DATASETS.TESTS`` set, in order (``test_sets`` from :func:`build_test_sets`, or built here).
+    Under DDP: rank 0's model (its BN statistics are copied to all ranks first), embedded by all ranks, scored
+    once by rank 0; the other ranks return None."""
     broadcast_buffers(model)
-    evals = {name: evaluate_dataset(cfg, model, device, name) for name in cfg.DATASETS.TESTS}
+    test_sets = test_sets or build_test_sets(cfg)
+    evals = {name: evaluate_dataset(cfg, model, device, name, test_sets[name]) for name in cfg.DATASETS.TESTS}
     return evals if dist_info()[0] == 0 else None
 
 

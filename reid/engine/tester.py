@@ -4,12 +4,11 @@ from __future__ import annotations
 from typing import Dict
 
 from ..config import dump_cfg
-from ..data.build import check_test_sets
 from ..modeling import build_model
 from ..utils.env import resolve_device, seed_all
 from ..utils.logger import setup_logger
 from .checkpoint import load_model_weights
-from .evaluate import DatasetEvaluation, evaluate_all, format_results, metrics_dict, write_metrics
+from .evaluate import DatasetEvaluation, build_test_sets, evaluate_all, format_results, metrics_dict, write_metrics
 
 
 def run_test(cfg) -> Dict[str, DatasetEvaluation]:
@@ -27,9 +26,9 @@ def run_test(cfg) -> Dict[str, DatasetEvaluation]:
         logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)
     else:
         logger.info("No MODEL.WEIGHTS given: evaluating the initialised (untrained) model")
-    check_test_sets(cfg)
+    test_sets = build_test_sets(cfg)  # parsed and checked once, before anything is embedded
     model.to(device)
-    evals = evaluate_all(cfg, model, device)
+    evals = evaluate_all(cfg, model, device, test_sets)
     metrics = metrics_dict(evals)
     path = write_metrics(cfg.OUTPUT_DIR, metrics)
     logger.info("Results (%s):\n%s", path, format_results(evals))

@@ -28,7 +28,8 @@ from ..utils.env import get_rng_state, seed_all, set_rng_state
 from ..utils.errors import CheckpointError, ConfigError, ReIDError
 from ..utils.logger import setup_logger
 from .checkpoint import FINAL, LAST, load_checkpoint, load_model_state, load_model_weights, save_checkpoint
-from .evaluate import DatasetEvaluation, evaluate_all, format_results, metrics_dict, write_metrics
+from .evaluate import (DatasetEvaluation, TestSet, build_test_sets, evaluate_all, format_results, metrics_dict,
+                       write_metrics)
 from .launch import broadcast_object, dist_info, process_device, rank_zero_first, shared_seed, to_sync_batchnorm
 from .optim import build_lr_scheduler, build_optimizer
 
@@ -119,6 +120,7 @@ class Trainer:
         self.start_epoch = 0
         self.last_eval: Optional[Dict[str, DatasetEvaluation]] = None  # rank 0 only
         self.last_metrics: Optional[dict] = None
+        self.test_sets: Optional[Dict[str, TestSet]] = None  # built at the first evaluation, then reused
         if resume:
             self.resume()
 
@@ -245,7 +247,9 @@ class Trainer:
 
     def evaluate(self, epoch: int) -> dict:
         """Evaluate once (rank 0 scores, all ranks embed); returns the metrics dict on every rank."""
-        evals = evaluate_all(self.cfg, self.model, self.device)
+        if self.test_sets is None:
+            self.test_sets = build_test_sets(self.cfg)
+        evals = evaluate_all(self.cfg, self.model, self.device, self.test_sets)
         metrics = broadcast_object(metrics_dict(evals) if evals is not None else None)
         if evals is not None:
             self.last_eval = evals
