@@ -104,7 +104,7 @@ def test_visualize_tool_wrong_checkpoint(root, tmp_path):
     cfg = load_cfg(None, _opts(root, tmp_path, "MODEL.BACKBONE.WIDTH", "16"))
     ckpt = tmp_path / "wide.pt"
     save_checkpoint(ckpt, {"model": build_model(cfg).state_dict(), "cfg": cfg_to_dict(cfg)})
-    with pytest.raises(CheckpointError, match=r"trained with MODEL.BACKBONE.WIDTH 16 \(this config: 8\)"):
+    with pytest.raises(CheckpointError, match=r"MODEL\.BACKBONE\.WIDTH: checkpoint 16 vs config 8"):
         main(["--config", "", *_opts(root, tmp_path), "MODEL.WEIGHTS", str(ckpt)])
 
 

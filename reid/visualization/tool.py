@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..utils.errors import CheckpointError, ConfigError, ReIDError
+from ..utils.errors import CheckpointError, ConfigError
 from .report import RANKED_LISTS_DIR, REPORT, link_ranked_lists, vis_options
 from .sheets import SheetInfo, ranked_lists, write_index
 
@@ -122,37 +122,6 @@ def check_weights(cfg) -> None:
                           f"empty to draw the initialised (untrained) model's lists.")
 
 
-_ARCH_KEYS = ("META_ARCHITECTURE", "BACKBONE.NAME", "BACKBONE.DEPTH", "BACKBONE.LAYERS", "BACKBONE.WIDTH",
-              "BACKBONE.LAST_STRIDE", "HEADS.POOL", "HEADS.NECK", "HEADS.EMBEDDING_DIM")
-
-
-def _plain(value):
-    return list(value) if isinstance(value, (list, tuple)) else value
-
-
-def _explain_mismatch(cfg, path: str) -> str:
-    """Model keys where the checkpoint's stored config differs from this one (empty if unknown)."""
-    try:
-        from ..engine.checkpoint import load_checkpoint
-
-        stored = load_checkpoint(path).get("cfg")
-    except ReIDError:
-        return ""
-    if not isinstance(stored, dict) or not isinstance(stored.get("MODEL"), dict):
-        return ""
-    diffs = []
-    for key in _ARCH_KEYS:
-        node_s, node_c = stored["MODEL"], cfg.MODEL
-        for part in key.split("."):
-            node_s = node_s.get(part) if isinstance(node_s, dict) else None
-            node_c = node_c.get(part) if node_c is not None else None
-        if node_s is not None and node_c is not None and _plain(node_s) != _plain(node_c):
-            diffs.append(f"MODEL.{key} {node_s!r} (this config: {node_c!r})")
-    if not diffs:
-        return ""
-    return " The checkpoint was trained with " + ", ".join(diffs) + "; pass the same values (or its config file)."
-
-
 def load_model(cfg, device: torch.device):
     from ..engine.checkpoint import load_model_weights
     from ..modeling import build_model
@@ -160,10 +129,7 @@ def load_model(cfg, device: torch.device):
     check_weights(cfg)
     model = build_model(cfg, pretrained=not cfg.MODEL.WEIGHTS)
     if cfg.MODEL.WEIGHTS:
-        try:
-            load_model_weights(model, cfg.MODEL.WEIGHTS)
-        except CheckpointError as e:
-            raise CheckpointError(str(e) + _explain_mismatch(cfg, cfg.MODEL.WEIGHTS)) from None
+        load_model_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)  # a mismatch names the differing MODEL settings
         logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)
     else:
         logger.warning("No MODEL.WEIGHTS given: drawing the ranked lists of the initialised (untrained) model")
