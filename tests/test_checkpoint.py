@@ -73,3 +73,9 @@ def test_weights_ignore_classifier_but_report_other_mismatches(tmp_path):
     assert torch.equal(dst[0].weight, src[0].weight)
     with pytest.raises(CheckpointError, match=r"2 with other shapes: .*0\.weight: checkpoint \(4, 3\) vs model \(6, 3\)"):
         load_model_weights(_net(hidden=6), tmp_path / "m.pt")
+
+
+def test_missing_checkpoint_lists_the_ones_beside_it(tmp_path):
+    save_checkpoint(tmp_path / "model_final.pt", {"epoch": 1})
+    with pytest.raises(CheckpointError, match=r"model_fnal\.pt' does not exist\. Checkpoints in that folder: .*model_final\.pt"):
+        load_checkpoint(tmp_path / "model_fnal.pt")

@@ -133,7 +133,10 @@ def load_checkpoint(path: str | Path) -> Dict[str, Any]:
         raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint file; name the .pt file in it "
                               f"(e.g. {str(path / FINAL)!r}).")
     if not path.is_file():
-        raise CheckpointError(f"Checkpoint {str(path)!r} does not exist. Check MODEL.WEIGHTS / the path you gave.")
+        nearby = sorted(str(p) for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+        hint = f" Checkpoints in that folder: {', '.join(nearby[:6])}." if nearby else ""
+        raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.{hint} Check MODEL.WEIGHTS / the path you "
+                              f"gave.")
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says what matters
             warnings.simplefilter("ignore", UserWarning)
