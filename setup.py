@@ -24,6 +24,10 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.6",
     ],
+    entry_points={
+        "console_scripts": [f"reid-{name.replace('_', '-')}=reid.cli.{name}:entry" for name in (
+            "train", "test", "visualize", "extract", "search", "export", "plot_pair_weights")],
+    },
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
         # ONNX export (tools/export.py): the first releases built for NumPy 2 (onnx 1.17, onnxruntime 1.19)

@@ -23,14 +23,14 @@ from torch import nn
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from .config import cfg_from_dict, cfg_to_dict, get_cfg, merge_from_file, merge_from_list, validate
+from .checkpoint import load_for_inference
+from .checkpoint.inference import ConfigLike
+from .config import cfg_from_dict, cfg_to_dict
 from .data.io import read_image
 from .data.transforms import build_transforms
-from .engine.checkpoint import load_checkpoint, load_model_weights
 from .evaluation.distance import iter_distance_blocks
-from .modeling import build_model
 from .utils.env import resolve_device
-from .utils.errors import CheckpointError, ConfigError, DatasetError
+from .utils.errors import ConfigError, DatasetError
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 Images = Union[ImageLike, Sequence[ImageLike], torch.Tensor]
@@ -58,36 +58,6 @@ class EmbeddingModule(nn.Module):
         return emb
 
 
-def resolve_config(state: Dict[str, Any], path: str | Path, config: Union[None, str, os.PathLike, CfgNode] = None,
-                   opts: Sequence[str] = ()) -> CfgNode:
-    """The config a checkpoint is rebuilt with: the stored one, a YAML merged over it, or a given CfgNode.
-
-    A YAML file is merged over the stored config (over the defaults for a bare state dict), so it only needs the
-    keys it changes; a CfgNode is complete and replaces the stored config. ``opts`` are ``KEY VALUE`` overrides.
-    """
-    if isinstance(config, CfgNode):
-        cfg = config.clone()
-        cfg.defrost()
-    else:
-        stored = state.get("cfg")
-        if stored is None and config is None:
-            raise CheckpointError(
-                f"Checkpoint {str(path)!r} stores no config (a bare state dict, or a file not written by reid's "
-                f"Trainer), so the model cannot be rebuilt from it. Pass the config it was trained with: "
-                f"config='configs/...yml' in Python, --config FILE on the command line."
-            )
-        if stored is not None and not isinstance(stored, dict):
-            raise CheckpointError(f"Checkpoint {str(path)!r} has a 'cfg' entry of type {type(stored).__name__}, "
-                                  f"not the plain dict reid's Trainer stores; pass the training config instead.")
-        cfg = cfg_from_dict(stored, freeze=False) if stored is not None else get_cfg()
-        if config is not None:
-            merge_from_file(cfg, config)
-    merge_from_list(cfg, list(opts))
-    validate(cfg)
-    cfg.freeze()
-    return cfg
-
-
 class ReIDModel:
     """A trained re-ID model as an image -> embedding function (see ``from_checkpoint`` and ``embed``)."""
 
@@ -100,26 +70,18 @@ class ReIDModel:
         self.transform = build_transforms(cfg, is_train=False)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, config: Union[None, str, os.PathLike, CfgNode] = None,
-                        device: str = "auto", opts: Sequence[str] = ()) -> "ReIDModel":
+    def from_checkpoint(cls, path: str | os.PathLike, config: ConfigLike = None, device: str = "auto",
+                        opts: Sequence[str] = ()) -> "ReIDModel":
         """Load a checkpoint written by the Trainer (or a bare state dict together with ``config``).
 
-        The model is rebuilt from the config stored in the checkpoint (see ``resolve_config`` for ``config`` and
-        ``opts``); classifier weights are not loaded (embedding only), every other weight must fit exactly.
-        ``device`` is "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        The model is rebuilt from the config stored in the checkpoint (see ``reid.checkpoint.resolve_config`` for
+        ``config`` and ``opts``); classifier weights are not loaded (embedding only), every other weight must fit exactly.
+        ``device`` is "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". (``reid.checkpoint.
+        load_for_inference`` does the loading.)
         """
-        state = load_checkpoint(path)
-        cfg = resolve_config(state, path, config, opts)
-        trained_as = state.get("meta_architecture")
-        if trained_as is not None and trained_as != cfg.MODEL.META_ARCHITECTURE:
-            raise CheckpointError(
-                f"Checkpoint {str(path)!r} holds a {trained_as} model but the config builds "
-                f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}; drop that override or use the config "
-                f"the checkpoint was trained with."
-            )
-        model = build_model(cfg, num_classes=1, pretrained=False)  # classifier weights are skipped: a 1-class one suffices
-        load_model_weights(model, path, state=state)
-        return cls(model, cfg, resolve_device(device), str(Path(path).resolve()))
+        target = resolve_device(device)
+        model, cfg = load_for_inference(path, config, opts, target)
+        return cls(model, cfg, target, str(Path(path).resolve()))
 
     @property
     def input_size(self) -> Tuple[int, int]:

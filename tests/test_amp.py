@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from reid.engine.checkpoint import load_checkpoint
-from reid.engine.optim import build_optimizer
+from reid.checkpoint import load_checkpoint
+from reid.solver import build_optimizer
 from reid.utils.errors import ConfigError, ReIDError
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -1,13 +1,12 @@
 """ReIDModel: checkpoint loading with the stored config, and embeddings equal to the evaluation pipeline's.
 
-``make_checkpoint`` (a tiny ResNet saved in the Trainer's format) and ``load_tool`` are shared with
+``make_checkpoint`` (a tiny ResNet saved in the Trainer's format) is shared with
 test_export.py and test_tools_extract_search.py.
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -20,23 +19,14 @@ from torch import nn
 from reid.api import ReIDModel, list_images
 from reid.config import load_cfg
 from reid.data.transforms import build_transforms
-from reid.engine.checkpoint import save_checkpoint
-from reid.engine.optim import build_lr_scheduler, build_optimizer
+from reid.checkpoint import save_checkpoint
+from reid.solver import build_lr_scheduler, build_optimizer
 from reid.engine.trainer import Trainer
 from reid.modeling import build_model
 from reid.utils.errors import CheckpointError, ConfigError, DatasetError
 
 TINY = ["MODEL.BACKBONE.DEPTH", "18", "MODEL.BACKBONE.LAYERS", "[1, 1, 1, 1]", "MODEL.BACKBONE.WIDTH", "8",
         "INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST", "[64, 32]", "TEST.IMS_PER_BATCH", "4"]
-
-
-def load_tool(name: str) -> ModuleType:
-    """``tools/<name>.py`` as a module (tools are scripts, not a package), to call its ``main(argv)``."""
-    path = Path(__file__).parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"reid_tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _perturb(model: nn.Module) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from reid.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from reid.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from reid.utils.errors import CheckpointError
 
 

@@ -3,7 +3,7 @@ import pytest
 import yaml
 
 from reid.config import cfg_from_dict, cfg_to_dict, dump_cfg, get_cfg, load_cfg
-from reid.config.config import parse_override_value
+from reid.config.merge import parse_override_value
 from reid.utils.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from reid.config import get_cfg
-from reid.data import DATASET_REGISTRY, build_dataset, build_test_loader, build_train_loader, read_image
+from reid.data import DATASET_REGISTRY, build_dataset, build_test_set, build_train_loader, read_image
 from reid.data.datasets import MSMT17, ImageRecord, Market1501
 from reid.data.transforms import build_transforms
 from reid.utils.errors import ConfigError, DatasetError
@@ -263,7 +263,8 @@ def test_train_loader_per_rank_batch_size(tmp_path):
 
 def test_test_loader_is_query_then_gallery(tmp_path):
     make_market(tmp_path)
-    loader, num_query, records = build_test_loader(cfg_for(tmp_path), "Market1501")
+    ts = build_test_set(cfg_for(tmp_path), "Market1501")
+    loader, num_query, records = ts.loader, ts.num_query, ts.records
     assert num_query == 2 and len(records) == 5
     paths = [p for batch in loader for p in batch["paths"]]
     assert paths == [r.path for r in records]
@@ -273,8 +274,9 @@ def test_test_loader_is_query_then_gallery(tmp_path):
 def test_unreadable_image_fails_clearly_or_is_skipped(tmp_path):
     folder = make_market(tmp_path)
     (folder / "bounding_box_test" / "0003_c2s1_000151_01.jpg").write_bytes(b"broken")
-    loader, _, _ = build_test_loader(cfg_for(tmp_path), "Market1501")
+    loader = build_test_set(cfg_for(tmp_path), "Market1501").loader
     with pytest.raises(DatasetError, match="0003_c2s1_000151_01.jpg"):
         list(loader)
-    loader, num_query, records = build_test_loader(cfg_for(tmp_path, SKIP_UNREADABLE=True), "Market1501")
+    ts = build_test_set(cfg_for(tmp_path, SKIP_UNREADABLE=True), "Market1501")
+    loader, num_query, records = ts.loader, ts.num_query, ts.records
     assert num_query == 2 and len(records) == 4 and len(list(loader)) == 1

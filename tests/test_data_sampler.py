@@ -4,7 +4,7 @@ from typing import List
 
 import pytest
 
-from reid.data.samplers import IdentitySampler, RandomSampler
+from reid.data.samplers import IdentitySampler, ShuffleSampler
 from reid.utils.errors import ConfigError
 
 # 12 identities with 1..9 images each (identity 0 has a single image).
@@ -74,14 +74,14 @@ def test_invalid_arguments_are_config_errors():
     with pytest.raises(ConfigError, match="rank"):
         IdentitySampler(PIDS, batch_size=8, num_instances=2, rank=2, world_size=2)
     with pytest.raises(ConfigError, match="fewer than one batch"):
-        RandomSampler(3, batch_size=4)
+        ShuffleSampler(3, batch_size=4)
 
 
 def test_random_sampler_full_batches_deterministic_and_ddp():
-    plan = batches(RandomSampler(50, batch_size=8, seed=1))
+    plan = batches(ShuffleSampler(50, batch_size=8, seed=1))
     flat = [i for b in plan for i in b]
     assert len(plan) == 6 and len(set(flat)) == 48 and set(flat) <= set(range(50))
-    assert plan == batches(RandomSampler(50, batch_size=8, seed=1)) != batches(RandomSampler(50, 8, seed=1), 1)
-    ranks = [batches(RandomSampler(50, batch_size=8, seed=1, rank=r, world_size=4)) for r in range(4)]
+    assert plan == batches(ShuffleSampler(50, batch_size=8, seed=1)) != batches(ShuffleSampler(50, 8, seed=1), 1)
+    ranks = [batches(ShuffleSampler(50, batch_size=8, seed=1, rank=r, world_size=4)) for r in range(4)]
     assert [len(r) for r in ranks] == [2, 2, 2, 2]
     assert [ranks[r][i] for i in range(2) for r in range(4)] == plan + plan[:2]

@@ -42,7 +42,7 @@ def _rank_main(rank: int, port: int, cfg, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from reid.engine import evaluate as evaluation
+    from reid.evaluation import testsets as evaluation
     from reid.engine.launch import distributed
     from reid.engine.trainer import Trainer
 

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from reid.api import ReIDModel
-from reid.engine.cli import run_tool
+from reid.cli.parser import run_tool
 from reid.export import exporter
 from reid.export.exporter import ExportError, export_checkpoint, export_module, verify_export
 from reid.modeling import META_ARCH_REGISTRY
-from test_api import load_tool, make_checkpoint
+from test_api import make_checkpoint
 
-export_tool = load_tool("export")
+from reid.cli import export as export_tool  # noqa: E402
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
 FORMATS = [pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ONNX, reason="needs onnx and onnxruntime")),

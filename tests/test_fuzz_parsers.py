@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from yacs.config import CfgNode
 
 from reid.config import get_cfg, load_cfg
-from reid.config.config import _all_keys, parse_override_value
+from reid.config.merge import _all_keys, parse_override_value
 from reid.data.datasets import MSMT17, ImageRecord, Market1501
 from reid.utils.errors import ConfigError, DatasetError, ReIDError, _from_worker
 

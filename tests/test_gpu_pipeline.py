@@ -9,7 +9,7 @@ from PIL import Image
 from reid.config import load_cfg
 from reid.data import build_train_loader, build_transforms, read_image
 from reid.data.gpu_pipeline import BatchAugment, build_gpu_train_loader
-from reid.engine.checkpoint import load_checkpoint
+from reid.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from reid.config import load_cfg
-from reid.engine.optim import build_lr_scheduler, build_optimizer, lr_factor
+from reid.solver import build_lr_scheduler, build_optimizer, lr_factor
 
 
 def _cfg(*opts):

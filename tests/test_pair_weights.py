@@ -153,14 +153,12 @@ def test_figures_are_written(tmp_path):
 
 
 def test_plot_cli_reports_errors(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
+    from reid.cli.parser import run_tool
+    from reid.cli.plot_pair_weights import main
 
-    spec = importlib.util.spec_from_file_location(
-        "plot_pair_weights", Path(__file__).resolve().parents[1] / "tools" / "plot_pair_weights.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    assert tool.main(["--output", str(blocker)]) == 1
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(main, ["--output", str(blocker)])
+    assert exit_.value.code == 1
     assert "is a file" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from reid.engine.checkpoint import load_checkpoint, save_checkpoint
+from reid.checkpoint import load_checkpoint, save_checkpoint
 from reid.utils.errors import CheckpointError, ReIDError
 
 from conftest import TINY_TRAINING
@@ -55,7 +55,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 WRITER = textwrap.dedent("""
     import io, sys, time, torch
-    from reid.engine.checkpoint import save_checkpoint
+    from reid.checkpoint import save_checkpoint
     path, marker = sys.argv[1], sys.argv[2]
     real_save = torch.save
 

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from reid.config import cfg_to_dict, load_cfg
-from reid.data import build_dataset, build_test_loader, build_train_loader
+from reid.data import build_dataset, build_test_set, build_train_loader
 from reid.data.datasets import ImageRecord, MSMT17
 from reid.data.datasets.base import check_query_matches
-from reid.engine.checkpoint import load_checkpoint, load_model_state, load_model_weights, save_checkpoint
-from reid.engine.cli import config_parser, run_tool
+from reid.checkpoint import load_checkpoint, load_model_state, load_model_weights, save_checkpoint
+from reid.cli.parser import config_parser, run_tool
 from reid.utils.errors import CheckpointError, ConfigError, DatasetError
 
 from test_data_datasets import MARKET, cfg_for, make_market, make_msmt
@@ -105,7 +105,7 @@ def _market_without_matches(root: Path) -> None:
 def test_query_set_without_true_matches_fails_before_extraction(tmp_path):
     _market_without_matches(tmp_path)
     with pytest.raises(DatasetError, match=r"None of the 2 queries of Market1501 .* has a true match"):
-        build_test_loader(cfg_for(tmp_path), "Market1501")
+        build_test_set(cfg_for(tmp_path), "Market1501")
 
 
 def test_test_set_without_true_matches_fails_before_training(tmp_path):
@@ -121,7 +121,7 @@ def test_test_set_without_true_matches_fails_before_training(tmp_path):
 
 def test_some_queries_without_match_are_counted(tmp_path, data_log):
     make_market(tmp_path, splits={**MARKET, "query": MARKET["query"] + ["0009_c1s1_000051_00.jpg"]})
-    _, num_query, _ = build_test_loader(cfg_for(tmp_path), "Market1501")
+    num_query = build_test_set(cfg_for(tmp_path), "Market1501").num_query
     assert num_query == 3
     assert any("1 of 3 queries of Market1501 have no true match" in m for m in data_log)
 
@@ -144,7 +144,8 @@ def test_skip_unreadable_reports_how_many_and_which(tmp_path, data_log):
     cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE = 4, 2
     _, train_set = build_train_loader(cfg)
     assert len(train_set.train) == 3
-    _, num_query, records = build_test_loader(cfg, "Market1501")
+    ts = build_test_set(cfg, "Market1501")
+    num_query, records = ts.num_query, ts.records
     assert (num_query, len(records)) == (2, 4)
     train_msg = next(m for m in data_log if "training image(s)" in m)
     assert train_msg.startswith("Skipped 2 of 5 training image(s) as unreadable (DATASETS.SKIP_UNREADABLE)")
@@ -159,7 +160,7 @@ def test_skipping_every_query_image_is_an_error(tmp_path):
     for name in MARKET["query"]:
         (folder / "query" / name).write_bytes(b"")
     with pytest.raises(DatasetError, match=r"All 2 query images of Market1501 .* are unreadable and were skipped"):
-        build_test_loader(cfg_for(tmp_path, SKIP_UNREADABLE=True), "Market1501")
+        build_test_set(cfg_for(tmp_path, SKIP_UNREADABLE=True), "Market1501")
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -168,7 +169,7 @@ def test_unreadable_image_met_in_a_loader_worker_is_one_clear_paragraph(tmp_path
     (folder / "bounding_box_test" / "0004_c1s1_000151_01.jpg").write_bytes(b"\xff\xd8\xff truncated")
     cfg = cfg_for(tmp_path)
     cfg.DATALOADER.NUM_WORKERS = workers
-    loader, _, _ = build_test_loader(cfg, "Market1501")
+    loader = build_test_set(cfg, "Market1501").loader
     with pytest.raises(DatasetError) as err:
         list(loader)
     message = str(err.value)

@@ -1,6 +1,6 @@
 """The tools on bad input: exit status 1 and one ``error: ...`` message on stderr, never a traceback, before any
 training or evaluation starts. Run as a user runs them (subprocesses)."""
-import importlib.util
+import importlib
 import os
 import subprocess
 import sys
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from reid.config import cfg_to_dict, load_cfg
-from reid.engine.checkpoint import save_checkpoint
-from reid.engine.cli import run_tool
+from reid.checkpoint import save_checkpoint
+from reid.cli.parser import run_tool
 
 from conftest import TINY_TRAINING
 
@@ -37,10 +37,7 @@ def test_unknown_key():
 
 
 def _main_of(tool):
-    spec = importlib.util.spec_from_file_location(f"tool_{tool}", REPO / "tools" / f"{tool}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return importlib.import_module(f"reid.cli.{tool}").main
 
 
 @pytest.mark.parametrize("opts, expected", [

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reid.engine.cli import run_tool
-from test_api import load_tool, make_checkpoint
+from reid.cli.parser import run_tool
+from test_api import make_checkpoint
 
-extract_tool, search_tool = load_tool("extract"), load_tool("search")
+from reid.cli import extract as extract_tool, search as search_tool  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from reid.config import load_cfg
-from reid.engine.tester import run_test
+from reid.cli.test import run_test
 from reid.engine.trainer import Trainer
 
 

@@ -257,7 +257,7 @@ def test_distance_histogram_counts_valid_pairs(toy, tmp_path):
 # -- report ------------------------------------------------------------------------------------------------------
 
 def _fake_evals(toy, rerank: bool):
-    from reid.engine.evaluate import DatasetEvaluation
+    from reid.evaluation.testsets import TestSetResult
 
     rng = torch.Generator().manual_seed(0)
     qf = torch.randn(3, 16, generator=rng)
@@ -267,7 +267,7 @@ def _fake_evals(toy, rerank: bool):
     args = (qf, gf, q.pids, g.pids, q.camids, g.camids)
     res = evaluate(*args, max_rank=10)
     rr = evaluate(*args, max_rank=10, rerank=True, k1=4, k2=2) if rerank else None
-    return {"toy": DatasetEvaluation("toy", res, rr, q, g)}
+    return {"toy": TestSetResult("toy", res, rr, q, g)}
 
 
 @pytest.mark.parametrize("with_log", [False, True])

@@ -33,7 +33,7 @@ def _opts(root: Path, out: Path, *extra: str) -> list:
 
 def test_test_tool_writes_report(root, tmp_path):
     from reid.config import load_cfg
-    from reid.engine.tester import run_test
+    from reid.cli.test import run_test
 
     out = tmp_path / "test_run"
     run_test(load_cfg(None, _opts(root, out, "VIS.QUERIES_PER_SHEET", "3")))
@@ -47,7 +47,7 @@ def test_test_tool_writes_report(root, tmp_path):
     assert f"{100 * metrics['mAP']:.2f}" in page.read_text()
 
     # tools/visualize.py into the same OUTPUT_DIR: its lists get linked from the report, and back.
-    from reid.visualization.tool import main
+    from reid.cli.visualize import main
 
     assert "ranked_lists/index.html" not in links
     assert main(["--config", "", *_opts(root, out), "--worst", "2"]) == 0
@@ -56,7 +56,7 @@ def test_test_tool_writes_report(root, tmp_path):
 
 
 def test_visualize_tool_end_to_end(root, tmp_path):
-    from reid.visualization.tool import main
+    from reid.cli.visualize import main
 
     out = tmp_path / "run"
     code = main(["--config", "", *_opts(root, out, "TEST.RERANK.ENABLED", "True"), "--worst", "3", "--query",
@@ -82,7 +82,7 @@ def test_visualize_tool_end_to_end(root, tmp_path):
 
 
 def test_visualize_tool_errors(root, tmp_path):
-    from reid.visualization.tool import main
+    from reid.cli.visualize import main
 
     opts = _opts(root, tmp_path / "err")
     with pytest.raises(ReIDError, match=r"Query index 999 is out of range: Synthetic has \d+ queries"):
@@ -97,9 +97,9 @@ def test_visualize_tool_errors(root, tmp_path):
 
 def test_visualize_tool_wrong_checkpoint(root, tmp_path):
     from reid.config import cfg_to_dict, load_cfg
-    from reid.engine.checkpoint import save_checkpoint
+    from reid.checkpoint import save_checkpoint
     from reid.modeling import build_model
-    from reid.visualization.tool import main
+    from reid.cli.visualize import main
 
     cfg = load_cfg(None, _opts(root, tmp_path, "MODEL.BACKBONE.WIDTH", "16"))
     ckpt = tmp_path / "wide.pt"

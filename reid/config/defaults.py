@@ -3,7 +3,7 @@
 Keys not defined here are rejected when a YAML file or a command-line override names them. Where a default
 comes from a paper or a peer toolkit, the source is written next to it.
 """
-from yacs.config import CfgNode as CN
+from .node import CfgNode as CN
 
 _C = CN()
 

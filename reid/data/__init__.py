@@ -1,10 +1,10 @@
 """Data layer: dataset parsers (Market-1501, MSMT17, Synthetic), P x K sampling, transforms and loaders."""
-from .build import TrainLoader, build_dataset, build_test_loader, build_train_loader, check_test_sets
+from .build import TestSet, TrainLoader, build_dataset, build_test_set, build_train_loader, check_test_sets
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
 from .io import read_image
-from .samplers import IdentitySampler, RandomSampler
+from .samplers import IdentitySampler, ShuffleSampler
 from .transforms import build_transforms
 
-__all__ = ["build_dataset", "build_train_loader", "build_test_loader", "check_test_sets", "TrainLoader",
-           "IdentitySampler", "RandomSampler", "read_image", "build_transforms", "DATASET_REGISTRY", "ImageRecord",
+__all__ = ["build_dataset", "build_train_loader", "build_test_set", "TestSet", "check_test_sets", "TrainLoader",
+           "IdentitySampler", "ShuffleSampler", "read_image", "build_transforms", "DATASET_REGISTRY", "ImageRecord",
            "ReIDDataset"]

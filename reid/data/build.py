@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
 
@@ -24,7 +25,7 @@ from ..utils.errors import ConfigError, DatasetError
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
 from .datasets.base import check_query_matches, relabel, require_nonempty
 from .io import image_problem, read_image
-from .samplers import IdentitySampler, RandomSampler
+from .samplers import IdentitySampler, ShuffleSampler
 from .transforms import build_transforms
 
 logger = logging.getLogger(__name__)
@@ -216,18 +217,35 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
         sampler: Sampler = IdentitySampler([r.pid for r in train], batch_size, cfg.DATALOADER.NUM_INSTANCE, seed,
                                            rank, world_size)
     else:
-        sampler = RandomSampler(len(train), batch_size, seed, rank, world_size)
+        sampler = ShuffleSampler(len(train), batch_size, seed, rank, world_size)
     aug_seed = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])  # augmentation differs per rank
     loader = TrainLoader(ImageDataset(train, build_transforms(cfg, is_train=True)), batch_size, sampler, aug_seed,
                          cfg.DATALOADER.NUM_WORKERS, _pin(cfg))
     return loader, dataset
 
 
-def build_test_loader(cfg: CfgNode, name: str) -> Tuple[DataLoader, int, List[ImageRecord]]:
-    """The loader over query + gallery of ``name`` (in that order, unshuffled; the same on every rank), the
-    number of queries and the records in loader order. Raises a DatasetError before any image is embedded when
-    the query or gallery is empty (also after ``DATASETS.SKIP_UNREADABLE`` dropped images) or no query has a
-    true match in the gallery."""
+@dataclass
+class TestSet:
+    """One ``DATASETS.TESTS`` set, parsed and checked: a loader over query then gallery (unshuffled, the same on
+    every rank) and the records in loader order."""
+
+    name: str
+    loader: DataLoader
+    num_query: int
+    records: List[ImageRecord]
+
+    @property
+    def query(self) -> List[ImageRecord]:
+        return self.records[:self.num_query]
+
+    @property
+    def gallery(self) -> List[ImageRecord]:
+        return self.records[self.num_query:]
+
+
+def build_test_set(cfg: CfgNode, name: str) -> TestSet:
+    """The test set ``name``. Raises a DatasetError before any image is embedded when the query or gallery is
+    empty (also after ``DATASETS.SKIP_UNREADABLE`` dropped images) or no query has a true match in the gallery."""
     dataset = build_dataset(cfg, name)
     query = _drop_unreadable(dataset.query, cfg, f"{name} query")
     gallery = _drop_unreadable(dataset.gallery, cfg, f"{name} gallery")
@@ -235,4 +253,4 @@ def build_test_loader(cfg: CfgNode, name: str) -> Tuple[DataLoader, int, List[Im
     records = query + gallery
     loader = _loader(cfg, ImageDataset(records, build_transforms(cfg, is_train=False)), cfg.TEST.IMS_PER_BATCH,
                      None, 0)
-    return loader, len(query), records
+    return TestSet(name, loader, len(query), records)

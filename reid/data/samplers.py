@@ -108,7 +108,7 @@ class IdentitySampler(_PlannedSampler):
         return [batches[i] for i in rng.permutation(len(batches))]
 
 
-class RandomSampler(_PlannedSampler):
+class ShuffleSampler(_PlannedSampler):
     """A seeded shuffle of all indices cut into full batches (``DATALOADER.SAMPLER random``), DDP-aware like the
     identity sampler (unlike torch's RandomSampler)."""
 

@@ -27,11 +27,14 @@ from ..modeling.losses import build_criterion
 from ..utils.env import get_rng_state, seed_all, set_rng_state
 from ..utils.errors import CheckpointError, ConfigError, ReIDError
 from ..utils.logger import setup_logger
-from .checkpoint import FINAL, LAST, load_checkpoint, load_model_state, load_model_weights, save_checkpoint
-from .evaluate import (DatasetEvaluation, TestSet, build_test_sets, evaluate_all, format_results, metrics_dict,
-                       write_metrics)
-from .launch import broadcast_object, dist_info, process_device, rank_zero_first, shared_seed, to_sync_batchnorm
-from .optim import build_lr_scheduler, build_optimizer
+from ..checkpoint import FINAL, LAST, load_checkpoint, load_model_state, load_model_weights, save_checkpoint
+from ..data import TestSet
+from ..evaluation.testsets import TestSetResult, build_test_sets, evaluate_test_sets, format_results, metrics_dict, \
+    write_metrics
+from ..solver import build_lr_scheduler, build_optimizer
+from ..utils.distributed import broadcast_object, dist_info, rank_zero_first, shared_seed
+from ..visualization.report import maybe_write_report
+from .launch import process_device, to_sync_batchnorm
 
 HISTORY = "train_log.jsonl"
 
@@ -118,7 +121,7 @@ class Trainer:
         self.iters_per_epoch = len(self.train_loader)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer, self.iters_per_epoch)
         self.start_epoch = 0
-        self.last_eval: Optional[Dict[str, DatasetEvaluation]] = None  # rank 0 only
+        self.last_eval: Optional[Dict[str, TestSetResult]] = None  # rank 0 only
         self.last_metrics: Optional[dict] = None
         self.test_sets: Optional[Dict[str, TestSet]] = None  # built at the first evaluation, then reused
         if resume:
@@ -249,7 +252,7 @@ class Trainer:
         """Evaluate once (rank 0 scores, all ranks embed); returns the metrics dict on every rank."""
         if self.test_sets is None:
             self.test_sets = build_test_sets(self.cfg)
-        evals = evaluate_all(self.cfg, self.model, self.device, self.test_sets)
+        evals = evaluate_test_sets(self.cfg, self.model, self.device, self.test_sets)
         metrics = broadcast_object(metrics_dict(evals) if evals is not None else None)
         if evals is not None:
             self.last_eval = evals
@@ -277,8 +280,6 @@ class Trainer:
         metrics = {**self.last_metrics, "train_time_s": time.perf_counter() - t0}
         if self.rank == 0:
             write_metrics(self.output_dir, metrics)
-            from ..visualization.report import maybe_write_report  # report.html + plots (VIS.REPORT)
-
             maybe_write_report(cfg, self.last_eval, self.output_dir, metrics)
             self.logger.info("Final results (%s):\n%s", self.output_dir / "metrics.json",
                              format_results(self.last_eval))

@@ -21,7 +21,7 @@ from .ranked_list import select_queries
 from .sheets import INDEX, SheetInfo, safe_name, ranked_lists, write_index
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.evaluate import DatasetEvaluation
+    from ..evaluation.testsets import TestSetResult
 
 logger = logging.getLogger("reid")
 
@@ -46,7 +46,7 @@ def vis_options(cfg) -> dict:
     return opts
 
 
-def _metrics_rows(evals: Dict[str, "DatasetEvaluation"]) -> str:
+def _metrics_rows(evals: Dict[str, "TestSetResult"]) -> str:
     rows = []
     for name, ev in evals.items():
         for label, res in ((name, ev.result), (f"{name} +rerank", ev.rerank)):
@@ -69,11 +69,11 @@ def _img(rel: str, alt: str, caption: str = "") -> str:
     return f'<figure><a href="{H.esc(rel)}"><img class=plot src="{H.esc(rel)}" alt="{H.esc(alt)}"></a>{cap}</figure>'
 
 
-def write_report(cfg, evals: Dict[str, "DatasetEvaluation"], output_dir: Optional[str | Path] = None,
+def write_report(cfg, evals: Dict[str, "TestSetResult"], output_dir: Optional[str | Path] = None,
                  metrics: Optional[dict] = None) -> Path:
     """Write the plots and ``report.html`` into ``output_dir`` (default ``cfg.OUTPUT_DIR``); returns the page.
 
-    ``evals`` is what :func:`reid.engine.evaluate.evaluate_all` returns; ``metrics`` (optional) the dict written
+    ``evals`` is what :func:`reid.evaluation.testsets.evaluate_test_sets` returns; ``metrics`` (optional) the dict written
     to metrics.json (its ``train_time_s`` is shown). Works without a training log and without re-ranking.
     """
     opts = vis_options(cfg)
@@ -169,7 +169,7 @@ def write_report(cfg, evals: Dict[str, "DatasetEvaluation"], output_dir: Optiona
     return path
 
 
-def _worst_section(name: str, ev: "DatasetEvaluation", out: Path, opts: dict,
+def _worst_section(name: str, ev: "TestSetResult", out: Path, opts: dict,
                    metric: str) -> Tuple[str, List[SheetInfo]]:
     n = opts["sheets"] * opts["per_sheet"]
     indices = select_queries(ev.query.paths, ev.result.ap, worst=n, dataset=name)
@@ -219,7 +219,7 @@ def link_ranked_lists(output_dir: str | Path) -> bool:
     return True
 
 
-def maybe_write_report(cfg, evals: Optional[Dict[str, "DatasetEvaluation"]], output_dir: Optional[str | Path] = None,
+def maybe_write_report(cfg, evals: Optional[Dict[str, "TestSetResult"]], output_dir: Optional[str | Path] = None,
                        metrics: Optional[dict] = None) -> Optional[Path]:
     """Called by the trainer and the tester: the report when ``VIS.REPORT``; a failure to draw it is logged and
     never loses the run (metrics.json and the checkpoints are already written)."""

@@ -1,4 +1,4 @@
-"""``tools/visualize.py``'s logic: rank the chosen queries with a model and draw their ranked lists."""
+"""``reid-visualize`` / ``tools/visualize.py``: rank the chosen queries with a model and draw their ranked lists."""
 from __future__ import annotations
 
 import argparse
@@ -10,9 +10,20 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..utils.errors import CheckpointError, ConfigError
-from .report import RANKED_LISTS_DIR, REPORT, link_ranked_lists, vis_options
-from .sheets import SheetInfo, ranked_lists, write_index
+from ..checkpoint import load_for_inference
+from ..config import load_cfg
+from ..data import build_test_set
+from ..evaluation import evaluate, evaluate_rank, re_ranking
+from ..evaluation.extract import extract_features
+from ..modeling import build_model
+from ..utils.env import resolve_device, seed_all
+from ..utils.errors import ConfigError
+from ..utils.logger import setup_logger
+from ..visualization import html as H
+from ..visualization.ranked_list import select_queries
+from ..visualization.report import RANKED_LISTS_DIR, REPORT, link_ranked_lists, vis_options
+from ..visualization.sheets import SheetInfo, ranked_lists, write_index
+from .parser import ConfigArgumentParser, config_parser, run_tool
 
 logger = logging.getLogger("reid")
 
@@ -44,15 +55,8 @@ distances (TEST.RERANK.K1/K2/LAMBDA). Options may come before or after the KEY V
 --topk/--missed/--per-sheet/--hide-junk come from VIS.TOPK, VIS.NUM_MISSED, VIS.QUERIES_PER_SHEET, VIS.SHOW_JUNK."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..engine.cli import OVERRIDES_HELP
-
-    p = argparse.ArgumentParser(prog="visualize.py", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", "--config-file", dest="config", metavar="FILE", default="",
-                   help="YAML config the model was trained with, e.g. configs/Synthetic/resnet50_circle.yml")
-    p.add_argument("opts", nargs="*", metavar="KEY VALUE",
-                   help=OVERRIDES_HELP + "; MODEL.WEIGHTS names the checkpoint (empty: the initialised model)")
+def build_parser() -> ConfigArgumentParser:
+    p = config_parser(DESCRIPTION, EPILOG, prog="reid-visualize")
     g = p.add_argument_group("queries")
     g.add_argument("--query", "-q", nargs="+", default=[], metavar="Q",
                    help="query indices (0-based, in the order of the query folder's file list) or file names "
@@ -76,75 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Options may be given before or after the ``KEY VALUE`` overrides.
-
-    ``--query`` takes every following word; from the first word that is a config key (``MODEL.WEIGHTS``, ...) on,
-    the words are overrides again, so ``--query 3 17 MODEL.WEIGHTS m.pt`` means what it says.
-    """
-    args = build_parser().parse_intermixed_args(argv)
-    for i, word in enumerate(args.query):
-        if _is_config_key(word):
-            args.opts = list(args.query[i:]) + list(args.opts)
-            args.query = args.query[:i]
-            break
-    return args
-
-
-def _is_config_key(word: str) -> bool:
-    from ..config import get_cfg
-
-    if not word[:1].isupper() or word.upper() != word:
-        return False
-    node = get_cfg()
-    for part in word.split("."):
-        if not hasattr(node, "keys") or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
 def _check_positive(name: str, value: Optional[int], lo: int) -> None:
     if value is not None and value < lo:
         raise ConfigError(f"{name} must be at least {lo}, got {value}.")
 
 
-def check_weights(cfg) -> None:
-    """A missing MODEL.WEIGHTS file: say so and list the checkpoints next to it and in OUTPUT_DIR."""
-    path = cfg.MODEL.WEIGHTS
-    if not path or Path(path).is_file():
-        return
-    found = sorted({str(p) for folder in (Path(path).parent, Path(cfg.OUTPUT_DIR)) if folder.is_dir()
-                    for p in folder.glob("*.pt")})
-    hint = f" Checkpoints found: {', '.join(found[:6])}." if found else \
-        " Train one first (tools/train.py writes OUTPUT_DIR/model_final.pt)."
-    raise CheckpointError(f"MODEL.WEIGHTS file {path!r} does not exist.{hint} Pass MODEL.WEIGHTS <file>, or leave it "
-                          f"empty to draw the initialised (untrained) model's lists.")
-
-
 def load_model(cfg, device: torch.device):
-    from ..engine.checkpoint import load_model_weights
-    from ..modeling import build_model
-
-    check_weights(cfg)
-    model = build_model(cfg, pretrained=not cfg.MODEL.WEIGHTS)
+    """MODEL.WEIGHTS loaded for inference, or the initialised model when it is empty; returns (model, cfg)."""
     if cfg.MODEL.WEIGHTS:
-        load_model_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)  # a mismatch names the differing MODEL settings
+        model, cfg = load_for_inference(cfg.MODEL.WEIGHTS, config=cfg, device=device, name="MODEL.WEIGHTS file")
         logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)
-    else:
-        logger.warning("No MODEL.WEIGHTS given: drawing the ranked lists of the initialised (untrained) model")
-    return model.to(device).eval()
+        return model, cfg
+    logger.warning("No MODEL.WEIGHTS given: drawing the ranked lists of the initialised (untrained) model")
+    return build_model(cfg).to(device).eval(), cfg
 
 
 def run_visualize(cfg, args: argparse.Namespace) -> Path:
     """Extract features, rank, select the queries and write the sheets + index.html; returns the index path."""
-    from ..data import build_test_loader
-    from ..evaluation import evaluate, evaluate_rank, re_ranking
-    from ..evaluation.extract import extract_features
-    from ..utils.env import resolve_device, seed_all
-    from ..utils.logger import setup_logger
-    from .ranked_list import select_queries
-
     setup_logger()
     opts = vis_options(cfg)
     for name, value, lo in (("--topk", args.topk, 1), ("--missed", args.missed, 0), ("--per-sheet", args.per_sheet, 1),
@@ -171,7 +123,7 @@ def run_visualize(cfg, args: argparse.Namespace) -> Path:
     out = Path(args.output) if args.output else Path(cfg.OUTPUT_DIR) / RANKED_LISTS_DIR
     seed_all(cfg.SEED, cfg.DETERMINISTIC)
     device = resolve_device(cfg.MODEL.DEVICE)
-    model = load_model(cfg, device)
+    model, cfg = load_model(cfg, device)
     rr = cfg.TEST.RERANK
     distance_name = (f"k-reciprocal re-ranked distance, k1 {rr.K1}, k2 {rr.K2}, lambda {rr.LAMBDA}"
                      if rr.ENABLED else f"{cfg.TEST.METRIC} distance")
@@ -179,7 +131,8 @@ def run_visualize(cfg, args: argparse.Namespace) -> Path:
     notes: List[str] = []
     galleries = {}
     for name in datasets:
-        loader, num_query, records = build_test_loader(cfg, name)
+        test_set = build_test_set(cfg, name)
+        loader, num_query, records = test_set.loader, test_set.num_query, test_set.records
         q_paths = [r.path for r in records[:num_query]]
         select_queries(q_paths, None, args.query, dataset=name)  # bad indices / names fail before extraction
         feats = extract_features(model, loader, device, flip=cfg.TEST.FLIP, desc=f"{name} features")
@@ -225,16 +178,20 @@ def run_visualize(cfg, args: argparse.Namespace) -> Path:
 
 
 def _html_note(text: str) -> str:
-    from . import html as H
-
     # Notes are ours; only the weights path and dataset names come from the user: escape all but our <code>.
     return H.esc(text).replace("&lt;code&gt;", "<code>").replace("&lt;/code&gt;", "</code>")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..config import load_cfg
-
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     cfg = load_cfg(args.config or None, args.opts)
     run_visualize(cfg, args)
     return 0
+
+
+def entry() -> None:
+    run_tool(main)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,4 +1,4 @@
-"""Evaluate a model on the configured test sets, write ``metrics.json`` and format the results table.
+"""A model on the configured test sets: embed query + gallery, score (and re-rank), ``metrics.json``, the table.
 
 Under DDP (torchrun) the test images are embedded by all ranks, each a contiguous share, and scored once by rank 0.
 """
@@ -8,23 +8,23 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..data import ImageRecord, build_test_loader
-from ..evaluation import RankResult, evaluate
-from ..evaluation.extract import Features, extract_features
+from ..data import ImageRecord, TestSet, build_test_set
+from ..utils.distributed import all_gather_rows, broadcast_buffers, dist_info, shard_bounds
 from ..utils.errors import ReIDError
-from .launch import all_gather_rows, broadcast_buffers, dist_info, shard_bounds
+from .extract import Features, extract_features
+from .rank import RankResult, evaluate
 
 logger = logging.getLogger("reid")
 
 
 @dataclass
-class DatasetEvaluation:
+class TestSetResult:
     """Results of one test set: plain ranking, re-ranked ranking (when enabled) and the features used."""
 
     name: str
@@ -56,23 +56,18 @@ def _extract(cfg, model: nn.Module, loader: DataLoader, records: List[ImageRecor
                     [r.path for r in records])
 
 
-TestSet = Tuple[DataLoader, int, List[ImageRecord]]  # loader over query + gallery, number of queries, records
-
-
 def build_test_sets(cfg) -> Dict[str, TestSet]:
     """Parse and check every ``DATASETS.TESTS`` set once; the loaders are reused by every later evaluation."""
-    return {name: build_test_loader(cfg, name) for name in cfg.DATASETS.TESTS}
+    return {name: build_test_set(cfg, name) for name in cfg.DATASETS.TESTS}
 
 
-def evaluate_dataset(cfg, model: nn.Module, device: torch.device, name: str,
-                     test_set: Optional[TestSet] = None) -> Optional[DatasetEvaluation]:
-    """Extract query + gallery features of test set ``name`` and score them (and re-rank when enabled).
+def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: TestSet) -> Optional[TestSetResult]:
+    """Extract query + gallery features of ``test_set`` and score them (and re-rank when enabled).
 
-    ``test_set`` is the set's ``build_test_loader`` result when already built. Under DDP the scoring runs once,
-    on rank 0; the other ranks return None.
+    Under DDP the scoring runs once, on rank 0; the other ranks return None.
     """
-    loader, num_query, records = test_set or build_test_loader(cfg, name)
-    feats = _extract(cfg, model, loader, records, device, name)
+    name, num_query = test_set.name, test_set.num_query
+    feats = _extract(cfg, model, test_set.loader, test_set.records, device, name)
     if feats is None:
         return None
     query, gallery = feats.split(num_query)
@@ -83,21 +78,21 @@ def evaluate_dataset(cfg, model: nn.Module, device: torch.device, name: str,
         r = cfg.TEST.RERANK
         rerank = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK, rerank=True,
                           k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
-    return DatasetEvaluation(name, result, rerank, query, gallery)
+    return TestSetResult(name, result, rerank, query, gallery)
 
 
-def evaluate_all(cfg, model: nn.Module, device: torch.device,
-                 test_sets: Optional[Dict[str, TestSet]] = None) -> Optional[Dict[str, DatasetEvaluation]]:
+def evaluate_test_sets(cfg, model: nn.Module, device: torch.device,
+                       test_sets: Optional[Dict[str, TestSet]] = None) -> Optional[Dict[str, TestSetResult]]:
     """Every ``DATASETS.TESTS`` set, in order (``test_sets`` from :func:`build_test_sets`, or built here).
     Under DDP: rank 0's model (its BN statistics are copied to all ranks first), embedded by all ranks, scored
     once by rank 0; the other ranks return None."""
     broadcast_buffers(model)
     test_sets = test_sets or build_test_sets(cfg)
-    evals = {name: evaluate_dataset(cfg, model, device, name, test_sets[name]) for name in cfg.DATASETS.TESTS}
+    evals = {name: evaluate_test_set(cfg, model, device, test_sets[name]) for name in cfg.DATASETS.TESTS}
     return evals if dist_info()[0] == 0 else None
 
 
-def metrics_dict(evals: Dict[str, DatasetEvaluation]) -> dict:
+def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
     """``metrics.json`` content: the first test set's metrics at top level, every set under ``datasets``.
 
     Values are fractions in [0, 1]; re-ranked metrics sit under ``rerank`` beside the plain ones.
@@ -120,7 +115,7 @@ def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
     return path
 
 
-def format_results(evals: Dict[str, DatasetEvaluation]) -> str:
+def format_results(evals: Dict[str, TestSetResult]) -> str:
     """A table a person reads: one row per test set (and per re-ranked result)."""
     header = f"{'dataset':<22}{'rank-1':>8}{'rank-5':>8}{'rank-10':>8}{'mAP':>8}{'mINP':>8}{'valid q':>9}{'gallery':>9}"
     rows = [header, "-" * len(header)]

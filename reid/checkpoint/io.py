@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes (temp file, fsync, rename), safe loads (weights_only=True), model-weight loading.
+"""Checkpoint files: atomic writes (temp file, fsync, rename) and safe loads (weights_only=True).
 
 A crash, a kill or a full disk while writing leaves the previous checkpoint untouched: the new bytes go to a
 temporary file ``.<name>.<pid>.<random>.tmp`` in the same folder, which replaces the old file (an atomic rename)
@@ -12,17 +12,14 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
-from torch import nn
 
 from ..utils.errors import CheckpointError
 
 LAST = "model_last.pt"
 FINAL = "model_final.pt"
-# Parameters that depend on the training identities; evaluation never needs them (MODEL.WEIGHTS skips them).
-CLASSIFIER_MARKER = "classifier."
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +123,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | Path) -> Dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain containers only, never arbitrary code."""
+def load_checkpoint(path: str | Path, name: str = "Checkpoint") -> Dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain containers only, never arbitrary code.
+
+    ``name`` says in errors where the path came from (e.g. "MODEL.WEIGHTS file")."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint file; name the .pt file in it "
@@ -135,7 +134,7 @@ def load_checkpoint(path: str | Path) -> Dict[str, Any]:
     if not path.is_file():
         nearby = sorted(str(p) for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
         hint = f" Checkpoints in that folder: {', '.join(nearby[:6])}." if nearby else ""
-        raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.{hint} Check MODEL.WEIGHTS / the path you "
+        raise CheckpointError(f"{name} {str(path)!r} does not exist.{hint} Check MODEL.WEIGHTS / the path you "
                               f"gave.")
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says what matters
@@ -167,97 +166,3 @@ def _load_failure(e: Exception) -> str:
         return f"the file is truncated or corrupt ({first})" if first else "the file is truncated or corrupt"
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("Weights only load failed")]
     return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
-
-
-def model_state_from(state: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """The model's state dict inside a checkpoint (ours: state['model']; a bare state dict is accepted too)."""
-    inner = state.get("model", state)
-    if not isinstance(inner, dict) or not all(isinstance(v, torch.Tensor) for v in inner.values()):
-        raise CheckpointError("The checkpoint holds no model state dict (expected a 'model' entry of tensors).")
-    return inner
-
-
-def _show(items: List[str], limit: int = 6) -> str:
-    return ", ".join(items[:limit]) + (f" ... (+{len(items) - limit} more)" if len(items) > limit else "")
-
-
-def state_mismatch(model: nn.Module, given: Mapping[str, torch.Tensor], skip: Iterable[str] = ()) -> str:
-    """'' when ``given`` fits ``model`` exactly (keys and shapes, ignoring keys containing any of ``skip``), else
-    a description listing the missing, unexpected and differently shaped keys."""
-    skip = tuple(skip)
-    wanted = {k: v for k, v in model.state_dict().items() if not any(s in k for s in skip)}
-    given = {k: v for k, v in given.items() if not any(s in k for s in skip)}
-    missing = sorted(set(wanted) - set(given))
-    unexpected = sorted(set(given) - set(wanted))
-    shapes = sorted(f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(v.shape)}"
-                    for k, v in wanted.items() if k in given and given[k].shape != v.shape)
-    parts = [f"{len(missing)} missing: {_show(missing)}" if missing else "",
-             f"{len(unexpected)} unexpected: {_show(unexpected)}" if unexpected else "",
-             f"{len(shapes)} with other shapes: {_show(shapes)}" if shapes else ""]
-    return "; ".join(p for p in parts if p)
-
-
-def config_differences(state: Mapping[str, Any], cfg, section: str = "MODEL",
-                       ignore: Iterable[str] = ("WEIGHTS", "DEVICE")) -> List[str]:
-    """``KEY: checkpoint X vs config Y`` for the keys of ``section`` where the checkpoint's stored config differs
-    from ``cfg`` (empty without either)."""
-    stored = state.get("cfg") if isinstance(state, Mapping) else None
-    if cfg is None or not isinstance(stored, Mapping) or not isinstance(stored.get(section), Mapping):
-        return []
-    out: List[str] = []
-
-    def walk(a: Mapping, b, prefix: str) -> None:
-        for k, v in a.items():
-            if k in ignore or k not in b:
-                continue
-            if isinstance(v, Mapping) or isinstance(b[k], Mapping):
-                if isinstance(v, Mapping) and isinstance(b[k], Mapping):
-                    walk(v, b[k], f"{prefix}{k}.")
-            elif (list(v) if isinstance(v, tuple) else v) != (list(b[k]) if isinstance(b[k], tuple) else b[k]):
-                out.append(f"{prefix}{k}: checkpoint {v!r} vs config {b[k]!r}")
-
-    walk(stored[section], cfg[section], f"{section}.")
-    return out
-
-
-def load_model_state(model: nn.Module, state: Dict[str, Any], path: str | Path, skip: Iterable[str] = (),
-                     cfg=None, advice: str = "") -> None:
-    """Load the model state of the checkpoint ``state`` (read from ``path``) into ``model``, requiring every key
-    and shape to match except keys containing any of ``skip``. On a mismatch the CheckpointError lists the keys,
-    and (with ``cfg``) the MODEL settings in which the checkpoint's stored config differs from ``cfg``."""
-    skip = tuple(skip)
-    loaded = model_state_from(state)
-    problem = state_mismatch(model, loaded, skip)
-    if problem:
-        diffs = config_differences(state, cfg)
-        stored, current = state.get("num_classes"), getattr(model, "num_classes", None)
-        classes_differ = (isinstance(stored, int) and isinstance(current, int) and stored != current
-                          and not any(s in CLASSIFIER_MARKER for s in skip))
-        only_classifier = state_mismatch(model, loaded, skip + (CLASSIFIER_MARKER,)) == ""
-        if classes_differ:
-            problem += (f". The checkpoint's classifier has {stored} classes, this model {current}: it was trained "
-                        f"on data with another number of identities")
-        if diffs:
-            where = f" Its MODEL settings differ from this config: {_show(diffs, 4)}."
-        elif classes_differ and only_classifier:
-            where = ""
-        else:
-            where = (" It was probably trained with another MODEL.META_ARCHITECTURE / MODEL.BACKBONE / MODEL.HEADS "
-                     "setting.")
-        raise CheckpointError(f"Checkpoint {str(path)!r} does not fit this model ({problem}).{where} "
-                              f"{advice or 'Use the config it was trained with.'}")
-    model.load_state_dict({k: v for k, v in loaded.items() if not any(s in k for s in skip)}, strict=not skip)
-
-
-def load_model_weights(model: nn.Module, path: str | Path, skip: Iterable[str] = (CLASSIFIER_MARKER,),
-                       state: Dict[str, Any] | None = None, cfg=None) -> None:
-    """Load model weights for evaluation/fine-tuning, ignoring classifier weights by design.
-
-    ``state`` is the already loaded checkpoint at ``path`` (to avoid reading it twice); ``path`` names it in
-    errors. Any other difference (missing or unexpected keys, shape mismatch) means the checkpoint comes from
-    another architecture or configuration; the error lists the mismatched keys (and, given ``cfg``, the MODEL
-    settings that differ from the checkpoint's stored config).
-    """
-    load_model_state(model, state if state is not None else load_checkpoint(path), path, skip, cfg,
-                     "Use the config it was trained with (its classifier is ignored: any number of training "
-                     "identities fits).")

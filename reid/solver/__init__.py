@@ -1,0 +1,4 @@
+"""Optimizers and the learning-rate schedule (``SOLVER.*``)."""
+from .build import build_lr_scheduler, build_optimizer, lr_factor
+
+__all__ = ["build_optimizer", "build_lr_scheduler", "lr_factor"]

@@ -1,0 +1,83 @@
+"""Collectives of a torchrun process group, each the single-process identity without one.
+
+Everything below the engine (evaluation on several GPUs, data generation by rank 0) needs these; joining or
+leaving the group is the engine's (``reid.engine.launch``).
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def dist_info() -> Tuple[int, int]:
+    """(rank, world size); (0, 1) without a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def local_rank() -> int:
+    """The GPU index of this process on its machine (torchrun's LOCAL_RANK)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+@contextmanager
+def rank_zero_first() -> Iterator[None]:
+    """Rank 0 runs the block before the others do, so that what it creates on disk (a generated dataset, an
+    image cache file) is made once and found by the rest."""
+    rank, world = dist_info()
+    if world > 1 and rank > 0:
+        dist.barrier()
+    yield
+    if world > 1 and rank == 0:
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (pickled; for small things such as a metrics dict or a seed)."""
+    if dist_info()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shared_seed(seed: int) -> int:
+    """``SEED``, or for a negative SEED one fresh seed drawn by rank 0 and used by every rank (the sampler's batch
+    plan must be the same on all ranks for their batches to be disjoint)."""
+    if seed >= 0:
+        return seed
+    return broadcast_object(int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF)
+
+
+def broadcast_buffers(module: nn.Module) -> None:
+    """Copy rank 0's buffers (BN running statistics: they drift apart per rank) to all ranks, so that every
+    rank embeds with the model rank 0 saves."""
+    if dist_info()[1] == 1:
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf, src=0)
+
+
+def shard_bounds(total: int, rank: int, world: int) -> Tuple[int, int]:
+    """[start, stop) of ``rank``'s contiguous share of ``total`` items (sizes differ by at most one)."""
+    return rank * total // world, (rank + 1) * total // world
+
+
+def all_gather_rows(part: torch.Tensor, total: int) -> torch.Tensor:
+    """Every rank's ``part`` (its ``shard_bounds`` rows of a ``total``-row tensor) concatenated in rank order."""
+    world = dist_info()[1]
+    if world == 1:
+        return part
+    most = -(-total // world)
+    padded = part.new_zeros((most, *part.shape[1:]))
+    padded[:len(part)] = part
+    pieces = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(pieces, padded)
+    sizes = [hi - lo for lo, hi in (shard_bounds(total, r, world) for r in range(world))]
+    return torch.cat([p[:n] for p, n in zip(pieces, sizes)])
