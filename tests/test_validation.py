@@ -186,3 +186,10 @@ def test_validate_accepts_a_registered_dataset_scheme(monkeypatch):
 def test_registering_a_name_twice_is_refused():
     with pytest.raises(KeyError, match="already registered"):
         POOLING_REGISTRY.register("avg", None)
+
+
+def test_a_location_that_fails_to_import_fails_every_lookup():
+    registry = Registry("gadget", keys=("X.GADGET",), locations=("reid_test_no_such_module",))
+    for _ in range(2):
+        with pytest.raises(ModuleNotFoundError):
+            registry.names()

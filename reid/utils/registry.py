@@ -63,8 +63,12 @@ class Registry:
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True  # first: a location looking a name up while it is imported must not recurse
-            for module in self.locations:
-                importlib.import_module(module)
+            try:
+                for module in self.locations:
+                    importlib.import_module(module)
+            except BaseException:
+                self._loaded = False  # a failed import is raised again on the next lookup, never half a registry
+                raise
 
     def names(self) -> List[str]:
         """Every registered name, sorted (ignoring case)."""
