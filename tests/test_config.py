@@ -1,4 +1,7 @@
 """Config system: defaults, _BASE_ inheritance, overrides, unknown keys and types, safe YAML, round trip."""
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -121,3 +124,85 @@ def test_shipped_configs_load():
     assert files
     for f in files:
         load_cfg(f)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_get_cfg_merges_like_detectron2(tmp_path):
+    """``get_cfg().merge_from_file`` follows _BASE_ (two levels here), and ``merge_from_list`` overrides."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / "configs/Market1501/mgn_circle.yml"))
+    assert cfg.MODEL.META_ARCHITECTURE == "MGN"  # from Base/mgn_circle.yml
+    assert cfg.MODEL.LOSSES.NAME == ["CrossEntropyLoss", "PairwiseCircleLoss"]  # from Base/resnet50_circle.yml
+    assert cfg.OUTPUT_DIR == "output/market1501/mgn_circle"
+    cfg.merge_from_list(["SOLVER.MAX_EPOCHS", "60", "MODEL.DEVICE", "cuda"])
+    assert cfg.SOLVER.MAX_EPOCHS == 60 and cfg.MODEL.DEVICE == "cuda"
+    cfg.validate()
+    (tmp_path / "mine.yml").write_text(f"_BASE_: {REPO / 'configs/Market1501/mgn_circle.yml'}\n"
+                                       f"SOLVER:\n  MAX_EPOCH: 60\n")
+    with pytest.raises(ConfigError) as e:
+        get_cfg().merge_from_file(tmp_path / "mine.yml")
+    assert str(e.value).startswith(f"Unknown config key 'SOLVER.MAX_EPOCH' (in {tmp_path / 'mine.yml'}). "
+                                   f"Did you mean: SOLVER.MAX_EPOCHS,")
+    with pytest.raises(ConfigError, match=r"Unknown config key 'MODEL.HEADS.POOLING' \(on the command line\)\. "
+                                          r"Did you mean: MODEL\.HEADS\.POOL"):
+        get_cfg().merge_from_list(["MODEL.HEADS.POOLING", "gem"])
+
+
+def test_yaml_exponent_numbers_are_floats_in_files_and_base_files(tmp_path):
+    """PyYAML's YAML 1.1 rules read 1e-3 as a string; reid's loader reads it as YAML 1.2 and Python do."""
+    (tmp_path / "base.yml").write_text("SOLVER:\n  ETA_MIN_LR: 1e-7\n  WEIGHT_DECAY: 5E-4\n")
+    (tmp_path / "child.yml").write_text("_BASE_: base.yml\nSOLVER:\n  BASE_LR: 1e-3\n  GAMMA: .5\n"
+                                        "INPUT:\n  PIXEL_STD: [2.5e-1, 2.5E-1, +1.0e-1]\n")
+    cfg = load_cfg(tmp_path / "child.yml")
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.GAMMA, cfg.SOLVER.ETA_MIN_LR, cfg.SOLVER.WEIGHT_DECAY) == \
+        (0.001, 0.5, 1e-7, 5e-4)
+    assert cfg.INPUT.PIXEL_STD == [0.25, 0.25, 0.1]
+    assert load_cfg(None, ["SOLVER.BASE_LR", "1e-3"]).SOLVER.BASE_LR == cfg.SOLVER.BASE_LR  # same as the CLI
+
+
+def test_yaml_loader_keeps_other_scalars_and_refuses_python_tags(tmp_path):
+    from reid.config.merge import ConfigLoader
+
+    data = yaml.load("a: 1\nb: 1e\nc: '1e-3'\nd: 1_000\ne: .inf\nf: abc1e3\n", Loader=ConfigLoader)
+    assert data == {"a": 1, "b": "1e", "c": "1e-3", "d": 1000, "e": float("inf"), "f": "abc1e3"}
+    assert yaml.safe_load("a: 1e-3") == {"a": "1e-3"}  # PyYAML's own loader is untouched
+    with pytest.raises(yaml.YAMLError):
+        yaml.load("a: !!python/object/apply:os.getcwd []", Loader=ConfigLoader)
+
+
+@pytest.mark.parametrize("key, suggested", [
+    ("solver.max_epochs", "SOLVER.MAX_EPOCHS"),
+    ("Solver.Base_LR", "SOLVER.BASE_LR"),
+    ("model.heads.pool", "MODEL.HEADS.POOL"),
+])
+def test_a_key_in_the_wrong_case_gets_the_right_one_suggested(key, suggested):
+    with pytest.raises(ConfigError, match=rf"Unknown config key '{re.escape(key)}' \(on the command line\)\. "
+                                          rf"Did you mean: {re.escape(suggested)}[,?]"):
+        load_cfg(None, [key, "3"])
+
+
+def test_type_messages_use_the_right_article():
+    with pytest.raises(ConfigError, match=r"'SOLVER\.MAX_EPOCHS' \(on the command line\) expects an int like 120, "
+                                          r"got float 3\.5\."):
+        load_cfg(None, ["SOLVER.MAX_EPOCHS", "3.5"])
+    with pytest.raises(ConfigError, match=r"expects a float like 0\.00035"):
+        load_cfg(None, ["SOLVER.BASE_LR", "fast"])
+
+
+@pytest.mark.parametrize("opts", [["configs/x.yml"], ["SOLVER.MAX_EPOCHS", "3", "configs/x.YAML"],
+                                  ["configs/x.yml", "SOLVER.MAX_EPOCHS", "3"]])
+def test_a_config_file_among_the_overrides_suggests_config(opts):
+    name = next(w for w in opts if w.startswith("configs/"))
+    with pytest.raises(ConfigError, match=rf"^'{name}' stands where a config KEY is expected; to use it as the "
+                                          rf"config file write --config {name} "):
+        get_cfg().merge_from_list(opts)
+
+
+def test_forgotten_config_flag_through_the_tool():
+    from test_reliability_tools import _tool
+
+    assert _tool("train.py", "configs/Synthetic/resnet50_circle.yml") == (
+        "error: 'configs/Synthetic/resnet50_circle.yml' stands where a config KEY is expected; to use it as the "
+        "config file write --config configs/Synthetic/resnet50_circle.yml (in Python: cfg.merge_from_file).")

@@ -34,8 +34,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-normalize", action="store_true", help="store raw embeddings (not L2-normalised)")
     args = parser.parse_args(argv)
 
-    paths, names = list_images(args.input)
+    # The config (checkpoint's, --config, overrides) is resolved and validated before any image is listed.
     model = ReIDModel.from_checkpoint(args.weights, config=args.config or None, device=args.device, opts=args.opts)
+    paths, names = list_images(args.input)
     normalize = not args.no_normalize
     feats = model.embed(paths, normalize=normalize, batch_size=args.batch_size, num_workers=args.num_workers,
                         progress=True)

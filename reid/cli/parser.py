@@ -10,7 +10,7 @@ import traceback
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..config import load_cfg
-from ..utils.errors import ConfigError, ReIDError
+from ..utils.errors import ReIDError
 
 OVERRIDES_HELP = (
     "config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 60 MODEL.DEVICE cuda; every key is listed "
@@ -44,7 +44,6 @@ class ConfigArgumentParser(argparse.ArgumentParser):
         if not self.overrides:
             return super().parse_args(argv, namespace)
         options, overrides = self._split(argv)
-        _check_overrides(overrides)
         return super().parse_args([*options, "--", *overrides], namespace)
 
     def _split(self, argv: List[str]) -> Tuple[List[str], List[str]]:
@@ -86,14 +85,6 @@ class ConfigArgumentParser(argparse.ArgumentParser):
             if nargs == "?":
                 break
         return n
-
-
-def _check_overrides(words: Sequence[str]) -> None:
-    """Catch the mistakes a KEY VALUE parser would report confusingly: a config file given without --config."""
-    for word in words[0::2]:
-        if word.lower().endswith((".yml", ".yaml")):
-            raise ConfigError(f"{word!r} stands where a config KEY is expected; to use it as the config file write "
-                              f"--config {word}.")
 
 
 def config_parser(description: str, epilog: str = "", prog: Optional[str] = None) -> ConfigArgumentParser:

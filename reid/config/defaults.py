@@ -158,6 +158,7 @@ _C.SOLVER.FUSED = True  # fused Adam/AdamW/SGD step (one kernel for all paramete
 # ---------------------------------------------------------------------------------------------------------------
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 10  # evaluate every N epochs during training (and always at the end)
+_C.TEST.BEST_METRIC = "mAP"  # metric choosing model_best.pt (detectron2 BestCheckpointer)
 _C.TEST.IMS_PER_BATCH = 128  # images per batch for feature extraction
 _C.TEST.METRIC = "cosine"  # "cosine" (on L2-normalised features) or "euclidean"
 _C.TEST.FLIP = False  # average the embeddings of each image and its horizontal flip

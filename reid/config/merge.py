@@ -1,24 +1,41 @@
 """Merging YAML files (with ``_BASE_`` inheritance) and ``KEY VALUE`` overrides into a config, checking each key.
 
 Unlike yacs' own merge, every unknown key or wrong type names the key, says what was expected and suggests the
-closest valid keys. YAML is read with ``yaml.safe_load`` (no Python tags); override values are parsed with
-``ast.literal_eval`` (literals only, never code).
+closest valid keys (ignoring case). YAML is read with a safe loader (no Python tags) that reads numbers such
+as ``1e-3`` as floats, as YAML 1.2 does; override values are parsed with ``ast.literal_eval`` (literals only,
+never code).
 """
 from __future__ import annotations
 
 import ast
-import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any, List, Sequence
 
 import yaml
 from yacs.config import CfgNode
 
-from ..utils.errors import ConfigError
+from ..utils.errors import ConfigError, close_matches
 
 BASE_KEY = "_BASE_"
 _MAX_BASE_DEPTH = 16
+_CONFIG_FILE = (".yml", ".yaml")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python tags) that also reads ``1e-3``, ``5E-4`` and ``1.0e3`` as floats.
+
+    PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent, so it reads ``1e-3`` as the string
+    '1e-3'; YAML 1.2 (and Python, and the command line's ``ast.literal_eval``) read it as a number.
+    """
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def _all_keys(node: CfgNode, prefix: str = "") -> List[str]:
@@ -33,10 +50,10 @@ def _all_keys(node: CfgNode, prefix: str = "") -> List[str]:
 
 def _unknown_key(cfg: CfgNode, full_key: str, where: str) -> ConfigError:
     candidates = _all_keys(cfg)
-    close = difflib.get_close_matches(full_key, candidates, n=3, cutoff=0.5)
+    close = close_matches(full_key, candidates, cutoff=0.5)
     if not close:  # a misspelt leaf under a right section: compare the last component too
         leaf = full_key.rsplit(".", 1)[-1]
-        close = [c for c in candidates if difflib.get_close_matches(leaf, [c.rsplit(".", 1)[-1]], cutoff=0.8)][:3]
+        close = [c for c in candidates if close_matches(leaf, [c.rsplit(".", 1)[-1]], cutoff=0.8)][:3]
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return ConfigError(f"Unknown config key {full_key!r} ({where}).{hint} Every key is listed in "
                        f"reid/config/defaults.py.")
@@ -94,7 +111,7 @@ def _coerce(full_key: str, value: Any, default: Any, where: str) -> Any:
         if out is not _MISMATCH:
             return out
     raise ConfigError(
-        f"Config key {full_key!r} ({where}) expects a {type(default).__name__} like {default!r}, "
+        f"Config key {full_key!r} ({where}) expects {_article(type(default).__name__)} like {default!r}, "
         f"got {type(value).__name__} {_show(value)}."
     )
 
@@ -111,8 +128,12 @@ def _show(value: Any, limit: int = 120) -> str:
 def _describe(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return "not finite"
-    name = type(value).__name__
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+    return _article(type(value).__name__)
+
+
+def _article(noun: str) -> str:
+    """'an int', 'a float'."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
 def _merge(root: CfgNode, node: CfgNode, new: dict, where: str, prefix: str = "") -> None:
@@ -139,7 +160,7 @@ def _read_yaml(path: Path, depth: int = 0) -> dict:
         raise ConfigError(f"Config file {str(path)!r} does not exist. Configs live under configs/, "
                           f"e.g. configs/Synthetic/resnet50_circle.yml.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=ConfigLoader) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"Config file {str(path)!r} is not valid (safe) YAML: {e}") from None
     if not isinstance(data, dict):
@@ -189,6 +210,10 @@ def merge_list(cfg: CfgNode, opts: Sequence[str]) -> CfgNode:
 
     Any mistake (odd number of words, unknown key, value of the wrong type) is a ConfigError naming the key."""
     opts = list(opts)
+    for word in opts[0::2]:  # e.g. "tools/train.py configs/x.yml": the config file without --config
+        if isinstance(word, str) and word.lower().endswith(_CONFIG_FILE):
+            raise ConfigError(f"{word!r} stands where a config KEY is expected; to use it as the config file write "
+                              f"--config {word} (in Python: cfg.merge_from_file).")
     if len(opts) % 2:
         raise ConfigError(f"Overrides come in KEY VALUE pairs; got an odd number of words: "
                           f"{_show(' '.join(map(str, opts)), 300)}.")

@@ -1,65 +1,142 @@
-"""Checks of a whole config that a per-key type check cannot make; each failure names the key."""
+"""Checks of a whole config that a per-key type check cannot make; each failure names the key.
+
+``validate`` runs before any dataset is read or any model is built (``load_cfg`` calls it, and so do the
+Trainer and the loader of trained models), so a wrong choice fails at once, not after the datasets are parsed or
+an image cache is decoded. Choice-valued keys are checked against the registries of ``reid.registry``, never
+against a list copied here.
+"""
 from __future__ import annotations
+
+from typing import Iterator, List, Tuple
 
 from yacs.config import CfgNode
 
+from ..registry import REGISTRIES
 from ..utils.errors import ConfigError
+from ..utils.registry import Registry
 
 
 def validate(cfg: CfgNode) -> None:
-    """Cross-key checks that a type check cannot make; raise ConfigError naming the key."""
+    """Every choice-valued key against its registry, then ranges and cross-key rules; raise ConfigError naming
+    the key."""
+    for registry in REGISTRIES:
+        for key, value in registry_values(cfg, registry):
+            registry.check(value, key)
+    _check_lists(cfg)
+    _check_ranges(cfg)
+    _check_vis(cfg)
+
+
+def expand_key(cfg: CfgNode, pattern: str) -> List[str]:
+    """The keys of ``cfg`` a registry key pattern names (``*`` = any one section): ``MODEL.LOSSES.*.MINER`` ->
+    ``MODEL.LOSSES.CIRCLE.MINER``, ... A key without ``*`` is returned when it exists."""
+    found = [("", cfg)]
+    for part in pattern.split("."):
+        step = []
+        for prefix, node in found:
+            if not isinstance(node, CfgNode):
+                continue
+            names = [k for k, v in node.items() if isinstance(v, CfgNode)] if part == "*" else [part]
+            step += [(f"{prefix}{k}", node[k]) for k in names if k in node]
+        found = [(f"{p}.", n) for p, n in step]
+    return [p[:-1] for p, _ in found]
+
+
+def get_key(cfg: CfgNode, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def registry_values(cfg: CfgNode, registry: Registry) -> Iterator[Tuple[str, object]]:
+    """(key, value) for every config value naming an entry of ``registry``; a list key gives ``KEY[i]`` per
+    element."""
+    for pattern in registry.keys:
+        for key in expand_key(cfg, pattern):
+            value = get_key(cfg, key)
+            if isinstance(value, (list, tuple)):
+                yield from ((f"{key}[{i}]", v) for i, v in enumerate(value))
+            else:
+                yield key, value
+
+
+def _need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+_LISTS = {"DATASETS.NAMES": ("training dataset", "each dataset once"),
+          "DATASETS.TESTS": ("test set", "each test set once"),
+          "MODEL.LOSSES.NAME": ("loss", "each loss once and set its MODEL.LOSSES.<LOSS>.WEIGHT instead")}
+
+
+def _check_lists(cfg: CfgNode) -> None:
+    """Lists of choices: at least one name, none twice."""
+    for key, (what, fix) in _LISTS.items():
+        names = list(get_key(cfg, key))
+        _need(len(names) > 0, f"{key} must name at least one {what}, got [].")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        _need(not twice, f"{key} lists {', '.join(map(repr, twice))} twice: {names}; give {fix}.")
+
+
+def _check_ranges(cfg: CfgNode) -> None:
     s, d, t = cfg.SOLVER, cfg.DATALOADER, cfg.TEST
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise ConfigError(msg)
-
-    need(s.IMS_PER_BATCH > 0, f"SOLVER.IMS_PER_BATCH must be positive, got {s.IMS_PER_BATCH}.")
-    need(d.NUM_INSTANCE > 0, f"DATALOADER.NUM_INSTANCE must be positive, got {d.NUM_INSTANCE}.")
+    _need(s.IMS_PER_BATCH > 0, f"SOLVER.IMS_PER_BATCH must be positive, got {s.IMS_PER_BATCH}.")
+    _need(d.NUM_INSTANCE > 0, f"DATALOADER.NUM_INSTANCE must be positive, got {d.NUM_INSTANCE}.")
     if d.SAMPLER == "identity":
-        need(s.IMS_PER_BATCH % d.NUM_INSTANCE == 0,
-             f"SOLVER.IMS_PER_BATCH ({s.IMS_PER_BATCH}) must be a multiple of DATALOADER.NUM_INSTANCE "
-             f"({d.NUM_INSTANCE}) for P x K identity batches.")
-    need(d.SAMPLER in ("identity", "random"), f"DATALOADER.SAMPLER must be 'identity' or 'random', got {d.SAMPLER!r}.")
-    need(d.NUM_WORKERS >= 0, f"DATALOADER.NUM_WORKERS must be >= 0, got {d.NUM_WORKERS}.")
-    need(s.MAX_EPOCHS > 0, f"SOLVER.MAX_EPOCHS must be positive, got {s.MAX_EPOCHS}.")
-    need(s.BASE_LR > 0, f"SOLVER.BASE_LR must be positive, got {s.BASE_LR}.")
-    need(s.CHECKPOINT_PERIOD > 0, f"SOLVER.CHECKPOINT_PERIOD must be positive, got {s.CHECKPOINT_PERIOD}.")
-    need(t.EVAL_PERIOD > 0, f"TEST.EVAL_PERIOD must be positive, got {t.EVAL_PERIOD}.")
-    need(t.IMS_PER_BATCH > 0, f"TEST.IMS_PER_BATCH must be positive, got {t.IMS_PER_BATCH}.")
-    need(t.MAX_RANK > 0, f"TEST.MAX_RANK must be positive, got {t.MAX_RANK}.")
-    need(t.METRIC in ("cosine", "euclidean"), f"TEST.METRIC must be 'cosine' or 'euclidean', got {t.METRIC!r}.")
-    need(s.OPTIMIZER in ("SGD", "Adam", "AdamW"), f"SOLVER.OPTIMIZER must be SGD, Adam or AdamW, got {s.OPTIMIZER!r}.")
-    need(s.SCHED in ("multistep", "cosine"), f"SOLVER.SCHED must be 'multistep' or 'cosine', got {s.SCHED!r}.")
+        _need(s.IMS_PER_BATCH % d.NUM_INSTANCE == 0,
+              f"SOLVER.IMS_PER_BATCH ({s.IMS_PER_BATCH}) must be a multiple of DATALOADER.NUM_INSTANCE "
+              f"({d.NUM_INSTANCE}) for P x K identity batches.")
+    _need(d.NUM_WORKERS >= 0, f"DATALOADER.NUM_WORKERS must be >= 0, got {d.NUM_WORKERS}.")
+    _need(s.MAX_EPOCHS > 0, f"SOLVER.MAX_EPOCHS must be positive, got {s.MAX_EPOCHS}.")
+    _need(s.BASE_LR > 0, f"SOLVER.BASE_LR must be positive, got {s.BASE_LR}.")
+    _need(s.CHECKPOINT_PERIOD > 0, f"SOLVER.CHECKPOINT_PERIOD must be positive, got {s.CHECKPOINT_PERIOD}.")
+    _need(t.EVAL_PERIOD > 0, f"TEST.EVAL_PERIOD must be positive, got {t.EVAL_PERIOD}.")
+    _need(t.IMS_PER_BATCH > 0, f"TEST.IMS_PER_BATCH must be positive, got {t.IMS_PER_BATCH}.")
+    _need(t.MAX_RANK > 0, f"TEST.MAX_RANK must be positive, got {t.MAX_RANK}.")
     for key in ("SIZE_TRAIN", "SIZE_TEST"):
         v = cfg.INPUT[key]
-        need(len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v),
-             f"INPUT.{key} must be [height, width] of positive ints, got {v!r}.")
-    need(len(cfg.DATASETS.NAMES) > 0, "DATASETS.NAMES must name at least one training dataset.")
-    need(0.0 <= cfg.INPUT.FLIP_PROB <= 1.0, f"INPUT.FLIP_PROB must be in [0, 1], got {cfg.INPUT.FLIP_PROB}.")
-    need(t.RERANK.K1 > 0 and t.RERANK.K2 > 0, "TEST.RERANK.K1 and TEST.RERANK.K2 must be positive.")
-    need(0.0 <= t.RERANK.LAMBDA <= 1.0, f"TEST.RERANK.LAMBDA must be in [0, 1], got {t.RERANK.LAMBDA}.")
+        _need(len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v),
+              f"INPUT.{key} must be [height, width] of positive ints, got {v!r}.")
+    _need(0.0 <= cfg.INPUT.FLIP_PROB <= 1.0, f"INPUT.FLIP_PROB must be in [0, 1], got {cfg.INPUT.FLIP_PROB}.")
+    _need(t.RERANK.K1 > 0 and t.RERANK.K2 > 0, "TEST.RERANK.K1 and TEST.RERANK.K2 must be positive.")
+    _need(0.0 <= t.RERANK.LAMBDA <= 1.0, f"TEST.RERANK.LAMBDA must be in [0, 1], got {t.RERANK.LAMBDA}.")
     if t.RERANK.ENABLED:
-        need(t.RERANK.K2 <= t.RERANK.K1 + 1, f"TEST.RERANK.K2 ({t.RERANK.K2}) must be at most TEST.RERANK.K1 + 1 "
-                                             f"({t.RERANK.K1 + 1}).")
-    need(len(cfg.DATASETS.TESTS) > 0, "DATASETS.TESTS must name at least one test set.")
-    need(s.LOG_PERIOD > 0, f"SOLVER.LOG_PERIOD must be positive, got {s.LOG_PERIOD}.")
-    need(s.WARMUP_EPOCHS >= 0, f"SOLVER.WARMUP_EPOCHS must be >= 0, got {s.WARMUP_EPOCHS}.")
-    need(0.0 < s.WARMUP_FACTOR <= 1.0, f"SOLVER.WARMUP_FACTOR must be in (0, 1], got {s.WARMUP_FACTOR}.")
-    need(s.GAMMA > 0, f"SOLVER.GAMMA must be positive, got {s.GAMMA}.")
-    need(list(s.STEPS) == sorted(s.STEPS) and all(x >= 0 for x in s.STEPS),
-         f"SOLVER.STEPS must be epochs >= 0 in increasing order, got {list(s.STEPS)!r}.")
+        _need(t.RERANK.K2 <= t.RERANK.K1 + 1, f"TEST.RERANK.K2 ({t.RERANK.K2}) must be at most TEST.RERANK.K1 + 1 "
+                                              f"({t.RERANK.K1 + 1}).")
+    _need(s.LOG_PERIOD > 0, f"SOLVER.LOG_PERIOD must be positive, got {s.LOG_PERIOD}.")
+    _need(s.WARMUP_EPOCHS >= 0, f"SOLVER.WARMUP_EPOCHS must be >= 0, got {s.WARMUP_EPOCHS}.")
+    _need(0.0 < s.WARMUP_FACTOR <= 1.0, f"SOLVER.WARMUP_FACTOR must be in (0, 1], got {s.WARMUP_FACTOR}.")
+    _need(s.GAMMA > 0, f"SOLVER.GAMMA must be positive, got {s.GAMMA}.")
+    _need(list(s.STEPS) == sorted(s.STEPS) and all(x >= 0 for x in s.STEPS),
+          f"SOLVER.STEPS must be epochs >= 0 in increasing order, got {list(s.STEPS)!r}.")
     for key in ("MOMENTUM", "WEIGHT_DECAY", "WEIGHT_DECAY_BIAS", "BIAS_LR_FACTOR", "GRAD_CLIP", "ETA_MIN_LR"):
-        need(s[key] >= 0, f"SOLVER.{key} must be >= 0, got {s[key]}.")
-    need(cfg.INPUT.PADDING >= 0, f"INPUT.PADDING must be >= 0, got {cfg.INPUT.PADDING}.")
-    need(0.0 <= cfg.INPUT.REA.PROB <= 1.0, f"INPUT.REA.PROB must be in [0, 1], got {cfg.INPUT.REA.PROB}.")
-    need(len(cfg.INPUT.PIXEL_MEAN) == 3, f"INPUT.PIXEL_MEAN must have 3 (RGB) values, got {cfg.INPUT.PIXEL_MEAN!r}.")
-    need(len(cfg.INPUT.PIXEL_STD) == 3 and all(x > 0 for x in cfg.INPUT.PIXEL_STD),
-         f"INPUT.PIXEL_STD must be 3 (RGB) positive values, got {cfg.INPUT.PIXEL_STD!r}.")
+        _need(s[key] >= 0, f"SOLVER.{key} must be >= 0, got {s[key]}.")
+    _need(cfg.INPUT.PADDING >= 0, f"INPUT.PADDING must be >= 0, got {cfg.INPUT.PADDING}.")
+    _need(0.0 <= cfg.INPUT.REA.PROB <= 1.0, f"INPUT.REA.PROB must be in [0, 1], got {cfg.INPUT.REA.PROB}.")
+    _need(len(cfg.INPUT.PIXEL_MEAN) == 3, f"INPUT.PIXEL_MEAN must have 3 (RGB) values, got {cfg.INPUT.PIXEL_MEAN!r}.")
+    _need(len(cfg.INPUT.PIXEL_STD) == 3 and all(x > 0 for x in cfg.INPUT.PIXEL_STD),
+          f"INPUT.PIXEL_STD must be 3 (RGB) positive values, got {cfg.INPUT.PIXEL_STD!r}.")
     layers = cfg.MODEL.BACKBONE.LAYERS
-    need(not layers or (len(layers) == 4 and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1
-                                                  for x in layers)),
-         f"MODEL.BACKBONE.LAYERS must be [] or 4 positive block counts, got {list(layers)!r}.")
-    need(cfg.MODEL.HEADS.NUM_CLASSES >= 0, f"MODEL.HEADS.NUM_CLASSES must be >= 0, got {cfg.MODEL.HEADS.NUM_CLASSES}.")
-    need(cfg.MODEL.HEADS.EMBEDDING_DIM >= 0,
-         f"MODEL.HEADS.EMBEDDING_DIM must be >= 0, got {cfg.MODEL.HEADS.EMBEDDING_DIM}.")
+    _need(not layers or (len(layers) == 4 and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1
+                                                   for x in layers)),
+          f"MODEL.BACKBONE.LAYERS must be [] or 4 positive block counts, got {list(layers)!r}.")
+    _need(cfg.MODEL.HEADS.NUM_CLASSES >= 0, f"MODEL.HEADS.NUM_CLASSES must be >= 0, got {cfg.MODEL.HEADS.NUM_CLASSES}.")
+    _need(cfg.MODEL.HEADS.EMBEDDING_DIM >= 0,
+          f"MODEL.HEADS.EMBEDDING_DIM must be >= 0, got {cfg.MODEL.HEADS.EMBEDDING_DIM}.")
+    cache = list(d.CACHE_SIZE)
+    _need(not cache or (len(cache) == 2 and all(isinstance(x, int) and x > 0 for x in cache)),
+          f"DATALOADER.CACHE_SIZE must be [] or [height, width] of positive ints, got {cache!r}.")
+    _need(d.CACHE_RAM_GB >= 0 and d.CACHE_DEVICE_GB >= 0,
+          f"DATALOADER.CACHE_RAM_GB and CACHE_DEVICE_GB must be >= 0, got {d.CACHE_RAM_GB} and {d.CACHE_DEVICE_GB}.")
+
+
+# VIS.* lower bounds (the ranked-list and report drawing options).
+_VIS_AT_LEAST = {"TOPK": 1, "NUM_MISSED": 0, "QUERIES_PER_SHEET": 1, "REPORT_SHEETS": 0, "HIST_MAX_QUERIES": 0}
+
+
+def _check_vis(cfg: CfgNode) -> None:
+    for name, low in _VIS_AT_LEAST.items():
+        value = cfg.VIS[name]
+        _need(value >= low, f"VIS.{name} must be at least {low}, got {value}.")

@@ -21,11 +21,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from yacs.config import CfgNode
 
+from ..registry import PIPELINE_REGISTRY, SAMPLER_REGISTRY
 from ..utils.errors import ConfigError, DatasetError
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
 from .datasets.base import check_query_matches, relabel, require_nonempty
 from .io import image_problem, read_image
-from .samplers import IdentitySampler, ShuffleSampler
 from .transforms import build_transforms
 
 logger = logging.getLogger(__name__)
@@ -213,15 +213,20 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
                            f"train folders / lists.")
     dataset = ReIDDataset(merged.name, merged.root, train, merged.query, merged.gallery)
     seed, batch_size = _seed(cfg), total // world_size
-    if cfg.DATALOADER.SAMPLER == "identity":
-        sampler: Sampler = IdentitySampler([r.pid for r in train], batch_size, cfg.DATALOADER.NUM_INSTANCE, seed,
-                                           rank, world_size)
-    else:
-        sampler = ShuffleSampler(len(train), batch_size, seed, rank, world_size)
+    sampler = SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER)([r.pid for r in train], batch_size, cfg, seed, rank,
+                                                           world_size)
     aug_seed = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])  # augmentation differs per rank
     loader = TrainLoader(ImageDataset(train, build_transforms(cfg, is_train=True)), batch_size, sampler, aug_seed,
                          cfg.DATALOADER.NUM_WORKERS, _pin(cfg))
     return loader, dataset
+
+
+@PIPELINE_REGISTRY.register("workers")
+def build_worker_train_loader(cfg: CfgNode, device: torch.device, rank: int = 0,
+                              world_size: int = 1) -> Tuple[TrainLoader, ReIDDataset]:
+    """``DATALOADER.PIPELINE workers``: :func:`build_train_loader` (images decoded and augmented per item in the
+    loader's workers; the training loop moves each batch to ``device``)."""
+    return build_train_loader(cfg, rank, world_size)
 
 
 @dataclass

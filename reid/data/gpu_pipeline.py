@@ -30,9 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
-from torchvision.transforms import InterpolationMode
 from yacs.config import CfgNode
 
+from ..registry import INTERPOLATION_REGISTRY, PIPELINE_REGISTRY
 from ..utils.errors import ConfigError
 from .build import TrainLoader, build_train_loader
 from .datasets import ImageRecord, ReIDDataset
@@ -64,7 +64,7 @@ class BatchAugment:
     def __init__(self, cfg: CfgNode, device: torch.device) -> None:
         inp = cfg.INPUT
         self.size = tuple(inp.SIZE_TRAIN)
-        self.mode = InterpolationMode(inp.INTERPOLATION).value
+        self.mode = INTERPOLATION_REGISTRY.get(inp.INTERPOLATION).value
         self.flip_prob = float(inp.FLIP_PROB)
         self.pad = int(inp.PADDING)
         self.erase_prob = float(inp.REA.PROB) if inp.REA.ENABLED else 0.0
@@ -139,7 +139,7 @@ class ImageCache:
         self.paths = [r.path for r in records]
         self.shape = (len(records), 3, *size)
         self.nbytes = int(np.prod(self.shape))
-        self.resize = T.Resize(list(size), interpolation=InterpolationMode(cfg.INPUT.INTERPOLATION))
+        self.resize = T.Resize(list(size), interpolation=INTERPOLATION_REGISTRY.get(cfg.INPUT.INTERPOLATION))
         self.threads = max(1, d.NUM_WORKERS)
         start = time.perf_counter()
         if self.nbytes <= d.CACHE_RAM_GB * _GB:
@@ -266,6 +266,7 @@ class GpuTrainPipeline:
                    "camids": self.camids[idx], "paths": [self.records[i].path for i in index]}
 
 
+@PIPELINE_REGISTRY.register("gpu")
 def build_gpu_train_loader(cfg: CfgNode, device: torch.device, rank: int = 0,
                            world_size: int = 1) -> Tuple[GpuTrainPipeline, ReIDDataset]:
     """The fast pipeline over exactly the data of ``build_train_loader``: its records, its sampler (so both

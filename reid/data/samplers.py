@@ -12,6 +12,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from torch.utils.data import Sampler
 
+from ..registry import SAMPLER_REGISTRY
 from ..utils.errors import ConfigError
 
 Batch = List[int]
@@ -123,3 +124,16 @@ class ShuffleSampler(_PlannedSampler):
         order = rng.permutation(self.num_samples).tolist()
         full = len(order) - len(order) % self.batch_size
         return [order[i:i + self.batch_size] for i in range(0, full, self.batch_size)]
+
+
+@SAMPLER_REGISTRY.register("identity")
+def identity_sampler(pids: Sequence[int], batch_size: int, cfg, seed: int, rank: int,
+                     world_size: int) -> IdentitySampler:
+    """``DATALOADER.SAMPLER identity``: P x K batches with K = ``DATALOADER.NUM_INSTANCE``."""
+    return IdentitySampler(pids, batch_size, cfg.DATALOADER.NUM_INSTANCE, seed, rank, world_size)
+
+
+@SAMPLER_REGISTRY.register("random")
+def random_sampler(pids: Sequence[int], batch_size: int, cfg, seed: int, rank: int, world_size: int) -> ShuffleSampler:
+    """``DATALOADER.SAMPLER random``: a plain shuffle of the training images."""
+    return ShuffleSampler(len(pids), batch_size, seed, rank, world_size)

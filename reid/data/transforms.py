@@ -1,25 +1,21 @@
 """Standard re-ID augmentation (bag of tricks): resize, flip, pad + crop, normalise, random erasing."""
 from __future__ import annotations
 
-from typing import Dict
-
 import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode
 from yacs.config import CfgNode
 
-from ..utils.errors import ConfigError
+from ..registry import INTERPOLATION_REGISTRY
 
-_INTERPOLATION: Dict[str, InterpolationMode] = {"bicubic": InterpolationMode.BICUBIC,
-                                                "bilinear": InterpolationMode.BILINEAR}
+INTERPOLATION_REGISTRY.register("bicubic", InterpolationMode.BICUBIC)  # fast-reid's resize
+INTERPOLATION_REGISTRY.register("bilinear", InterpolationMode.BILINEAR)  # torchvision's default
 
 
 def build_transforms(cfg: CfgNode, is_train: bool) -> T.Compose:
     """PIL image -> normalised float tensor; training adds the random augmentations of ``cfg.INPUT``."""
     inp = cfg.INPUT
-    if inp.INTERPOLATION not in _INTERPOLATION:
-        raise ConfigError(f"INPUT.INTERPOLATION must be one of {sorted(_INTERPOLATION)}, got {inp.INTERPOLATION!r}.")
     size = list(inp.SIZE_TRAIN if is_train else inp.SIZE_TEST)
-    steps = [T.Resize(size, interpolation=_INTERPOLATION[inp.INTERPOLATION])]
+    steps = [T.Resize(size, interpolation=INTERPOLATION_REGISTRY.get(inp.INTERPOLATION))]
     if is_train:
         steps.append(T.RandomHorizontalFlip(inp.FLIP_PROB))
         if inp.PADDING > 0:

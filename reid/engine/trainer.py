@@ -12,20 +12,19 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, TypeVar
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import cfg_to_dict, dump_cfg
-from ..data import build_train_loader
-from ..data.gpu_pipeline import build_gpu_train_loader
+from ..config import cfg_to_dict, dump_cfg, validate
 from ..modeling import build_model
 from ..modeling.losses import build_criterion
 from ..utils.env import get_rng_state, seed_all, set_rng_state
-from ..utils.errors import CheckpointError, ConfigError, ReIDError
+from ..registry import AMP_REGISTRY, PIPELINE_REGISTRY
+from ..utils.errors import CheckpointError, ReIDError
 from ..utils.logger import setup_logger
 from ..checkpoint import FINAL, LAST, load_checkpoint, load_model_state, load_model_weights, save_checkpoint
 from ..data import TestSet
@@ -37,20 +36,6 @@ from ..visualization.report import maybe_write_report
 from .launch import process_device, to_sync_batchnorm
 
 HISTORY = "train_log.jsonl"
-
-_AMP_DTYPES: Dict[str, Optional[torch.dtype]] = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# DATALOADER.PIPELINE -> (cfg, device, rank, world size) -> (iterable of batch dicts with a ``sampler``, dataset)
-_PIPELINES: Dict[str, Callable] = {
-    "workers": lambda cfg, device, rank, world: build_train_loader(cfg, rank, world),
-    "gpu": build_gpu_train_loader,
-}
-_V = TypeVar("_V")
-
-
-def _choice(table: Mapping[str, _V], key: str, value: str) -> _V:
-    if value not in table:
-        raise ConfigError(f"{key} must be one of {', '.join(map(repr, table))}; got {value!r}.")
-    return table[value]
 
 
 class LossTracker:
@@ -96,6 +81,7 @@ class Trainer:
     """Builds data, model, criterion, optimizer and schedule from a config and runs training."""
 
     def __init__(self, cfg, resume: bool = False) -> None:
+        validate(cfg)  # every choice key and range, before anything is read or built
         self.cfg = cfg
         self.rank, self.world_size = dist_info()
         self.output_dir = Path(cfg.OUTPUT_DIR)
@@ -106,8 +92,8 @@ class Trainer:
         self.seed = seed_all(shared_seed(cfg.SEED), cfg.DETERMINISTIC)
         if not cfg.DETERMINISTIC:
             torch.backends.cudnn.benchmark = True  # fixed input sizes: the fastest convolution algorithms, found once
-        self.amp_dtype = _choice(_AMP_DTYPES, "SOLVER.AMP", cfg.SOLVER.AMP)
-        build_pipeline = _choice(_PIPELINES, "DATALOADER.PIPELINE", cfg.DATALOADER.PIPELINE)
+        self.amp_dtype = AMP_REGISTRY.get(cfg.SOLVER.AMP)
+        build_pipeline = PIPELINE_REGISTRY.get(cfg.DATALOADER.PIPELINE)
         if self.rank == 0:
             dump_cfg(cfg, self.output_dir / "config.yaml")
         with rank_zero_first():  # a synthetic set or an image cache file is written once

@@ -12,9 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reid.registry import METRIC_REGISTRY
 from reid.utils.errors import ReIDError
 
-METRICS = ("cosine", "euclidean")
+# TEST.METRIC choices, with what each computes (the block code below implements them).
+METRIC_REGISTRY.register("cosine", "1 - cosine similarity of L2-normalised features")
+METRIC_REGISTRY.register("euclidean", "Euclidean distance |q - g| (not squared)")
 
 # Elements per work block: 2^23 float32 = 32 MiB on the CPU; a GPU gets larger blocks (fewer launches).
 _BLOCK_ELEMS = {"cpu": 1 << 23, "cuda": 1 << 26}
@@ -65,8 +68,8 @@ def check_pair(q_feats: torch.Tensor, g_feats: torch.Tensor) -> None:
 
 
 def check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise EvaluationError(f"unknown distance metric {metric!r}; expected one of {', '.join(METRICS)}.")
+    if metric not in METRIC_REGISTRY:
+        raise EvaluationError(f"unknown distance metric {metric!r}; expected one of {METRIC_REGISTRY.choices()}.")
 
 
 def exact_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from reid.evaluation.distance import EvaluationError, as_features, block_rows, check_metric, iter_distance_blocks
 from reid.evaluation.reranking import re_ranking
+from reid.registry import SCORE_REGISTRY
 
 IdsLike = torch.Tensor | np.ndarray | Iterable[int]
 
@@ -43,13 +44,12 @@ class RankResult:
     inp: np.ndarray
 
     def as_dict(self) -> dict[str, float | int]:
-        """Plain Python numbers for metrics.json (ranks beyond `len(cmc)` are left out)."""
+        """Plain Python numbers for metrics.json: every registered score (ranks beyond `len(cmc)` are left out)
+        and the query / gallery counts."""
         out: dict[str, float | int] = {
-            f"rank{k}": float(self.cmc[k - 1]) for k in (1, 5, 10) if k <= len(self.cmc)
+            name: value for name, score in SCORE_REGISTRY.items() if (value := score(self)) is not None
         }
         out.update(
-            mAP=float(self.mAP),
-            mINP=float(self.mINP),
             num_query=int(self.num_query),
             num_gallery=int(self.num_gallery),
             num_valid_query=int(self.num_valid),
@@ -82,6 +82,19 @@ def _as_ids(ids: IdsLike, name: str, length: int | None, device: torch.device) -
     if length is not None and ids.numel() != length:
         raise EvaluationError(f"{name} has {ids.numel()} entries but the distance matrix has {length} on that axis.")
     return ids.to(device=device, dtype=torch.int64)
+
+
+def _cmc_at(k: int):
+    """The score rank-k: CMC at k, or None when the curve is shorter (TEST.MAX_RANK < k)."""
+    return lambda result: float(result.cmc[k - 1]) if k <= len(result.cmc) else None
+
+
+# Scores of a RankResult, in metrics.json's order; TEST.BEST_METRIC names one (the checkpoint kept as best).
+SCORE_REGISTRY.register("rank1", _cmc_at(1))
+SCORE_REGISTRY.register("rank5", _cmc_at(5))
+SCORE_REGISTRY.register("rank10", _cmc_at(10))
+SCORE_REGISTRY.register("mAP", lambda result: float(result.mAP))
+SCORE_REGISTRY.register("mINP", lambda result: float(result.mINP))
 
 
 class _Protocol:

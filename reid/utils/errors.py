@@ -1,7 +1,9 @@
 """User-facing errors: tools print their message and exit non-zero instead of showing a traceback."""
 from __future__ import annotations
 
+import difflib
 import re
+from typing import List, Sequence
 
 # torch.utils.data re-raises an exception from a loader worker as ``type(f"Caught {Name} {where}.\nOriginal
 # Traceback ...")``: the worker's whole traceback inside the message (torch/_utils.py, ExceptionWrapper.reraise).
@@ -48,3 +50,12 @@ class DatasetError(ReIDError):
 
 class CheckpointError(ReIDError):
     """A missing, unsafe or mismatched checkpoint file."""
+
+
+def close_matches(word: str, candidates: Sequence[str], n: int = 3, cutoff: float = 0.6) -> List[str]:
+    """The ``candidates`` closest to ``word`` for a "Did you mean" hint, ignoring case (``solver.max_epochs``
+    finds ``SOLVER.MAX_EPOCHS``); a match up to case comes first."""
+    lowered = {c.lower(): c for c in candidates}
+    same = [c for c in candidates if c.lower() == word.lower() and c != word]
+    fuzzy = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=cutoff)]
+    return list(dict.fromkeys(same + fuzzy))[:n]

@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Set
 
+from ...registry import DATASET_REGISTRY  # noqa: F401 - re-exported: name in DATASETS.NAMES / TESTS -> Cls(root, cfg)
 from ...utils.errors import DatasetError
-from ...utils.registry import Registry
-
-DATASET_REGISTRY = Registry("dataset")  # name in DATASETS.NAMES / TESTS -> class built as Cls(root, cfg)
 
 
 @dataclass(frozen=True)

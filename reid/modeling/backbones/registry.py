@@ -1,4 +1,4 @@
-"""Backbone registry: ``MODEL.BACKBONE.NAME`` -> builder ``f(cfg) -> nn.Module`` with ``out_channels``."""
-from ...utils.registry import Registry
+"""BACKBONE_REGISTRY, declared with the other registries in ``reid.registry`` (kept here for imports)."""
+from ...registry import BACKBONE_REGISTRY
 
-BACKBONE_REGISTRY = Registry("backbone")
+__all__ = ["BACKBONE_REGISTRY"]

@@ -6,19 +6,22 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ...utils.errors import ConfigError
+from ...registry import NECK_REGISTRY
 from ..losses import build_classifier
 from .pooling import build_pooling
 
 
-def _bnneck(dim: int) -> nn.Module:
+@NECK_REGISTRY.register("bnneck")
+def bnneck(dim: int) -> nn.Module:
     """BatchNorm1d without a learnable shift (Luo et al. 2019): the BN feature is the test embedding."""
     bn = nn.BatchNorm1d(dim)
     bn.bias.requires_grad_(False)
     return bn
 
 
-_NECKS = {"bnneck": _bnneck, "none": lambda dim: nn.Identity()}
+@NECK_REGISTRY.register("none")
+def no_neck(dim: int) -> nn.Module:
+    return nn.Identity()
 
 
 class EmbeddingHead(nn.Module):
@@ -28,8 +31,7 @@ class EmbeddingHead(nn.Module):
         """``embedding_dim`` overrides ``MODEL.HEADS.EMBEDDING_DIM`` (MGN always reduces its eight features)."""
         super().__init__()
         heads = cfg.MODEL.HEADS
-        if heads.NECK not in _NECKS:
-            raise ConfigError(f"MODEL.HEADS.NECK must be one of {sorted(_NECKS)}, got {heads.NECK!r}.")
+        neck = NECK_REGISTRY.get(heads.NECK)
         self.pool = build_pooling(heads.POOL, heads.GEM_P)
         reduce_to = heads.EMBEDDING_DIM if embedding_dim is None else embedding_dim
         dim = reduce_to or in_channels
@@ -39,7 +41,7 @@ class EmbeddingHead(nn.Module):
                 nn.Conv2d(in_channels, dim, kernel_size=1, bias=False), nn.BatchNorm2d(dim), nn.ReLU(inplace=True)
             )
             nn.init.kaiming_normal_(self.reduction[0].weight, mode="fan_out", nonlinearity="relu")
-        self.neck = _NECKS[heads.NECK](dim)
+        self.neck = neck(dim)
         self.classifier = build_classifier(cfg, dim, num_classes)
         self.out_dim = dim
 

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...utils.errors import ConfigError
+from ...registry import POOLING_REGISTRY
 
 
+@POOLING_REGISTRY.register("gem")
 class GeM(nn.Module):
     """Generalised mean pooling with a learnable exponent p (p=1: average, p->inf: max)."""
 
@@ -22,18 +23,19 @@ class GeM(nn.Module):
         return F.adaptive_avg_pool2d(x.clamp(min=self.eps).pow(self.p), 1).pow(1.0 / self.p)
 
 
-_POOLS = {
-    "avg": lambda p: nn.AdaptiveAvgPool2d(1),
-    "max": lambda p: nn.AdaptiveMaxPool2d(1),
-    "gem": GeM,
-}
+@POOLING_REGISTRY.register("avg")
+def average_pooling(gem_p: float) -> nn.Module:
+    return nn.AdaptiveAvgPool2d(1)
+
+
+@POOLING_REGISTRY.register("max")
+def max_pooling(gem_p: float) -> nn.Module:
+    return nn.AdaptiveMaxPool2d(1)
 
 
 def build_pooling(name: str, gem_p: float = 3.0) -> nn.Module:
     """``MODEL.HEADS.POOL`` -> pooling module producing (B, C, 1, 1)."""
-    if name not in _POOLS:
-        raise ConfigError(f"MODEL.HEADS.POOL must be one of {sorted(_POOLS)}, got {name!r}.")
-    return _POOLS[name](gem_p)
+    return POOLING_REGISTRY.get(name)(gem_p)
 
 
 def horizontal_stripes(fmap: torch.Tensor, n: int) -> List[torch.Tensor]:

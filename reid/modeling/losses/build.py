@@ -45,15 +45,12 @@ def build_criterion(cfg) -> Criterion:
     names = cfg_get(cfg, "MODEL.LOSSES.NAME")
     if isinstance(names, str) or not names:
         raise ConfigError(f"MODEL.LOSSES.NAME must be a non-empty list of loss names, got {names!r}. Registered: "
-                          f"{', '.join(LOSS_REGISTRY)}.")
+                          f"{LOSS_REGISTRY.choices()}.")
     if len(set(names)) != len(names):
         raise ConfigError(f"MODEL.LOSSES.NAME lists a loss twice: {list(names)}; use its WEIGHT instead.")
     terms = []
     for name in names:
-        try:
-            cls = LOSS_REGISTRY.get(name)
-        except ConfigError as e:
-            raise ConfigError(f"MODEL.LOSSES.NAME: {e}") from None
+        cls = LOSS_REGISTRY.get(name)
         key = f"MODEL.LOSSES.{cls.cfg_key}.WEIGHT"
         weight = cfg_get(cfg, key)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:

@@ -100,10 +100,7 @@ class CosFaceClassifier(CosineClassifier):
 def build_classifier(cfg, in_dim: int, num_classes: int) -> nn.Module:
     """The classifier named by MODEL.HEADS.CLS_LAYER, with MODEL.HEADS.SCALE and MODEL.HEADS.MARGIN."""
     name = cfg_get(cfg, "MODEL.HEADS.CLS_LAYER")
-    try:
-        cls = CLASSIFIER_REGISTRY.get(name)
-    except ConfigError as e:
-        raise ConfigError(f"MODEL.HEADS.CLS_LAYER: {e}") from None
+    cls = CLASSIFIER_REGISTRY.get(name)
     scale = positive(cfg, "MODEL.HEADS.SCALE")
     margin = non_negative(cfg, "MODEL.HEADS.MARGIN")
     try:

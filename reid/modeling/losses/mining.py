@@ -6,7 +6,6 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ...utils.errors import ConfigError
 from ._config import cfg_get, non_negative
 from .frame import PairMiner
 from .registry import MINER_REGISTRY
@@ -62,12 +61,5 @@ def _one_hot_rows(index: Tensor, allowed: Tensor) -> Tensor:
 
 def build_miner(cfg, key: str) -> Optional[PairMiner]:
     """The miner named by config key ``key`` ("" = no mining: every pair of the masks is used)."""
-    name = cfg_get(cfg, key)
-    if not isinstance(name, str):
-        raise ConfigError(f"{key} must be a miner name ('' for none), got {name!r}.")
-    if not name:
-        return None
-    try:
-        return MINER_REGISTRY.get(name).from_config(cfg)
-    except ConfigError as e:
-        raise ConfigError(f"{key}: {e}") from None
+    miner = MINER_REGISTRY.get(cfg_get(cfg, key), key)
+    return None if miner is None else miner.from_config(cfg)

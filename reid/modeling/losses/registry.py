@@ -1,6 +1,5 @@
-"""Registries tying config names to loss, classifier and miner classes."""
-from ...utils.registry import Registry
+"""The loss, classifier and miner registries, declared with the others in ``reid.registry`` (kept here for
+imports)."""
+from ...registry import CLASSIFIER_REGISTRY, LOSS_REGISTRY, MINER_REGISTRY
 
-LOSS_REGISTRY = Registry("loss")  # MODEL.LOSSES.NAME entries; each class has ``kind`` and ``from_config(cfg)``
-CLASSIFIER_REGISTRY = Registry("classifier")  # MODEL.HEADS.CLS_LAYER: linear, circle, cosface
-MINER_REGISTRY = Registry("pair miner")  # MODEL.LOSSES.<LOSS>.MINER: which pairs a pair loss may use
+__all__ = ["LOSS_REGISTRY", "CLASSIFIER_REGISTRY", "MINER_REGISTRY"]

@@ -1,4 +1,4 @@
-"""Meta-architecture registry: ``MODEL.META_ARCHITECTURE`` -> class ``Cls(cfg, num_classes)``."""
-from ...utils.registry import Registry
+"""META_ARCH_REGISTRY, declared with the other registries in ``reid.registry`` (kept here for imports)."""
+from ...registry import META_ARCH_REGISTRY
 
-META_ARCH_REGISTRY = Registry("meta-architecture")
+__all__ = ["META_ARCH_REGISTRY"]
