@@ -1,9 +1,14 @@
 """The sort-free evaluator against a brute-force per-query implementation of the protocol (stable argsort)."""
+import itertools
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
 
-from reid.evaluation import EvaluationError, RankResult, compute_distance, evaluate, evaluate_rank, topk_valid
+from reid.evaluation import (EvaluationError, RankResult, chance_level, compute_distance, evaluate, evaluate_rank,
+                             match_ranks, topk_valid)
+from reid.evaluation.table import ResultRow, format_rows
 from reid.utils.errors import ReIDError
 
 
@@ -133,8 +138,71 @@ def test_result_dict_and_table():
     assert set(d) == {"rank1", "rank5", "rank10", "mAP", "mINP", "num_query", "num_gallery", "num_valid_query"}
     assert all(type(v) in (int, float) for v in d.values())
     assert d["rank1"] == result.cmc[0] and d["num_valid_query"] == result.num_valid
-    table = result.format_table()
-    assert "mAP" in table and "Rank-10" in table and f"{result.num_valid}/40" in table
+    table = format_rows([ResultRow("case", result, chance_level(*random_case(11)[1:]))])
+    assert "mAP" in table and "rank-10" in table and f"{result.num_valid}/40" in table and "chance" in table
+    assert f"{100 * result.cmc[9]:.2f}" in table
+
+
+@pytest.mark.parametrize("levels", [None, 7])
+def test_match_ranks_and_first_match_follow_the_definitions(levels):
+    """Per query: every true match's rank (ties by gallery index), for any chosen rows; first-match rank."""
+    dist, q_pids, g_pids, q_cams, g_cams = random_case(14, levels=levels)
+    result = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams)
+    rows = [5, 0, 17, 3]
+    got = match_ranks(dist[rows], q_pids[rows], g_pids, q_cams[rows], g_cams, chunk_size=3)
+    for i, m in zip(rows, got):
+        order = np.argsort(dist[i], kind="stable")
+        keep = (g_pids[order] != -1) & ~((g_pids[order] == q_pids[i]) & (g_cams[order] == q_cams[i]))
+        valid = order[keep]
+        ranks = np.flatnonzero(g_pids[valid] == q_pids[i]) + 1
+        np.testing.assert_array_equal(m.ranks, ranks)
+        np.testing.assert_array_equal(m.gallery, valid[ranks - 1])
+    for i in range(len(q_pids)):
+        m = match_ranks(dist[i:i + 1], q_pids[i:i + 1], g_pids, q_cams[i:i + 1], g_cams)[0]
+        assert result.first_match[i] == (m.ranks[0] if len(m.ranks) else 0)
+        if len(m.ranks):
+            assert abs(result.ap[i] - np.mean(np.arange(1, len(m.ranks) + 1) / m.ranks)) < 1e-12
+
+
+def _exact_chance(q_pids, g_pids, q_cams, g_cams):
+    """Chance level by enumerating every ordering of each query's valid gallery (exact fractions)."""
+    r1, ap = [], []
+    for qp, qc in zip(q_pids, q_cams):
+        rel = [int(p == qp) for p, c in zip(g_pids, g_cams) if p != -1 and not (p == qp and c == qc)]
+        if not any(rel):
+            continue
+        perms = list(itertools.permutations(rel))
+        ap.append(sum(sum(Fraction(sum(p[:j + 1]), j + 1) for j in range(len(p)) if p[j]) / sum(rel)
+                      for p in perms) / len(perms))
+        r1.append(Fraction(sum(p[0] for p in perms), len(perms)))
+    return float(sum(r1) / len(r1)), float(sum(ap) / len(ap)), len(r1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_chance_level_is_the_exact_expectation(seed):
+    """The closed form against every permutation of small galleries (junk, same-camera views, no-match queries)."""
+    rng = np.random.default_rng(seed)
+    q_pids, q_cams = rng.integers(1, 4, 6), rng.integers(0, 2, 6)
+    g_pids, g_cams = rng.integers(-1, 4, 8), rng.integers(0, 2, 8)
+    rank1, m_ap, num_valid = _exact_chance(q_pids, g_pids, q_cams, g_cams)
+    got = chance_level(q_pids, g_pids, q_cams, g_cams)
+    assert got.num_valid == num_valid
+    assert abs(got.rank1 - rank1) < 1e-12 and abs(got.mAP - m_ap) < 1e-12
+
+
+def test_chance_level_matches_random_rankings():
+    """Monte Carlo through the evaluator itself: 400 random rankings of one split, as 400 copies of its queries."""
+    _, q_pids, g_pids, q_cams, g_cams = random_case(15, num_q=30, num_g=60, num_ids=6)
+    chance = chance_level(q_pids, g_pids, q_cams, g_cams)
+    runs = 400
+    dist = np.random.default_rng(0).random((runs * len(q_pids), len(g_pids)))
+    result = evaluate_rank(dist, np.tile(q_pids, runs), g_pids, np.tile(q_cams, runs), g_cams, max_rank=1)
+    first, ap = result.first_match.reshape(runs, -1), result.ap.reshape(runs, -1)
+    valid = ~np.isnan(ap[0])
+    assert valid.sum() == chance.num_valid
+    r1, m_ap = (first[:, valid] == 1).mean(1), ap[:, valid].mean(1)  # one value per random ranking
+    assert abs(r1.mean() - chance.rank1) < 4 * r1.std() / np.sqrt(runs)
+    assert abs(m_ap.mean() - chance.mAP) < 4 * m_ap.std() / np.sqrt(runs)
 
 
 def test_errors_are_reid_errors():

@@ -2,6 +2,7 @@
 equal the closed forms seed 003 derives (eqs. 6, 10-11, 13-16)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -150,6 +151,32 @@ def test_figures_are_written(tmp_path):
     paths = write_figures(tmp_path / "figs", sweep_points=9)
     assert [p.name for p in paths] == ["pair_weights.png", "circle_decision_boundary.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def test_decision_boundary_notes_say_where_the_arrows_point():
+    """Panel (a)'s note names the direction its arrows point; panel (b)'s arrows are (-a_n, +a_p) as noted."""
+    import matplotlib.pyplot as plt
+    from matplotlib.quiver import Quiver
+
+    from reid.analysis.plots import decision_boundary_figure
+
+    m = 0.25
+    fig = decision_boundary_figure(m=m)
+    try:
+        for ax, expected in zip(fig.axes, ("(-1, +1)", "(-a_n, +a_p)")):
+            (arrows,) = [c for c in ax.collections if isinstance(c, Quiver)]
+            u, v = np.asarray(arrows.U, dtype=float), np.asarray(arrows.V, dtype=float)
+            sn, sp = np.asarray(arrows.X, dtype=float), np.asarray(arrows.Y, dtype=float)
+            live = np.hypot(u, v) > 1e-6
+            assert live.sum() > 20 and np.all(u[live] < 0) and np.all(v[live] > 0)  # s_n down, s_p up
+            notes = [t.get_text().replace("$", "").replace("\\propto ", "") for t in ax.texts]
+            assert any(expected in n for n in notes), notes
+            if expected == "(-1, +1)":  # the same direction everywhere: equal and opposite components
+                np.testing.assert_allclose(-u[live], v[live], rtol=1e-6)
+            else:  # Circle: -grad = c (-a_n, +a_p), a_n = s_n + m, a_p = 1 + m - s_p
+                np.testing.assert_allclose(-u[live] / v[live], (sn[live] + m) / (1 + m - sp[live]), rtol=1e-6)
+    finally:
+        plt.close(fig)
 
 
 def test_plot_cli_reports_errors(tmp_path, capsys):

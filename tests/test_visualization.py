@@ -39,8 +39,9 @@ class _Links(HTMLParser):
                 self.links.append(a[key])
 
 
-def assert_links_resolve(page: Path) -> list:
-    """Every href/src of ``page`` is a relative file that exists (or an anchor on the page); nothing external."""
+def assert_links_resolve(page: Path, optional=()) -> list:
+    """Every href/src of ``page`` is a relative file that exists (or an anchor on the page); nothing external.
+    ``optional`` links may point to files that do not exist yet."""
     parser = _Links()
     parser.feed(page.read_text(encoding="utf-8"))
     assert parser.links, f"{page} has no links"
@@ -50,7 +51,7 @@ def assert_links_resolve(page: Path) -> list:
             assert link[1:] in parser.ids, f"{page}: anchor {link!r} missing"
             continue
         target = (page.parent / link.split("#")[0]).resolve()
-        assert target.is_file(), f"{page}: link {link!r} does not resolve ({target})"
+        assert link in optional or target.is_file(), f"{page}: link {link!r} does not resolve ({target})"
     return parser.links
 
 
@@ -72,10 +73,12 @@ def _edge_pixels(box):
 
 @pytest.fixture()
 def toy(tmp_path):
-    """3 queries, 10 gallery images with distinct solid colours; distances chosen so every list is known.
+    """3 queries, 8 ranked gallery images and 2 junk images with distinct solid colours; distances chosen so
+    every list is known.
 
-    gallery: 0-2 pid 1 (cams 1, 1, 0), 3-4 pid 2 (cams 1, 0), 5-6 pid 3 (cam 1), 7 distractor (pid 0),
-    8-9 junk (pid -1). Query 0 = pid 1 cam 0 (gallery 2 is removed: same pid, same camera).
+    gallery: 0-2 pid 1 (cams 1, 1, 0), 3-4 pid 2 (cams 1, 0), 5-6 pid 3 (cam 1), 7 distractor (pid 0);
+    junk 8-9 (pid -1, columns 8 and 9 of ``dist``). Query 0 = pid 1 cam 0 (gallery 2 is removed: same pid, same
+    camera).
     """
     q_pids, q_cams = np.array([1, 2, 3]), np.array([0, 0, 0])
     g_pids = np.array([1, 1, 1, 2, 2, 3, 3, 0, -1, -1])
@@ -92,47 +95,82 @@ def toy(tmp_path):
                 q_paths=q_paths)
 
 
-def _rank(toy, **kw):
+def _features(pids, cams, paths, dim: int = 1) -> Features:
+    return Features(torch.zeros(len(paths), dim), torch.as_tensor(pids), torch.as_tensor(cams), list(paths))
+
+
+def _split(toy):
+    """(query, ranked gallery, junk) features and the evaluator's result on the ranked gallery."""
+    query = _features(toy["q_pids"], toy["q_cams"], toy["q_paths"])
+    gallery = _features(toy["g_pids"][:8], toy["g_cams"][:8], toy["g_paths"][:8])
+    junk = _features(toy["g_pids"][8:], toy["g_cams"][8:], toy["g_paths"][8:])
+    result = evaluate_rank(toy["dist"][:, :8], toy["q_pids"], toy["g_pids"][:8], toy["q_cams"], toy["g_cams"][:8])
+    return query, gallery, junk, result
+
+
+def _rank(toy, show_junk: bool = True, **kw):
     idx = kw.pop("indices", [0, 1, 2])
-    return rank_queries(toy["dist"][idx], idx, toy["q_pids"], toy["q_cams"], toy["g_pids"], toy["g_cams"],
-                        q_paths=toy["q_paths"], dataset="toy", **kw)
+    query, gallery, junk, result = _split(toy)
+    return rank_queries(toy["dist"][idx, :8], idx, result, query, gallery, junk=junk if show_junk else None,
+                        junk_rows=toy["dist"][idx, 8:] if show_junk else None, dataset="toy", **kw)
+
+
+def _toy_ids(tiles) -> list:
+    """Tiles as the toy's column numbers (junk j is column 8 + j)."""
+    return [t.gallery_index + (8 if t.kind == "junk" else 0) for t in tiles]
 
 
 # -- ranking -----------------------------------------------------------------------------------------------------
 
 def test_ranked_lists_follow_the_protocol(toy):
     q0, q1, q2 = _rank(toy, topk=10, num_missed=2, show_junk=True)
-    # q0: gallery 2 (same pid, same camera) is gone; junk 8 and 9 are kept, greyed and unranked.
-    assert [t.gallery_index for t in q0.top] == [0, 8, 3, 4, 5, 6, 7, 9, 1]
+    # q0: gallery 2 (same pid, same camera) is gone; junk 8 and 9 are shown by distance, greyed and unranked.
+    assert _toy_ids(q0.top) == [0, 8, 3, 4, 5, 6, 7, 9, 1]
     assert [t.kind for t in q0.top] == ["match", "junk", "false", "false", "false", "false", "false", "junk", "match"]
     assert [t.rank for t in q0.top] == [1, None, 2, 3, 4, 5, 6, None, 7]
     assert q0.num_matches == 2 and q0.first_match_rank == 1 and q0.missed == []
-    assert q0.ap == pytest.approx((1 / 1 + 2 / 7) / 2)
+    assert q0.ap == pytest.approx((1 / 1 + 2 / 7) / 2) and q0.inp == pytest.approx(2 / 7)
     assert q0.top[0].distance == pytest.approx(0.10)
+    assert q0.top[1].path == toy["g_paths"][8] and q0.top[1].pid == -1
     # q1: gallery 4 (pid 2, camera 0) removed; its true match 3 is rank 1.
-    assert 4 not in [t.gallery_index for t in q1.top] and q1.top[0].gallery_index == 3 and q1.ap == 1.0
+    assert 4 not in _toy_ids(q1.top) and q1.top[0].gallery_index == 3 and q1.ap == 1.0
     # Junk hidden: it vanishes, ranks unchanged.
     h0 = _rank(toy, topk=10, show_junk=False)[0]
-    assert [t.gallery_index for t in h0.top] == [0, 3, 4, 5, 6, 7, 1]
+    assert _toy_ids(h0.top) == [0, 3, 4, 5, 6, 7, 1]
     assert [t.rank for t in h0.top] == list(range(1, 8))
+    # Junk takes slots of the top-k: with top-3, q0 shows match, junk, false.
+    assert _toy_ids(_rank(toy, topk=3, indices=[0])[0].top) == [0, 8, 3]
     # Missed matches: with top-3, q2's true matches (ranks 6 and 8) are listed after the top-k, in rank order.
     q2 = _rank(toy, topk=3, num_missed=3, indices=[2])[0]
     assert [t.gallery_index for t in q2.missed] == [5, 6] and [t.rank for t in q2.missed] == [6, 8]
     assert all(t.kind == "match" for t in q2.missed)
 
 
-def test_ap_matches_the_evaluator():
+def test_ranked_lists_agree_with_the_evaluator():
+    """Tile ranks, first-match rank and AP of every list are the evaluator's (ties by gallery index)."""
     rng = np.random.default_rng(3)
     nq, ng = 25, 80
     q_pids, g_pids = rng.integers(0, 8, nq), rng.integers(-1, 8, ng)
     q_cams, g_cams = rng.integers(0, 3, nq), rng.integers(0, 3, ng)
     dist = np.round(rng.random((nq, ng)), 2)  # ties, resolved by gallery index like the evaluator
     ref = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams)
-    got = rank_queries(dist, range(nq), q_pids, q_cams, g_pids, g_cams, topk=5)
-    for q, ap in zip(got, ref.ap):
-        assert (math.isnan(q.ap) and math.isnan(ap)) or q.ap == pytest.approx(ap, abs=1e-12)
-    valid = [q for q in got if q.has_match]
-    assert np.mean([q.first_match_rank == 1 for q in valid]) == pytest.approx(ref.cmc[0])
+    got = rank_queries(dist, range(nq), ref, _features(q_pids, q_cams, [f"q{i}" for i in range(nq)]),
+                       _features(g_pids, g_cams, [f"g{i}" for i in range(ng)]), topk=5, num_missed=100)
+    for i, q in enumerate(got):
+        order = np.argsort(dist[i], kind="stable")
+        keep = (g_pids[order] != -1) & ~((g_pids[order] == q_pids[i]) & (g_cams[order] == q_cams[i]))
+        valid = order[keep]
+        assert [(t.gallery_index, t.rank) for t in q.top] == [(int(g), r) for r, g in enumerate(valid[:5], 1)]
+        ranks = np.flatnonzero(g_pids[valid] == q_pids[i]) + 1
+        shown = [t.rank for t in q.top if t.kind == "match"] + [t.rank for t in q.missed]
+        assert sorted(shown) == ranks.tolist() and q.num_matches == len(ranks)
+        if len(ranks):
+            assert q.first_match_rank == ranks[0]
+            assert q.ap == pytest.approx(np.mean(np.arange(1, len(ranks) + 1) / ranks), abs=1e-12)
+        else:
+            assert q.first_match_rank is None and math.isnan(q.ap)
+    valid_q = [q for q in got if q.has_match]
+    assert np.mean([q.first_match_rank == 1 for q in valid_q]) == pytest.approx(ref.cmc[0])
 
 
 def test_select_queries(toy):
@@ -152,7 +190,7 @@ def test_select_queries(toy):
 def test_sheet_border_colours_and_tiles(toy, tmp_path):
     ranked = _rank(toy, topk=6, num_missed=2, show_junk=True)
     out = tmp_path / "sheet.png"
-    layout = draw_sheet(ranked, toy["q_paths"], toy["g_paths"], out, title="toy")
+    layout = draw_sheet(ranked, out, title="toy")
     img = np.asarray(Image.open(out).convert("RGB"))
     assert img.shape[:2] == (layout.height, layout.width)
 
@@ -169,7 +207,7 @@ def test_sheet_border_colours_and_tiles(toy, tmp_path):
             assert _near(img[y, x], KIND_RGB[tile.kind]), (tile, (x, y), img[y, x])
         # The photo inside is the right gallery image (solid colours, placed unscaled).
         if tile.kind in ("match", "false"):
-            src = np.asarray(Image.open(toy["g_paths"][tile.gallery_index]).convert("RGB"))[0, 0]
+            src = np.asarray(Image.open(toy["g_paths"][tile.gallery_index]).convert("RGB"))[0, 0]  # ranked gallery
             assert _near(img[(y0 + y1) // 2, (x0 + x1) // 2], src)
         if tile.kind == "junk":  # greyed: the three channels are equal
             r, g, b = img[(y0 + y1) // 2, (x0 + x1) // 2]
@@ -200,12 +238,10 @@ def test_sheet_border_colours_and_tiles(toy, tmp_path):
 
 def test_sheets_and_index_links(toy, tmp_path):
     ranked = _rank(toy, topk=4, num_missed=1)
-    sheets = write_sheets(ranked, toy["q_paths"], toy["g_paths"], tmp_path / "out", "toy", per_sheet=2,
-                          title="toy", progress=False)
+    sheets = write_sheets(ranked, tmp_path / "out", "toy", per_sheet=2, title="toy", progress=False)
     assert [s.file for s in sheets] == ["toy_001.png", "toy_002.png"]
     assert [len(s.queries) for s in sheets] == [2, 1]
-    index = write_index(sheets, tmp_path / "out", title="toy lists",
-                        galleries={"toy": (toy["q_paths"], toy["g_paths"], toy["g_pids"], toy["g_cams"])})
+    index = write_index(sheets, tmp_path / "out", title="toy lists")
     links = assert_links_resolve(index)
     assert {"toy_001.png", "toy_002.png"} <= set(links)
     text = index.read_text()
@@ -242,6 +278,32 @@ def test_cmc_and_training_curves(tmp_path):
     assert _is_png(plot_training_curves(parsed, tmp_path / "curves.png"))
 
 
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_speed_note_overlaps_no_panel(epochs):
+    """The images/s note of a short run sits clear of every panel, tick labels and titles included."""
+    from reid.visualization.curves import TrainLog, training_curves_figure
+
+    log = TrainLog([{"epoch": e, "lr": 3.5e-4 * e / epochs, "loss_ce": 5.0 / e, "loss_total": 5.0 / e,
+                     "images_per_s": 120.0 + e} for e in range(1, epochs + 1)],
+                   [{"epoch": epochs, "eval": {"S": {"rank1": 0.3, "mAP": 0.2, "mINP": 0.1}}}])
+    fig = training_curves_figure(log)
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()
+    notes = [t for t in fig.findobj(lambda a: hasattr(a, "get_text")) if "images/s" in _text(t)]
+    assert len(notes) == 1
+    box = notes[0].get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_tightbbox(renderer)), ax.get_title()
+    # Whole epochs only on the x axes (no 0.95 .. 1.05 ticks around a single epoch).
+    for ax in fig.axes:
+        assert all(float(t).is_integer() for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1])
+
+
+def _text(artist) -> str:
+    text = artist.get_text()
+    return text if isinstance(text, str) else ""
+
+
 def test_distance_histogram_counts_valid_pairs(toy, tmp_path):
     d = torch.as_tensor(toy["dist"])
     blocks = [(0, d[:2]), (2, d[2:])]
@@ -256,18 +318,29 @@ def test_distance_histogram_counts_valid_pairs(toy, tmp_path):
 
 # -- report ------------------------------------------------------------------------------------------------------
 
-def _fake_evals(toy, rerank: bool):
-    from reid.evaluation.testsets import TestSetResult
+def _fake_evals(toy, cfg, rerank: bool):
+    """A TestSetResult as evaluate_test_set builds it: random features, junk aside, re-ranked rows kept for the
+    report's worst queries."""
+    from reid.evaluation import chance_level, reranked_distances
+    from reid.evaluation.testsets import QueryRows, TestSetResult
+    from reid.visualization.report import report_rows
 
     rng = torch.Generator().manual_seed(0)
-    qf = torch.randn(3, 16, generator=rng)
-    gf = torch.randn(10, 16, generator=rng)
-    q = Features(qf, torch.as_tensor(toy["q_pids"]), torch.as_tensor(toy["q_cams"]), toy["q_paths"])
-    g = Features(gf, torch.as_tensor(toy["g_pids"]), torch.as_tensor(toy["g_cams"]), toy["g_paths"])
-    args = (qf, gf, q.pids, g.pids, q.camids, g.camids)
-    res = evaluate(*args, max_rank=10)
-    rr = evaluate(*args, max_rank=10, rerank=True, k1=4, k2=2) if rerank else None
-    return {"toy": TestSetResult("toy", res, rr, q, g)}
+    q = Features(torch.randn(3, 16, generator=rng), torch.as_tensor(toy["q_pids"]), torch.as_tensor(toy["q_cams"]),
+                 toy["q_paths"])
+    feats = torch.randn(10, 16, generator=rng)
+    g_pids, g_cams = torch.as_tensor(toy["g_pids"]), torch.as_tensor(toy["g_cams"])
+    g = Features(feats[:8], g_pids[:8], g_cams[:8], toy["g_paths"][:8])
+    junk = Features(feats[8:], g_pids[8:], g_cams[8:], toy["g_paths"][8:])
+    ids = (q.pids, g.pids, q.camids, g.camids)
+    ev = TestSetResult("toy", evaluate(q.feats, g.feats, *ids, max_rank=10), None, q, g, chance_level(*ids),
+                       "cosine", junk)
+    if rerank:
+        distmat = reranked_distances(q.feats, g.feats, k1=4, k2=2)
+        ev.rerank = evaluate_rank(distmat, *ids, max_rank=10)
+        keep = np.asarray(report_rows(cfg)(ev))
+        ev.rerank_rows = QueryRows(keep, distmat[torch.as_tensor(keep)])
+    return {"toy": ev}
 
 
 @pytest.mark.parametrize("with_log", [False, True])
@@ -276,6 +349,7 @@ def test_report_links_resolve(toy, tmp_path, with_log):
     from reid.visualization.report import write_report
 
     cfg = get_cfg()
+    cfg.TEST.RERANK.ENABLED = with_log
     out = tmp_path / "run"
     out.mkdir()
     (out / "metrics.json").write_text("{}")
@@ -284,14 +358,23 @@ def test_report_links_resolve(toy, tmp_path, with_log):
             json.dumps({"epoch": 1, "lr": 1e-3, "loss_ce": 2.0, "loss_total": 2.0}) + "\n"
             + json.dumps({"epoch": 1, "eval": {"toy": {"rank1": 0.3, "mAP": 0.2, "mINP": 0.1}}}) + "\n")
     cfg.VIS.QUERIES_PER_SHEET = 2
-    page = write_report(cfg, _fake_evals(toy, rerank=with_log), out)
+    evals = _fake_evals(toy, cfg, rerank=with_log)
+    page = write_report(cfg, evals, out)
     assert page == out / "report.html"
-    links = assert_links_resolve(page)
+    links = assert_links_resolve(page, optional=("ranked_lists/index.html",))
     assert "plots/cmc.png" in links and "plots/distances_toy.png" in links
     assert ("plots/training_curves.png" in links) == with_log
     assert "plots/worst_queries/worst_toy_001.png" in links and "plots/worst_queries/worst_toy_002.png" in links
+    # Re-ranked worst queries when re-ranking is enabled, from the rows the evaluation kept.
+    assert ("plots/worst_queries/worst_toy_rerank_001.png" in links) == with_log
     assert_links_resolve(out / "plots" / "worst_queries" / "index.html")
+    manifest = json.loads((out / "plots" / "worst_queries" / "worst_queries.json").read_text())
+    assert not (out / "plots" / "worst_queries" / "ranked_lists.json").exists()
+    lists = [q for s in manifest["sheets"] for q in s["queries"]]
+    assert {q["dataset"] for q in lists} == ({"toy", "toy +rerank"} if with_log else {"toy"})
     text = page.read_text()
     assert ("toy +rerank" in text) == with_log
+    chance = evals["toy"].chance
+    assert f"{100 * chance.rank1:.2f}" in text and f"{100 * chance.mAP:.2f}" in text
     for f in ("cmc.png", "distances_toy.png"):
         assert _is_png(out / "plots" / f)

@@ -38,21 +38,63 @@ def test_test_tool_writes_report(root, tmp_path):
     out = tmp_path / "test_run"
     run_test(load_cfg(None, _opts(root, out, "VIS.QUERIES_PER_SHEET", "3")))
     page = out / "report.html"
-    links = assert_links_resolve(page)
+    links = assert_links_resolve(page, optional=("ranked_lists/index.html",))
     assert "metrics.json" in links and "plots/cmc.png" in links
     assert not (out / "plots" / "training_curves.png").exists()  # no training log: no training curves
     sheets = sorted((out / "plots" / "worst_queries").glob("*.png"))
     assert [p.name for p in sheets] == ["worst_Synthetic_001.png", "worst_Synthetic_002.png"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert f"{100 * metrics['mAP']:.2f}" in page.read_text()
+    assert f"{100 * metrics['chance']['mAP']:.2f}" in page.read_text()
 
-    # tools/visualize.py into the same OUTPUT_DIR: its lists get linked from the report, and back.
+    # tools/visualize.py into the same OUTPUT_DIR: the report's fixed link now resolves (the page is not
+    # rewritten), and the lists link back.
     from reid.cli.visualize import main
 
-    assert "ranked_lists/index.html" not in links
+    before = page.read_text()
+    assert "ranked_lists/index.html" in links and not (out / "ranked_lists" / "index.html").exists()
     assert main(["--config", "", *_opts(root, out), "--worst", "2"]) == 0
+    assert page.read_text() == before
     assert "ranked_lists/index.html" in assert_links_resolve(page)
     assert "../report.html" in assert_links_resolve(out / "ranked_lists" / "index.html")
+
+
+def _lists(folder: Path) -> list:
+    manifest = json.loads((folder / "ranked_lists.json").read_text())
+    return [q for s in manifest["sheets"] for q in s["queries"]]
+
+
+@pytest.mark.parametrize("rerank", [False, True])
+def test_visualize_and_test_give_the_same_numbers(root, tmp_path, rerank):
+    """One gallery: visualize (junk loaded to be drawn greyed) and test (junk not loaded) rank the same images,
+    so the same model gives the same metrics, gallery size and chance level; junk takes no part in ranking."""
+    from reid.config import load_cfg
+    from reid.cli.test import run_test
+    from reid.cli.visualize import main
+
+    extra = ("TEST.RERANK.ENABLED", str(rerank), "TEST.RERANK.K1", "4", "TEST.RERANK.K2", "2", "VIS.REPORT", "False")
+    run_test(load_cfg(None, _opts(root, tmp_path / "test", *extra)))
+    tested = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    out = tmp_path / "vis"
+    assert main(["--config", "", *_opts(root, out, *extra, "DATASETS.KEEP_JUNK", "True", "VIS.SHOW_JUNK", "True"),
+                 "--worst", "3", "--topk", "60"]) == 0
+    folder = out / "ranked_lists"
+    drawn = json.loads((folder / "ranked_lists.json").read_text())["metrics"]
+    assert drawn["datasets"] == tested["datasets"]
+    entry = tested["datasets"]["Synthetic"]
+    assert ("rerank" in entry) == rerank and entry["num_gallery"] == drawn["num_gallery"]
+    index = (folder / "index.html").read_text()
+    for res in [entry] + ([entry["rerank"]] if rerank else []):
+        assert f"<td data-v=\"{res['num_gallery']}\">{res['num_gallery']}</td>" in index
+        assert f"{100 * res['mAP']:.2f}" in index and f"{100 * res['rank1']:.2f}" in index
+    tiles = [t for q in _lists(folder) for t in q["top"]]
+    junk = [t for t in tiles if t["kind"] == "junk"]
+    assert all(t["pid"] != -1 and t["rank"] is not None for t in tiles if t["kind"] != "junk")
+    if rerank:  # junk has no re-ranked distance: not shown
+        assert not junk
+    else:  # every list holds the whole gallery (top-60): both junk images, greyed, without a rank
+        assert len(junk) == 3 * 2 and all(t["pid"] == -1 and t["rank"] is None for t in junk)
+        assert max(t["rank"] for t in tiles if t["rank"]) <= entry["num_gallery"]
 
 
 def test_visualize_tool_end_to_end(root, tmp_path):
@@ -65,10 +107,9 @@ def test_visualize_tool_end_to_end(root, tmp_path):
     folder = out / "ranked_lists"
     links = assert_links_resolve(folder / "index.html")
     sheets = sorted(p.name for p in folder.glob("*.png"))
-    assert sheets == ["Synthetic_001.png", "Synthetic_002.png"]  # 6 queries, 4 per sheet
+    assert sheets == ["Synthetic_rerank_001.png", "Synthetic_rerank_002.png"]  # 6 queries, 4 per sheet
     assert set(sheets) <= set(links)
-    manifest = json.loads((folder / "ranked_lists.json").read_text())
-    queries = [q for s in manifest["sheets"] for q in s["queries"]]
+    queries = _lists(folder)
     assert len(queries) == 6 and queries[0]["query_index"] == 1
     assert all(len(q["top"]) == 5 for q in queries)
     assert "re-ranked" in (folder / "index.html").read_text()
@@ -116,7 +157,7 @@ def test_train_writes_report_with_training_curves(root, tmp_path):
     cfg = load_cfg(None, _opts(root, out, "SOLVER.MAX_EPOCHS", "1", "SOLVER.IMS_PER_BATCH", "16",
                                "SOLVER.WARMUP_EPOCHS", "0", "TEST.EVAL_PERIOD", "1", "VIS.REPORT_SHEETS", "1"))
     Trainer(cfg).train()
-    links = assert_links_resolve(out / "report.html")
+    links = assert_links_resolve(out / "report.html", optional=("ranked_lists/index.html",))
     assert "plots/training_curves.png" in links and "train_log.jsonl" in links and "model_final.pt" in links
     with Image.open(out / "plots" / "training_curves.png") as im:
         assert im.format == "PNG"

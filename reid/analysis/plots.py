@@ -128,29 +128,45 @@ def _two_pair_field(logit_fn, grid: int = 201) -> Tuple[Tensor, Tensor, Tensor, 
     return sn, sp, margin, -g[:, 1].reshape(sn.shape), -g[:, 0].reshape(sn.shape)
 
 
-def plot_decision_boundary(path: Path, m: float = 0.25, gamma: float = 128.0) -> Path:
+def push_direction(d_sn: Tensor, d_sp: Tensor) -> Tuple[float, float]:
+    """The common direction of a -grad field in (s_n, s_p), scaled so its larger component is 1 (NaN where the
+    arrows do not share one direction)."""
+    u, v = d_sn.flatten(), d_sp.flatten()
+    norm = torch.sqrt(u ** 2 + v ** 2)
+    live = norm > 1e-9 * norm.max()  # pairs whose loss has saturated have no direction
+    du, dv = u[live] / norm[live], v[live] / norm[live]
+    if float((du - du.mean()).abs().max()) > 1e-6 or float((dv - dv.mean()).abs().max()) > 1e-6:
+        return math.nan, math.nan
+    big = max(abs(float(du.mean())), abs(float(dv.mean())))
+    return float(du.mean()) / big, float(dv.mean()) / big
+
+
+def decision_boundary_figure(m: float = 0.25, gamma: float = 128.0):
     """Left: a loss optimising s_n - s_p (CosFace / AM-softmax, margin m): straight boundary s_p - s_n = m and
-    the same gradient everywhere. Right: Circle: boundary s_n^2 + (s_p - 1)^2 = 2 m^2 and gradients that
-    shrink as a score nears its optimum, all pointing towards T = (0, 1)."""
+    the same gradient direction everywhere. Right: Circle: boundary s_n^2 + (s_p - 1)^2 = 2 m^2 and gradients
+    that shrink as a score nears its optimum, all pointing towards T = (0, 1). Returns the pyplot figure."""
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.0))
     cases = [
-        ("(a) $s_n - s_p$ family (CosFace, m = %.2f)" % m, lambda c, y: cosface_logits(c, y, gamma, m), "line",
-         "the same push (1, -1)\nfor every pair"),
+        ("(a) $s_n - s_p$ family (CosFace, m = %.2f)" % m, lambda c, y: cosface_logits(c, y, gamma, m), "line"),
         ("(b) Circle loss (m = %.2f, $\\gamma$ = %g)" % (m, gamma), lambda c, y: circle_logits(c, y, m, gamma),
-         "circle", "push $\\propto (a_n, a_p)$: stronger\nfor scores far from T"),
+         "circle"),
     ]
-    for ax, (title, fn, kind, note) in zip(axes, cases):
+    for ax, (title, fn, kind) in zip(axes, cases):
         sn, sp, margin, d_sn, d_sp = _two_pair_field(fn)
         ax.contourf(sn, sp, margin > 0, levels=[-0.5, 0.5, 1.5], colors=["#fde0dd", "#e5f5e0"], alpha=0.8)
         ax.contour(sn, sp, margin, levels=[0.0], colors="k", linewidths=2.0)
         t = torch.linspace(0, 1, 400, dtype=torch.float64)
         if kind == "line":
             ax.plot(t, t + m, "--", color="#d7301f", lw=1.2, label="analytic $s_p - s_n = m$")
+            # Read off the arrows themselves, so the note cannot contradict them.
+            du, dv = push_direction(d_sn, d_sp)
+            note = f"the same push direction\n({du:+.0f}, {dv:+.0f}) in ($s_n$, $s_p$) for every pair"
         else:
             ang = torch.linspace(-math.pi / 2, 0, 400, dtype=torch.float64)
             r = math.sqrt(2) * m
             ax.plot(r * torch.cos(ang), 1 + r * torch.sin(ang), "--", color="#d7301f", lw=1.2,
                     label="analytic $s_n^2 + (s_p - 1)^2 = 2m^2$")
+            note = "push $\\propto (-a_n, +a_p)$: stronger\nfor scores far from T"
         step = 20
         q_sn, q_sp = sn[::step, ::step], sp[::step, ::step]
         u, v = d_sn[::step, ::step], d_sp[::step, ::step]
@@ -170,7 +186,12 @@ def plot_decision_boundary(path: Path, m: float = 0.25, gamma: float = 128.0) ->
         ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     fig.suptitle("Decision boundaries in the ($s_n$, $s_p$) plane; green: $s_p$ wins, red: $s_n$ wins", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return _save(fig, path)
+    return fig
+
+
+def plot_decision_boundary(path: Path, m: float = 0.25, gamma: float = 128.0) -> Path:
+    """:func:`decision_boundary_figure` as a PNG."""
+    return _save(decision_boundary_figure(m, gamma), path)
 
 
 def write_figures(output_dir: str | Path, seed: int = 0, sweep_points: int = 201) -> List[Path]:
@@ -197,5 +218,5 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-__all__ = ["Panel", "default_panels", "synthetic_batch", "sweep_weights", "plot_pair_weights",
-           "plot_decision_boundary", "write_figures"]
+__all__ = ["Panel", "default_panels", "synthetic_batch", "sweep_weights", "plot_pair_weights", "push_direction",
+           "decision_boundary_figure", "plot_decision_boundary", "write_figures"]

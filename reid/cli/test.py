@@ -10,7 +10,7 @@ from ..evaluation.testsets import TestSetResult, build_test_sets, evaluate_test_
 from ..modeling import build_model
 from ..utils.env import resolve_device, seed_all
 from ..utils.logger import setup_logger
-from ..visualization.report import maybe_write_report
+from ..visualization.report import maybe_write_report, report_rows
 from .parser import cfg_from_args, config_parser, run_tool
 
 EPILOG = """examples:
@@ -39,7 +39,7 @@ def run_test(cfg) -> Dict[str, TestSetResult]:
         model = build_model(cfg).to(device)
         logger.info("No MODEL.WEIGHTS given: evaluating the initialised (untrained) model")
     test_sets = build_test_sets(cfg)  # parsed and checked once, before anything is embedded
-    results = evaluate_test_sets(cfg, model, device, test_sets)
+    results = evaluate_test_sets(cfg, model, device, test_sets, keep_rows=report_rows(cfg))
     metrics = metrics_dict(results)
     path = write_metrics(cfg.OUTPUT_DIR, metrics)
     logger.info("Results (%s):\n%s", path, format_results(results))

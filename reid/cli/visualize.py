@@ -3,26 +3,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..checkpoint import load_for_inference
 from ..config import load_cfg
 from ..data import build_test_set
-from ..evaluation import evaluate, evaluate_rank, re_ranking
-from ..evaluation.extract import extract_features
+from ..evaluation.testsets import TestSetResult, evaluate_test_set, format_results, metrics_dict, ranked_query_paths
 from ..modeling import build_model
 from ..utils.env import resolve_device, seed_all
 from ..utils.errors import ConfigError
 from ..utils.logger import setup_logger
 from ..visualization import html as H
 from ..visualization.ranked_list import select_queries
-from ..visualization.report import RANKED_LISTS_DIR, REPORT, link_ranked_lists, vis_options
-from ..visualization.sheets import SheetInfo, ranked_lists, write_index
+from ..visualization.report import RANKED_LISTS_DIR, REPORT, vis_options
+from ..visualization.sheets import SheetInfo, distance_name, draw_ranked_lists, write_index
 from .parser import ConfigArgumentParser, config_parser, run_tool
 
 logger = logging.getLogger("reid")
@@ -50,9 +47,12 @@ examples:
   python tools/visualize.py --config CFG MODEL.WEIGHTS m.pt --dataset Market1501 --query 0 0001_c1s1_001051_00.jpg
 
 Writes OUTPUT_DIR/ranked_lists/ (or --output): <dataset>_001.png, ... , index.html (open it in a browser) and
-ranked_lists.json (the lists as data). With TEST.RERANK.ENABLED True the lists use the k-reciprocal re-ranked
-distances (TEST.RERANK.K1/K2/LAMBDA). Options may come before or after the KEY VALUE overrides. Defaults of
---topk/--missed/--per-sheet/--hide-junk come from VIS.TOPK, VIS.NUM_MISSED, VIS.QUERIES_PER_SHEET, VIS.SHOW_JUNK."""
+ranked_lists.json (the metrics and the lists as data). The model is evaluated exactly as tools/test.py does it
+(same gallery and protocol, so the same numbers); junk (pid -1) takes no part in ranking and is drawn greyed by
+its distance. With TEST.RERANK.ENABLED True the lists use the k-reciprocal re-ranked distances
+(TEST.RERANK.K1/K2/LAMBDA) and show no junk (it has no re-ranked distance). Options may come before or after the
+KEY VALUE overrides. Defaults of --topk/--missed/--per-sheet/--hide-junk come from VIS.TOPK, VIS.NUM_MISSED,
+VIS.QUERIES_PER_SHEET, VIS.SHOW_JUNK."""
 
 
 def build_parser() -> ConfigArgumentParser:
@@ -96,7 +96,7 @@ def load_model(cfg, device: torch.device):
 
 
 def run_visualize(cfg, args: argparse.Namespace) -> Path:
-    """Extract features, rank, select the queries and write the sheets + index.html; returns the index path."""
+    """Evaluate like tools/test.py, select the queries and write the sheets + index.html; returns the index path."""
     setup_logger()
     opts = vis_options(cfg)
     for name, value, lo in (("--topk", args.topk, 1), ("--missed", args.missed, 0), ("--per-sheet", args.per_sheet, 1),
@@ -105,7 +105,8 @@ def run_visualize(cfg, args: argparse.Namespace) -> Path:
     topk = args.topk if args.topk is not None else opts["topk"]
     num_missed = args.missed if args.missed is not None else opts["num_missed"]
     per_sheet = args.per_sheet if args.per_sheet is not None else opts["per_sheet"]
-    show_junk = opts["show_junk"] and not args.hide_junk
+    reranked = bool(cfg.TEST.RERANK.ENABLED)
+    show_junk = opts["show_junk"] and not args.hide_junk and not reranked
     worst = args.worst if args.worst is not None else (0 if args.query or args.random else DEFAULT_WORST)
     tests = list(cfg.DATASETS.TESTS)
     if args.dataset and args.dataset not in tests:
@@ -118,68 +119,44 @@ def run_visualize(cfg, args: argparse.Namespace) -> Path:
     if show_junk and not cfg.DATASETS.KEEP_JUNK:
         cfg = cfg.clone()
         cfg.defrost()
-        cfg.DATASETS.KEEP_JUNK = True  # load junk so it can be drawn greyed; the protocol ignores it either way
+        cfg.DATASETS.KEEP_JUNK = True  # load junk to draw it greyed; it takes no part in ranking either way
         cfg.freeze()
     out = Path(args.output) if args.output else Path(cfg.OUTPUT_DIR) / RANKED_LISTS_DIR
     seed_all(cfg.SEED, cfg.DETERMINISTIC)
     device = resolve_device(cfg.MODEL.DEVICE)
     model, cfg = load_model(cfg, device)
-    rr = cfg.TEST.RERANK
-    distance_name = (f"k-reciprocal re-ranked distance, k1 {rr.K1}, k2 {rr.K2}, lambda {rr.LAMBDA}"
-                     if rr.ENABLED else f"{cfg.TEST.METRIC} distance")
+    test_sets = {name: build_test_set(cfg, name) for name in datasets}
+    for name, test_set in test_sets.items():  # bad indices / names fail before anything is embedded
+        select_queries(ranked_query_paths(test_set), None, args.query, dataset=name)
+
+    def choose(ev: TestSetResult) -> List[int]:
+        result = ev.rerank if reranked else ev.result
+        return select_queries(ev.query.paths, result.ap, args.query, worst=worst, random=args.random, seed=args.seed,
+                              dataset=ev.name)
+
+    evals: Dict[str, TestSetResult] = {}
     sheets: List[SheetInfo] = []
-    notes: List[str] = []
-    galleries = {}
-    for name in datasets:
-        test_set = build_test_set(cfg, name)
-        loader, num_query, records = test_set.loader, test_set.num_query, test_set.records
-        q_paths = [r.path for r in records[:num_query]]
-        select_queries(q_paths, None, args.query, dataset=name)  # bad indices / names fail before extraction
-        feats = extract_features(model, loader, device, flip=cfg.TEST.FLIP, desc=f"{name} features")
-        q, g = feats.split(num_query)
-        ids = (q.pids, g.pids, q.camids, g.camids)
-        distmat = None
-        if rr.ENABLED:
-            t0 = time.perf_counter()
-            logger.info("Re-ranking %d queries x %d gallery images (k1 %d, k2 %d, lambda %.2f) ...", len(q.paths),
-                        len(g.paths), rr.K1, rr.K2, rr.LAMBDA)
-            qf, gf = (F.normalize(q.feats, dim=1), F.normalize(g.feats, dim=1)) if cfg.TEST.METRIC == "cosine" \
-                else (q.feats, g.feats)
-            distmat = re_ranking(qf, gf, k1=rr.K1, k2=rr.K2, lambda_value=rr.LAMBDA)
-            logger.info("Re-ranking done in %.1fs", time.perf_counter() - t0)
-            result = evaluate_rank(distmat, *ids, max_rank=cfg.TEST.MAX_RANK)
-        else:
-            result = evaluate(q.feats, g.feats, *ids, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK)
-        notes.append(f"{name}: rank-1 {100 * result.cmc[0]:.2f}%, mAP {100 * result.mAP:.2f}% over "
-                     f"{result.num_valid} valid queries of {result.num_query}; gallery {result.num_gallery} images "
-                     f"({distance_name}).")
-        logger.info("%s: rank-1 %.2f%%  mAP %.2f%%  mINP %.2f%%  (%s)", name, 100 * result.cmc[0], 100 * result.mAP,
-                    100 * result.mINP, distance_name)
-        indices = select_queries(q.paths, result.ap, args.query, worst=worst, random=args.random, seed=args.seed,
-                                 dataset=name)
-        logger.info("%s: drawing %d ranked lists (top-%d, %d lowest-ranked true matches, junk %s)", name,
-                    len(indices), topk, num_missed, "greyed" if show_junk else "hidden")
-        sheets += ranked_lists(name, q, g, indices, out, metric=cfg.TEST.METRIC, distmat=distmat, topk=topk,
-                               num_missed=num_missed, show_junk=show_junk, per_sheet=per_sheet,
-                               distance_name=distance_name)
-        galleries[name] = (q.paths, g.paths, g.pids, g.camids)
-        del distmat, feats, q, g
+    for name, test_set in test_sets.items():
+        ev = evals[name] = evaluate_test_set(cfg, model, device, test_set, keep_rows=choose if reranked else None)
+        indices = choose(ev)
+        logger.info("%s: drawing %d ranked lists by %s (top-%d, %d lowest-ranked true matches, junk %s)", name,
+                    len(indices), distance_name(ev, reranked), topk, num_missed,
+                    "greyed" if show_junk and ev.junk is not None else "not shown")
+        sheets += draw_ranked_lists(ev, indices, out, reranked=reranked, topk=topk, num_missed=num_missed,
+                                    show_junk=show_junk, per_sheet=per_sheet)
+    logger.info("Results (the same protocol and gallery as tools/test.py):\n%s", format_results(evals))
     weights = cfg.MODEL.WEIGHTS or "none (the initialised model)"
-    notes.insert(0, f"Model weights: <code>{weights}</code>.")
+    notes = [f"<p class=note>Model weights: <code>{H.esc(weights)}</code>. Lists by the "
+             f"{H.esc(distance_name(next(iter(evals.values())), reranked))}"
+             + ("; junk takes no part in re-ranking and is not shown" if reranked else "") + ".</p>",
+             H.results_table(evals)]
     in_run = out.resolve() == (Path(cfg.OUTPUT_DIR) / RANKED_LISTS_DIR).resolve()
     back = f"../{REPORT}" if in_run and (Path(cfg.OUTPUT_DIR) / REPORT).is_file() else None
-    index = write_index(sheets, out, title=f"Ranked lists: {Path(cfg.OUTPUT_DIR).resolve().name}",
-                        notes=[_html_note(n) for n in notes], galleries=galleries, back_link=back)
+    index = write_index(sheets, out, title=f"Ranked lists: {Path(cfg.OUTPUT_DIR).resolve().name}", notes=notes,
+                        back_link=back, data={"metrics": metrics_dict(evals)})
     logger.info("Wrote %d sheet(s) of %d queries to %s; open %s in a browser", len(sheets),
                 sum(len(s.queries) for s in sheets), out, index)
-    if back and link_ranked_lists(cfg.OUTPUT_DIR):
-        logger.info("Linked them from %s", Path(cfg.OUTPUT_DIR) / REPORT)
     return index
-
-
-def _html_note(text: str) -> str:
-    # Notes are ours; only the weights path and dataset names come from the user: escape all but our <code>.
-    return H.esc(text).replace("&lt;code&gt;", "<code>").replace("&lt;/code&gt;", "</code>")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

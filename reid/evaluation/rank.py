@@ -31,7 +31,8 @@ IdsLike = torch.Tensor | np.ndarray | Iterable[int]
 
 @dataclass
 class RankResult:
-    """Ranking metrics as fractions; `ap` and `inp` are per query, NaN for the queries that were skipped."""
+    """Ranking metrics as fractions; per query: `ap` and `inp` (NaN for the queries that were skipped) and
+    `first_match`, the 1-based rank of the first true match (0 for skipped queries)."""
 
     cmc: np.ndarray
     mAP: float
@@ -42,6 +43,7 @@ class RankResult:
     num_skipped: int
     ap: np.ndarray
     inp: np.ndarray
+    first_match: np.ndarray
 
     def as_dict(self) -> dict[str, float | int]:
         """Plain Python numbers for metrics.json: every registered score (ranks beyond `len(cmc)` are left out)
@@ -56,17 +58,6 @@ class RankResult:
         )
         return out
 
-    def format_table(self, ranks: Iterable[int] = (1, 5, 10, 20)) -> str:
-        """A small text table for people (percentages)."""
-        rows = [("mAP", self.mAP), ("mINP", self.mINP)]
-        rows += [(f"Rank-{k}", float(self.cmc[k - 1])) for k in ranks if k <= len(self.cmc)]
-        lines = [f"{'metric':<8} {'value':>7}"] + [f"{name:<8} {100 * value:>6.2f}%" for name, value in rows]
-        lines.append(
-            f"valid queries {self.num_valid}/{self.num_query} ({self.num_skipped} skipped), "
-            f"gallery {self.num_gallery}"
-        )
-        return "\n".join(lines)
-
 
 class TopK(NamedTuple):
     """Per query, the k nearest valid gallery items: indices (-1 where fewer exist) and distances (inf there)."""
@@ -75,12 +66,28 @@ class TopK(NamedTuple):
     distances: np.ndarray
 
 
+class MatchRanks(NamedTuple):
+    """One query's true matches in rank order: their gallery indices and 1-based ranks among the valid items."""
+
+    gallery: np.ndarray
+    ranks: np.ndarray
+
+
+class ChanceLevel(NamedTuple):
+    """Expected rank-1 and mAP under a uniformly random ranking of each valid query's valid gallery items."""
+
+    rank1: float
+    mAP: float
+    num_valid: int
+
+
 def _as_ids(ids: IdsLike, name: str, length: int | None, device: torch.device) -> torch.Tensor:
     ids = torch.as_tensor(np.asarray(ids) if not isinstance(ids, torch.Tensor) else ids)
     if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
         raise EvaluationError(f"{name} must be a 1-D array of integer ids, got shape {tuple(ids.shape)} {ids.dtype}.")
     if length is not None and ids.numel() != length:
-        raise EvaluationError(f"{name} has {ids.numel()} entries but the distance matrix has {length} on that axis.")
+        raise EvaluationError(f"{name} has {ids.numel()} entries but {length} were expected (one per "
+                              f"{'query' if name.startswith('q') else 'gallery'} image).")
     return ids.to(device=device, dtype=torch.int64)
 
 
@@ -150,14 +157,16 @@ def _sorted_matches(
     return d.gather(1, keep), cand.gather(1, keep), n
 
 
-def _block_ranks(dist: torch.Tensor, rows: slice, proto: _Protocol) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per query row: number of true matches n (B,) and the 1-based ranks of its sorted true matches (B, M)."""
+def _block_ranks(dist: torch.Tensor, rows: slice,
+                 proto: _Protocol) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per query row: number of true matches n (B,), the 1-based ranks of its sorted true matches (B, M) and
+    their gallery indices (B, M); entries beyond a row's n are padding."""
     bsz, num_gallery = dist.shape
     cand, match, same_cam = proto.candidates(rows)
     s, s_idx, n = _sorted_matches(dist, cand, match)
     width = s.shape[1]
     if width == 0:
-        return n, torch.zeros(bsz, 0, dtype=torch.int64, device=dist.device)
+        return n, torch.zeros(bsz, 0, dtype=torch.int64, device=dist.device), s_idx
     # Gallery items no farther than the row's hardest true match; the rest cannot move any rank.
     hardest = s.gather(1, (n - 1).clamp(min=0)[:, None])
     relevant = dist <= torch.where(n[:, None] > 0, hardest, torch.full_like(hardest, float("nan")))
@@ -169,7 +178,7 @@ def _block_ranks(dist: torch.Tensor, rows: slice, proto: _Protocol) -> tuple[tor
     if proto.has_junk:
         bins = torch.where(proto.junk.index_select(0, col), (row + 1) * (width + 1) - 1, bins)
     counts = torch.bincount(bins, minlength=bsz * (width + 1)).view(bsz, width + 1)
-    return n, torch.cumsum(counts[:, :width], 1)
+    return n, torch.cumsum(counts[:, :width], 1), s_idx
 
 
 def _matches_before(x: torch.Tensor, row: torch.Tensor, col: torch.Tensor, s: torch.Tensor, s_idx: torch.Tensor,
@@ -207,7 +216,7 @@ def _rank_blocks(blocks: Iterator[tuple[int, torch.Tensor]], proto: _Protocol, m
         if bool(torch.isnan(block.amax())):  # amax propagates NaN: one read-only pass
             raise EvaluationError(f"the distance matrix has NaN in query rows {start}..{start + block.shape[0] - 1}; "
                                   "check the features for NaN/inf.")
-        n, ranks = _block_ranks(block.contiguous(), slice(start, start + block.shape[0]), proto)
+        n, ranks, _ = _block_ranks(block.contiguous(), slice(start, start + block.shape[0]), proto)
         ap, inp, first = _metrics(n, ranks)
         ap_parts.append(ap)
         inp_parts.append(inp)
@@ -225,7 +234,8 @@ def _rank_blocks(blocks: Iterator[tuple[int, torch.Tensor]], proto: _Protocol, m
     hist = np.bincount(np.minimum(first[valid], max_rank + 1).astype(np.int64), minlength=max_rank + 2)
     cmc = np.cumsum(hist[1 : max_rank + 1]) / num_valid
     return RankResult(cmc=cmc, mAP=float(ap[valid].mean()), mINP=float(inp[valid].mean()), num_valid=num_valid,
-                      num_query=num_query, num_gallery=num_gallery, num_skipped=num_query - num_valid, ap=ap, inp=inp)
+                      num_query=num_query, num_gallery=num_gallery, num_skipped=num_query - num_valid, ap=ap, inp=inp,
+                      first_match=first.astype(np.int64))
 
 
 def _metrics(n: torch.Tensor, ranks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -314,12 +324,91 @@ def evaluate(
     if not rerank:
         blocks = iter_distance_blocks(q_feats, g_feats, metric, chunk_size)
     else:
-        check_metric(metric)
-        if metric == "cosine":
-            q_feats, g_feats = F.normalize(q_feats, dim=1), F.normalize(g_feats, dim=1)
-        distmat = re_ranking(q_feats, g_feats, k1=k1, k2=k2, lambda_value=lambda_value, chunk_size=chunk_size)
+        distmat = reranked_distances(q_feats, g_feats, metric, k1=k1, k2=k2, lambda_value=lambda_value,
+                                     chunk_size=chunk_size)
         blocks = _row_blocks(distmat, chunk_size)
     return _rank_blocks(blocks, proto, max_rank, g_feats.shape[0])
+
+
+def reranked_distances(
+    q_feats: torch.Tensor | np.ndarray,
+    g_feats: torch.Tensor | np.ndarray,
+    metric: str = "cosine",
+    *,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """The (num_query, num_gallery) k-reciprocal re-ranked distances that `evaluate(rerank=True)` ranks:
+    `re_ranking` of L2-normalised features for `metric="cosine"`, of the raw features for `"euclidean"`."""
+    check_metric(metric)
+    q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
+    if metric == "cosine":
+        q_feats, g_feats = F.normalize(q_feats, dim=1), F.normalize(g_feats, dim=1)
+    return re_ranking(q_feats, g_feats, k1=k1, k2=k2, lambda_value=lambda_value, chunk_size=chunk_size)
+
+
+def match_ranks(
+    distmat: torch.Tensor | np.ndarray,
+    q_pids: IdsLike,
+    g_pids: IdsLike,
+    q_camids: IdsLike,
+    g_camids: IdsLike,
+    chunk_size: int | None = None,
+) -> list[MatchRanks]:
+    """Per query row, its true matches in rank order with their exact 1-based ranks, as the evaluator counts them.
+
+    For the rows of a few chosen queries (plain or re-ranked distances): the ranks and gallery indices behind
+    a ranked-list picture, by the evaluator's own sort-free count.
+    """
+    distmat = _as_distmat(distmat)
+    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), distmat.shape, distmat.device)
+    out: list[MatchRanks] = []
+    for start, block in _row_blocks(distmat, chunk_size):
+        n, ranks, idx = _block_ranks(_as_distances(block).contiguous(), slice(start, start + block.shape[0]), proto)
+        for count, r, g in zip(n.tolist(), ranks.cpu().numpy(), idx.cpu().numpy()):
+            out.append(MatchRanks(g[:count].astype(np.int64), r[:count].astype(np.int64)))
+    return out
+
+
+def chance_level(q_pids: IdsLike, g_pids: IdsLike, q_camids: IdsLike, g_camids: IdsLike) -> ChanceLevel:
+    """Exact expected rank-1 and mAP of a uniformly random ranking, under the protocol's removals.
+
+    A valid query with n true matches among N valid gallery items: E[rank-1] = n / N and, since
+    AP = 1/n sum_j rel_j (sum_{i<=j} rel_i) / j with E[rel_j] = n / N and E[rel_i rel_j] = n (n-1) / (N (N-1)),
+    E[AP] = H_N / N + (n - 1) (N - H_N) / (N (N - 1))   (H_N = 1 + 1/2 + ... + 1/N; E[AP] = 1 when N = 1).
+    Both are averaged over the valid queries, as CMC and mAP are.
+    """
+    cpu = torch.device("cpu")
+    q_pids, g_pids = _as_ids(q_pids, "q_pids", None, cpu).numpy(), _as_ids(g_pids, "g_pids", None, cpu).numpy()
+    q_camids = _as_ids(q_camids, "q_camids", len(q_pids), cpu).numpy()
+    g_camids = _as_ids(g_camids, "g_camids", len(g_pids), cpu).numpy()
+    keep = g_pids != -1
+    g_pids, g_camids = g_pids[keep], g_camids[keep]
+    # One integer per (pid, camera) view: pid * cameras + camera offset.
+    lo = int(min(g_camids.min(initial=0), q_camids.min(initial=0)))
+    span = int(max(g_camids.max(initial=0), q_camids.max(initial=0))) - lo + 1
+    same_pid = _count_in(g_pids, q_pids)
+    same_view = _count_in(g_pids * span + (g_camids - lo), q_pids * span + (q_camids - lo))
+    n = same_pid - same_view
+    valid = (n > 0) & (q_pids != -1)
+    if not valid.any():
+        raise EvaluationError(f"none of the {len(q_pids)} queries has a true match in the gallery (same pid, other "
+                              "camera, not junk); chance level is undefined.")
+    n, size = n[valid].astype(np.float64), (int(keep.sum()) - same_view[valid]).astype(np.float64)
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, int(size.max()) + 1))])[size.astype(np.int64)]
+    pairs = np.where(size > 1, (n - 1) * (size - harmonic) / np.maximum(size * (size - 1), 1.0), 0.0)
+    return ChanceLevel(float(np.mean(n / size)), float(np.mean(harmonic / size + pairs)), int(valid.sum()))
+
+
+def _count_in(items: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """How often each of `keys` occurs among `items` (1-D int arrays)."""
+    uniq, counts = np.unique(items, return_counts=True)
+    if len(uniq) == 0:
+        return np.zeros(len(keys), dtype=np.int64)
+    pos = np.minimum(np.searchsorted(uniq, keys), len(uniq) - 1)
+    return np.where(uniq[pos] == keys, counts[pos], 0)
 
 
 def topk_valid(

@@ -8,8 +8,9 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
@@ -17,43 +18,95 @@ from torch.utils.data import DataLoader, Subset
 from ..data import ImageRecord, TestSet, build_test_set
 from ..utils.distributed import all_gather_rows, broadcast_buffers, dist_info, shard_bounds
 from ..utils.errors import ReIDError
+from .distance import compute_distance
 from .extract import Features, extract_features
-from .rank import RankResult, evaluate
+from .rank import ChanceLevel, RankResult, chance_level, evaluate, evaluate_rank, reranked_distances
+from .table import ResultRow, format_rows
 
 logger = logging.getLogger("reid")
+
+JUNK_PID = -1
+
+
+@dataclass
+class QueryRows:
+    """Re-ranked distance rows (on the CPU) of chosen queries, kept when the full matrix is dropped."""
+
+    indices: np.ndarray
+    rows: torch.Tensor
 
 
 @dataclass
 class TestSetResult:
-    """Results of one test set: plain ranking, re-ranked ranking (when enabled) and the features used."""
+    """One test set: plain and (when enabled) re-ranked results, the chance level of its split and the features.
+
+    ``query`` / ``gallery`` are the images that were ranked (junk, pid -1, never is); ``junk`` holds the gallery's
+    junk when ``DATASETS.KEEP_JUNK`` loaded it, for pictures only. ``rerank_rows`` are the re-ranked distances of
+    the queries a ``keep_rows`` selector chose (the whole re-ranked matrix, 3.8 GB on MSMT17, is not kept).
+    """
 
     name: str
     result: RankResult
     rerank: Optional[RankResult]
     query: Features
     gallery: Features
+    chance: Optional[ChanceLevel] = None
+    metric: str = "cosine"
+    junk: Optional[Features] = None
+    rerank_rows: Optional[QueryRows] = None
+
+    def distance_rows(self, indices: Sequence[int], reranked: bool = False) -> torch.Tensor:
+        """Distances of the queries ``indices`` to the gallery: the metric's, or the kept re-ranked rows."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        if not reranked:
+            return compute_distance(self.query.feats[idx.to(self.query.feats.device)], self.gallery.feats, self.metric)
+        kept = self.rerank_rows
+        where = {int(q): i for i, q in enumerate(kept.indices)} if kept is not None else {}
+        missing = [int(q) for q in idx if int(q) not in where]
+        if missing:
+            raise ReIDError(f"{self.name}: the re-ranked distances of queries {missing[:5]} were not kept by the "
+                            "evaluation; pass a keep_rows selector that chooses them to evaluate_test_set.")
+        return kept.rows[[where[int(q)] for q in idx]]
+
+    def junk_distances(self, indices: Sequence[int]) -> Optional[torch.Tensor]:
+        """Plain distances of the queries ``indices`` to the junk images (None without junk)."""
+        if self.junk is None or not len(self.junk.paths):
+            return None
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return compute_distance(self.query.feats[idx.to(self.query.feats.device)], self.junk.feats, self.metric)
 
 
-def _extract(cfg, model: nn.Module, loader: DataLoader, records: List[ImageRecord], device: torch.device,
-             name: str) -> Optional[Features]:
-    """Embed every image of ``loader``. Under DDP each rank embeds a contiguous share and rank 0 gathers them
-    (other ranks get None), so the test set is embedded once, split over the GPUs."""
+# Chooses, from a test set's result, the queries whose re-ranked distance rows are kept (for ranked lists).
+RowSelector = Callable[[TestSetResult], Sequence[int]]
+
+
+def _extract(cfg, model: nn.Module, loader: DataLoader, records: List[ImageRecord], indices: List[int],
+             device: torch.device, desc: str, shard: bool = True) -> Optional[Features]:
+    """Embed ``records[indices]`` through ``loader``'s dataset (the loader itself when that is all of it).
+
+    With ``shard`` under DDP each rank embeds a contiguous share and rank 0 gathers them (other ranks get None),
+    so the images are embedded once, split over the GPUs; without it only rank 0 embeds them.
+    """
     rank, world = dist_info()
-    desc = f"{name} features"
-    if world == 1:
-        return extract_features(model, loader, device, flip=cfg.TEST.FLIP, desc=desc)
-    if len(records) < world:
-        raise ReIDError(f"Test set {name} has {len(records)} images, fewer than the {world} processes sharing it.")
-    lo, hi = shard_bounds(len(records), rank, world)
-    shard = DataLoader(Subset(loader.dataset, range(lo, hi)), batch_size=loader.batch_size,
-                       num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-                       worker_init_fn=loader.worker_init_fn)
-    feats = all_gather_rows(extract_features(model, shard, device, flip=cfg.TEST.FLIP, desc=desc).feats,
-                            len(records))
-    if rank > 0:
+    if not shard and rank > 0:
         return None
-    return Features(feats, torch.tensor([r.pid for r in records]), torch.tensor([r.camid for r in records]),
-                    [r.path for r in records])
+    world = world if shard else 1
+    if len(indices) < world:
+        raise ReIDError(f"{desc}: {len(indices)} images, fewer than the {world} processes sharing them.")
+    lo, hi = shard_bounds(len(indices), rank if shard else 0, world)
+    part = indices[lo:hi]
+    if part != list(range(len(records))):
+        loader = DataLoader(Subset(loader.dataset, part), batch_size=loader.batch_size,
+                            num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+                            worker_init_fn=loader.worker_init_fn)
+    feats = extract_features(model, loader, device, flip=cfg.TEST.FLIP, desc=desc).feats
+    if world > 1:
+        feats = all_gather_rows(feats, len(indices))
+        if rank > 0:
+            return None
+    chosen = [records[i] for i in indices]
+    return Features(feats, torch.tensor([r.pid for r in chosen]), torch.tensor([r.camid for r in chosen]),
+                    [r.path for r in chosen])
 
 
 def build_test_sets(cfg) -> Dict[str, TestSet]:
@@ -61,45 +114,65 @@ def build_test_sets(cfg) -> Dict[str, TestSet]:
     return {name: build_test_set(cfg, name) for name in cfg.DATASETS.TESTS}
 
 
-def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: TestSet) -> Optional[TestSetResult]:
+def ranked_query_paths(test_set: TestSet) -> List[str]:
+    """Paths of the queries that are ranked, in the order of :attr:`TestSetResult.query` (junk queries are not)."""
+    return [r.path for r in test_set.query if r.pid != JUNK_PID]
+
+
+def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: TestSet,
+                      keep_rows: Optional[RowSelector] = None) -> Optional[TestSetResult]:
     """Extract query + gallery features of ``test_set`` and score them (and re-rank when enabled).
 
+    Junk (pid -1, loaded by ``DATASETS.KEEP_JUNK``) takes no part in ranking or re-ranking, so the numbers do
+    not depend on that key; gallery junk is embedded in a pass of its own (the ranked images' batches stay the
+    same) and kept in ``junk`` for pictures. ``keep_rows`` chooses the queries whose re-ranked rows are kept.
     Under DDP the scoring runs once, on rank 0; the other ranks return None.
     """
-    name, num_query = test_set.name, test_set.num_query
-    feats = _extract(cfg, model, test_set.loader, test_set.records, device, name)
+    name, records, num_query = test_set.name, test_set.records, test_set.num_query
+    ranked = [i for i, r in enumerate(records) if r.pid != JUNK_PID]
+    junk = [i for i in range(num_query, len(records)) if records[i].pid == JUNK_PID]
+    feats = _extract(cfg, model, test_set.loader, records, ranked, device, f"{name} features")
+    junk_feats = _extract(cfg, model, test_set.loader, records, junk, device, f"{name} junk features",
+                          shard=False) if junk else None
     if feats is None:
         return None
-    query, gallery = feats.split(num_query)
-    args = (query.feats, gallery.feats, query.pids, gallery.pids, query.camids, gallery.camids)
-    result = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK)
-    rerank = None
+    query, gallery = feats.split(sum(1 for i in ranked if i < num_query))
+    ids = (query.pids, gallery.pids, query.camids, gallery.camids)
+    metric, max_rank = cfg.TEST.METRIC, cfg.TEST.MAX_RANK
+    ev = TestSetResult(name, evaluate(query.feats, gallery.feats, *ids, metric=metric, max_rank=max_rank), None,
+                       query, gallery, chance_level(*ids), metric, junk_feats)
     if cfg.TEST.RERANK.ENABLED:
         r = cfg.TEST.RERANK
-        rerank = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK, rerank=True,
-                          k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
-    return TestSetResult(name, result, rerank, query, gallery)
+        distmat = reranked_distances(query.feats, gallery.feats, metric, k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
+        ev.rerank = evaluate_rank(distmat, *ids, max_rank=max_rank)
+        if keep_rows is not None:
+            idx = np.asarray(list(keep_rows(ev)), dtype=np.int64)
+            ev.rerank_rows = QueryRows(idx, distmat[torch.as_tensor(idx, device=distmat.device)].cpu())
+    return ev
 
 
-def evaluate_test_sets(cfg, model: nn.Module, device: torch.device,
-                       test_sets: Optional[Dict[str, TestSet]] = None) -> Optional[Dict[str, TestSetResult]]:
+def evaluate_test_sets(cfg, model: nn.Module, device: torch.device, test_sets: Optional[Dict[str, TestSet]] = None,
+                       keep_rows: Optional[RowSelector] = None) -> Optional[Dict[str, TestSetResult]]:
     """Every ``DATASETS.TESTS`` set, in order (``test_sets`` from :func:`build_test_sets`, or built here).
     Under DDP: rank 0's model (its BN statistics are copied to all ranks first), embedded by all ranks, scored
-    once by rank 0; the other ranks return None."""
+    once by rank 0; the other ranks return None. ``keep_rows``: see :func:`evaluate_test_set`."""
     broadcast_buffers(model)
     test_sets = test_sets or build_test_sets(cfg)
-    evals = {name: evaluate_test_set(cfg, model, device, test_sets[name]) for name in cfg.DATASETS.TESTS}
+    evals = {name: evaluate_test_set(cfg, model, device, test_sets[name], keep_rows) for name in cfg.DATASETS.TESTS}
     return evals if dist_info()[0] == 0 else None
 
 
 def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
     """``metrics.json`` content: the first test set's metrics at top level, every set under ``datasets``.
 
-    Values are fractions in [0, 1]; re-ranked metrics sit under ``rerank`` beside the plain ones.
+    Values are fractions in [0, 1]; re-ranked metrics sit under ``rerank`` beside the plain ones, the chance
+    level of the split (expected rank-1 / mAP of a random ranking) under ``chance``.
     """
     per = {}
     for name, ev in evals.items():
         entry = ev.result.as_dict()
+        if ev.chance is not None:
+            entry["chance"] = {"rank1": ev.chance.rank1, "mAP": ev.chance.mAP}
         if ev.rerank is not None:
             entry["rerank"] = ev.rerank.as_dict()
         per[name] = entry
@@ -115,16 +188,16 @@ def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
     return path
 
 
-def format_results(evals: Dict[str, TestSetResult]) -> str:
-    """A table a person reads: one row per test set (and per re-ranked result)."""
-    header = f"{'dataset':<22}{'rank-1':>8}{'rank-5':>8}{'rank-10':>8}{'mAP':>8}{'mINP':>8}{'valid q':>9}{'gallery':>9}"
-    rows = [header, "-" * len(header)]
+def result_rows(evals: Dict[str, TestSetResult]) -> List[ResultRow]:
+    """The results table's rows: each test set, then its re-ranked result when there is one."""
+    rows = []
     for name, ev in evals.items():
-        for label, res in ((name, ev.result), (f"{name} +rerank", ev.rerank)):
-            if res is None:
-                continue
-            d = res.as_dict()
-            rows.append(f"{label:<22}{100 * d['rank1']:>8.2f}{100 * d['rank5']:>8.2f}{100 * d['rank10']:>8.2f}"
-                        f"{100 * d['mAP']:>8.2f}{100 * d['mINP']:>8.2f}{d['num_valid_query']:>9d}"
-                        f"{d['num_gallery']:>9d}")
-    return "\n".join(rows) + "\n(percent; rank-k = CMC, mAP / mINP over valid queries)"
+        rows.append(ResultRow(name, ev.result, ev.chance))
+        if ev.rerank is not None:
+            rows.append(ResultRow(f"{name} +rerank", ev.rerank, ev.chance))
+    return rows
+
+
+def format_results(evals: Dict[str, TestSetResult]) -> str:
+    """The results table as text, for logs."""
+    return format_rows(result_rows(evals))

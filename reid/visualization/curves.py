@@ -32,11 +32,15 @@ def _figure(width_in: float, height_in: float):
     return fig
 
 
-def _epoch_axis(ax) -> None:
+def _epoch_axis(ax, epochs: Sequence[int]) -> None:
+    """Whole epochs on the x axis: each one on short runs (no 0.95 .. 1.05 ticks around a single epoch)."""
     from matplotlib.ticker import MaxNLocator
 
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if 0 < len(set(epochs)) <= 12:
+        ax.set_xticks(sorted(set(epochs)))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -129,6 +133,12 @@ _METRICS = (("rank1", "rank-1"), ("mAP", "mAP"), ("mINP", "mINP"))
 
 def plot_training_curves(log: TrainLog, path: str | Path, title: str = "Training") -> Optional[Path]:
     """Loss terms, learning rate and (when evaluated) rank-1 / mAP / mINP against the epoch; None if empty."""
+    fig = training_curves_figure(log, title)
+    return None if fig is None else _save(fig, path)
+
+
+def training_curves_figure(log: TrainLog, title: str = "Training"):
+    """The figure of :func:`plot_training_curves` (None for an empty log)."""
     if not log.epochs and not log.evals:
         return None
     panels = 2 + (1 if log.evals else 0)
@@ -142,7 +152,7 @@ def plot_training_curves(log: TrainLog, path: str | Path, title: str = "Training
         ax.plot(ep, ys, marker=marker, ms=3, lw=2.2 if k == "loss_total" else 1.4,
                 color="black" if k == "loss_total" else None, label=k[5:] if k != "loss_total" else "total")
     ax.set_title("loss per term (epoch mean)")
-    _epoch_axis(ax)
+    _epoch_axis(ax, ep.tolist())
     positive = [r.get(k) for r in log.epochs for k in terms if isinstance(r.get(k), (int, float))]
     if positive and min(positive) > 0 and max(positive) / max(min(positive), 1e-12) > 50:
         ax.set_yscale("log")
@@ -153,16 +163,14 @@ def plot_training_curves(log: TrainLog, path: str | Path, title: str = "Training
     lr = np.array([r.get("lr", np.nan) for r in log.epochs], dtype=np.float64)
     ax.plot(ep, lr, marker=marker, ms=3, color="#2b6cb0")
     ax.set_title("learning rate (end of epoch)")
-    _epoch_axis(ax)
+    _epoch_axis(ax, ep.tolist())
     if np.nanmin(lr, initial=np.inf) > 0 and np.nanmax(lr, initial=0) / np.nanmin(lr, initial=np.inf) > 20:
         ax.set_yscale("log")
-    if ax.get_yscale() == "linear":
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    if ax.get_yscale() == "linear":  # "3.50e-04" on each tick: no "1e-4" offset text next to the title
+        from matplotlib.ticker import FormatStrFormatter
+
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2e"))
     ax.grid(True, alpha=0.3)
-    speed = [r.get("images_per_s") for r in log.epochs if isinstance(r.get("images_per_s"), (int, float))]
-    if speed:
-        ax.text(0.02, 0.03, f"{np.median(speed):.0f} images/s (median epoch)", transform=ax.transAxes, fontsize=8,
-                color="#555555")
     if log.evals:
         ax = fig.add_subplot(1, panels, 3)
         e_ep = [r["epoch"] for r in log.evals]
@@ -182,11 +190,13 @@ def plot_training_curves(log: TrainLog, path: str | Path, title: str = "Training
                     ax.plot(e_ep, ys, marker="o", ms=3, ls="--" if rerank else "-",
                             color=colors[mi % len(colors)], alpha=1.0 / (1 + di), label=lab)
         ax.set_title("evaluation (%)")
-        _epoch_axis(ax)
+        _epoch_axis(ax, e_ep)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    # The speed goes into the title: inside a panel it collided with the curves and tick labels of short runs.
+    speed = [r.get("images_per_s") for r in log.epochs if isinstance(r.get("images_per_s"), (int, float))]
+    fig.suptitle(title + (f"  ·  {np.median(speed):.0f} images/s (median epoch)" if speed else ""), fontsize=11)
+    return fig
 
 
 # -- distance histogram ------------------------------------------------------------------------------------------

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..evaluation.table import COLUMNS, NOTE, row_cells
+from ..evaluation.testsets import TestSetResult, result_rows
 
 STYLE = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:1280px;
@@ -92,6 +95,13 @@ def table(headers: Sequence[Tuple[str, str]], rows: Iterable[Tuple[Sequence[Cell
         out.append(f'<tr{f" class={row_cls}" if row_cls else ""}>' + "".join(tds) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def results_table(evals: Dict[str, TestSetResult]) -> str:
+    """The results table (:mod:`reid.evaluation.table`, the log's columns) as a sortable HTML table and its note."""
+    rows = [([cell(esc(r.label), r.label, "l")] + [cell(esc(text), sort) for sort, text in row_cells(r)], "")
+            for r in result_rows(evals)]
+    return table([("test set", "l"), *((c, "") for c in COLUMNS)], rows) + f"<p class=note>{esc(NOTE)}.</p>"
 
 
 def page(title: str, body: str) -> str:

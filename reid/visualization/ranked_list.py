@@ -2,11 +2,11 @@
 
 Two steps, both usable without a model:
 
-1. :func:`rank_queries` turns distance rows of the chosen queries (any distance: plain or re-ranked) into
-   :class:`RankedQuery` records. The protocol is the evaluator's: gallery images of the query's identity taken
-   by the query's camera are removed, junk (pid -1) is ignored (shown greyed, without a rank, or hidden), ties
-   rank by gallery index. Top-k comes from :func:`reid.evaluation.topk_valid` (blocked); the rank of every true
-   match is counted by comparisons, never by sorting a gallery row; AP follows from those ranks.
+1. :func:`rank_queries` turns distance rows of chosen queries (plain or re-ranked) into :class:`RankedQuery`
+   records, from the evaluation's own pieces: the top-k from :func:`reid.evaluation.topk_valid`, the exact ranks
+   of the true matches from :func:`reid.evaluation.match_ranks`, AP / INP / first-match rank from the
+   :class:`~reid.evaluation.RankResult` of those distances. Junk (pid -1) is not in the ranked gallery; given its
+   distances it is placed among the top-k by distance, greyed and without a rank.
 2. :func:`draw_sheet` draws several queries per PNG: one row per query, the query tile (blue frame), then the
    top-k (green frame = true match, red = false match, grey = junk), then the lowest-ranked true matches, with
    "rank / distance" under each tile and the query's AP in the row title. The tiles are composed as pixels and
@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..evaluation import topk_valid
+from ..evaluation import RankResult, match_ranks, topk_valid
+from ..evaluation.extract import Features
 from ..utils.errors import ReIDError
 
 logger = logging.getLogger("reid")
@@ -49,16 +50,20 @@ LABEL_H = 30  # two lines under each tile: rank, distance
 ROW_GAP = 12
 DPI = 100
 MIN_WIDTH = 720
+MISSED_MIN_W = 190
 
 
 @dataclass
 class Tile:
     """One gallery image in a ranked list."""
 
-    gallery_index: int
+    gallery_index: int  # into the ranked gallery; into the junk list for kind "junk"
     distance: float
     rank: Optional[int]  # 1-based rank among the protocol's valid gallery images; None for junk
-    kind: str  # "match" (same pid, other camera), "false" or "junk" (pid -1, ignored by the protocol)
+    kind: str  # "match" (same pid, other camera), "false" or "junk" (pid -1, takes no part in ranking)
+    path: str = ""
+    pid: int = 0
+    camid: int = 0
 
 
 @dataclass
@@ -69,6 +74,7 @@ class RankedQuery:
     pid: int
     camid: int
     ap: float  # NaN when the gallery holds no true match for it
+    inp: float
     num_matches: int
     first_match_rank: Optional[int]
     top: List[Tile]
@@ -101,103 +107,61 @@ class SheetLayout:
     tiles: List[TileBox] = field(default_factory=list)
 
 
-def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _true_match_ranks(dist: np.ndarray, matches: np.ndarray, valid: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """1-based ranks of the true matches ``matches`` (gallery indices) among ``valid`` items, by (distance, index).
-
-    Rank = 1 + the number of valid items that come before the match; counted by comparisons (match x gallery,
-    a few matches at a time), never by sorting the row.
-    """
-    d_valid = dist[valid]
-    i_valid = np.flatnonzero(valid)
-    ranks = np.empty(len(matches), dtype=np.int64)
-    for lo in range(0, len(matches), chunk):
-        m = matches[lo:lo + chunk]
-        dm = dist[m][:, None]
-        before = (d_valid[None, :] < dm) | ((d_valid[None, :] == dm) & (i_valid[None, :] < m[:, None]))
-        ranks[lo:lo + chunk] = before.sum(1) + 1
-    return ranks
-
-
-def average_precision(ranks: np.ndarray) -> float:
-    """AP from the 1-based ranks of all true matches: mean over matches of (matches so far / rank)."""
-    if len(ranks) == 0:
-        return float("nan")
-    r = np.sort(np.asarray(ranks, dtype=np.float64))
-    return float(np.mean(np.arange(1, len(r) + 1) / r))
+def _tile(images: Features, i: int, distance: float, rank: Optional[int], kind: str) -> Tile:
+    return Tile(i, float(distance), rank, kind, str(images.paths[i]), int(images.pids[i]), int(images.camids[i]))
 
 
 def rank_queries(
-    dist_rows,
+    dist_rows: torch.Tensor | np.ndarray,
     query_indices: Sequence[int],
-    q_pids,
-    q_camids,
-    g_pids,
-    g_camids,
+    result: RankResult,
+    query: Features,
+    gallery: Features,
     topk: int = 10,
     num_missed: int = 3,
-    show_junk: bool = True,
-    q_paths: Optional[Sequence[str]] = None,
+    junk: Optional[Features] = None,
+    junk_rows: Optional[torch.Tensor | np.ndarray] = None,
     dataset: str = "",
 ) -> List[RankedQuery]:
     """Ranked lists of the queries ``query_indices`` from their distance rows ``dist_rows`` (S x G).
 
-    ``q_pids`` / ``q_camids`` cover the whole query set (indexed by ``query_indices``); ``g_pids`` / ``g_camids``
-    the gallery. ``dist_rows`` may be a tensor on any device or an array; plain or re-ranked distances.
+    ``result`` is the evaluation of the same distances (its per-query AP, INP and first-match rank are shown);
+    ``query`` / ``gallery`` the ranked images (only their pids, cameras and paths are read). With ``junk`` and
+    ``junk_rows`` (S x J distances to it), junk closer than a list's last tile is shown in it, greyed.
     """
-    q_pids, q_camids, g_pids, g_camids = (_np(a).astype(np.int64) for a in (q_pids, q_camids, g_pids, g_camids))
     idx = np.asarray(list(query_indices), dtype=np.int64)
-    rows = dist_rows if isinstance(dist_rows, torch.Tensor) else torch.as_tensor(np.asarray(dist_rows))
-    if rows.dim() != 2 or rows.shape[0] != len(idx) or rows.shape[1] != len(g_pids):
+    rows = torch.as_tensor(dist_rows) if not isinstance(dist_rows, torch.Tensor) else dist_rows
+    if rows.dim() != 2 or rows.shape[0] != len(idx) or rows.shape[1] != len(gallery.paths):
         raise ReIDError(f"rank_queries: distance rows of shape {tuple(rows.shape)} do not fit {len(idx)} queries x "
-                        f"{len(g_pids)} gallery images.")
+                        f"{len(gallery.paths)} gallery images.")
     if len(idx) == 0:
         return []
-    junk = g_pids == -1
-    sel_pids, sel_cams = q_pids[idx], q_camids[idx]
-    if show_junk and junk.any():
-        # A pid no query has: the protocol then keeps junk in the list, and we grey it (it gets no rank).
-        sentinel = int(min(q_pids.min(initial=0), g_pids.min(initial=0), -1)) - 1
-        topk_pids = np.where(junk, sentinel, g_pids)
-    else:
-        topk_pids = g_pids
-    k = max(0, min(int(topk), len(g_pids)))
-    top = topk_valid(rows, sel_pids, topk_pids, sel_cams, g_camids, k=max(k, 1)) if k else None
-    dist = _np(rows).astype(np.float64)
+    ids = (query.pids[torch.as_tensor(idx)], gallery.pids, query.camids[torch.as_tensor(idx)], gallery.camids)
+    k = max(1, int(topk))
+    top = topk_valid(rows, *ids, k=min(k, rows.shape[1]))
+    matches = match_ranks(rows, *ids)
+    junk_dist = None if junk is None or junk_rows is None else torch.as_tensor(junk_rows).double().cpu().numpy()
+    dist = rows.double().cpu().numpy()
     out = []
-    for s, qi in enumerate(idx):
-        pid, cam = int(sel_pids[s]), int(sel_cams[s])
-        removed = junk | ((g_pids == pid) & (g_camids == cam))
-        valid = ~removed
-        matches = np.flatnonzero(valid & (g_pids == pid))
-        ranks = _true_match_ranks(dist[s], matches, valid)
-        rank_of = dict(zip(matches.tolist(), ranks.tolist()))
-        tiles: List[Tile] = []
-        if top is not None:
-            seen_valid = 0
-            for gi, d in zip(top.indices[s][:k], top.distances[s][:k]):
-                if gi < 0:
-                    break
-                gi = int(gi)
-                if junk[gi]:
-                    tiles.append(Tile(gi, float(d), None, "junk"))
-                    continue
-                seen_valid += 1
-                tiles.append(Tile(gi, float(d), seen_valid, "match" if gi in rank_of else "false"))
-        shown = {t.gallery_index for t in tiles}
-        rest = [(r, g) for g, r in rank_of.items() if g not in shown]
-        rest.sort()
-        missed = [Tile(g, float(dist[s, g]), r, "match") for r, g in rest[max(0, len(rest) - num_missed):]] \
+    for s, qi in enumerate(idx.tolist()):
+        pid = int(query.pids[qi])
+        tiles = [_tile(gallery, int(g), d, r, "match" if int(gallery.pids[g]) == pid else "false")
+                 for r, (g, d) in enumerate(zip(top.indices[s], top.distances[s]), start=1) if g >= 0]
+        if junk_dist is not None:
+            near = np.flatnonzero(junk_dist[s] < (tiles[-1].distance if len(tiles) == k else np.inf))
+            extra = [_tile(junk, int(j), junk_dist[s, j], None, "junk") for j in near]
+            # By distance; a valid image before junk at the same distance. Junk takes slots of the top-k.
+            tiles = sorted(tiles + extra, key=lambda t: (t.distance, t.kind == "junk"))[:k]
+        shown = {t.gallery_index for t in tiles if t.kind != "junk"}
+        m = matches[s]
+        rest = [(int(r), int(g)) for g, r in zip(m.gallery, m.ranks) if g not in shown]
+        missed = [_tile(gallery, g, dist[s, g], r, "match") for r, g in rest[max(0, len(rest) - num_missed):]] \
             if num_missed > 0 else []
+        first = int(result.first_match[qi])
         out.append(RankedQuery(
-            query_index=int(qi), pid=pid, camid=cam, ap=average_precision(ranks), num_matches=len(matches),
-            first_match_rank=int(ranks.min()) if len(ranks) else None, top=tiles, missed=missed,
-            path=str(q_paths[qi]) if q_paths is not None else "", dataset=dataset,
+            query_index=qi, pid=pid, camid=int(query.camids[qi]), ap=float(result.ap[qi]),
+            inp=float(result.inp[qi]), num_matches=len(m.gallery), first_match_rank=first or None, top=tiles,
+            missed=missed, path=str(query.paths[qi]), dataset=dataset,
         ))
     return out
 
@@ -335,8 +299,6 @@ def sheet_columns(topk: int, num_missed: int) -> Tuple[int, int, int]:
 
 def draw_sheet(
     queries: Sequence[RankedQuery],
-    q_paths: Sequence[str],
-    g_paths: Sequence[str],
     path: str | Path,
     title: str = "",
     topk: Optional[int] = None,
@@ -359,7 +321,9 @@ def draw_sheet(
     topk, num_missed = max(topk, 1), max(num_missed, 0)
     fw, fh = TILE_W + 2 * BORDER, TILE_H + 2 * BORDER
     x_query, x_top, x_missed = sheet_columns(topk, num_missed)
-    right = (x_missed + num_missed * fw + max(num_missed - 1, 0) * GAP) if num_missed else x_missed - SECTION_GAP
+    # The missed section is at least as wide as its header and its "all true matches are in the top-k" note.
+    right = (x_missed + max(num_missed * fw + (num_missed - 1) * GAP, MISSED_MIN_W)) if num_missed \
+        else x_missed - SECTION_GAP
     width = max(right + MARGIN, MIN_WIDTH)
     row_h = ROW_TITLE_H + fh + LABEL_H + ROW_GAP
     y0 = MARGIN + SHEET_TITLE_H + HEADER_H
@@ -396,23 +360,23 @@ def draw_sheet(
             found = f"{q.num_matches} true match{plural}, first at rank {q.first_match_rank}"
         else:
             found = "no true match in the gallery"
-        name = Path(q.path or str(q_paths[q.query_index])).name
+        name = Path(q.path).name
         rows_text.append((x_query, top_y + 4, [
             (f"AP {ap_text}", dict(fontsize=10, weight="bold")),
             (f"query #{q.query_index}  {name}  (pid {q.pid}, camera {q.camid + 1})", dict(fontsize=9)),
             (found, dict(fontsize=9, color="#444444")),
         ]))
-        put(x_query, ty, cache.get(str(q_paths[q.query_index])), QUERY_RGB, q.query_index, "query", "query", -1)
+        put(x_query, ty, cache.get(q.path), QUERY_RGB, q.query_index, "query", "query", -1)
         texts.append((x_query + fw / 2, ty + fh + 3, f"pid {q.pid}\ncam {q.camid + 1}",
                       dict(fontsize=8, ha="center", va="top", linespacing=1.1)))
         for c, t in enumerate(q.top):
             self_x = x_top + c * (fw + GAP)
-            _tile(put, texts, cache, g_paths, t, self_x, ty, q.query_index, "top")
+            _draw_tile(put, texts, cache, t, self_x, ty, q.query_index, "top")
         if not q.top:
             texts.append((x_top, ty + fh / 2, "(no gallery image left after the protocol's removals)",
                           dict(fontsize=9, va="center", color="#666666")))
         for c, t in enumerate(q.missed):
-            _tile(put, texts, cache, g_paths, t, x_missed + c * (fw + GAP), ty, q.query_index, "missed")
+            _draw_tile(put, texts, cache, t, x_missed + c * (fw + GAP), ty, q.query_index, "missed")
         if num_missed and not q.missed:
             msg = "all true matches are in the top-k" if q.num_matches else "(no true match)"
             texts.append((x_missed, ty + fh / 2, msg, dict(fontsize=8, va="center", color="#666666")))
@@ -426,8 +390,8 @@ def draw_sheet(
         ("■ query", dict(fontsize=9, color=_mpl(QUERY_RGB))),
         ("■ true match ✓", dict(fontsize=9, color=_mpl(MATCH_RGB))),
         ("■ false match ✗", dict(fontsize=9, color=_mpl(FALSE_RGB))),
-        *([("■ junk (pid -1, ignored by the protocol)", dict(fontsize=9, color=_mpl(JUNK_RGB)))] if has_junk else []),
-        ("under each tile: rank among valid gallery images, distance", dict(fontsize=9, color="#444444")),
+        *([("■ junk (pid -1, not ranked)", dict(fontsize=9, color=_mpl(JUNK_RGB)))] if has_junk else []),
+        ("under each tile: rank, distance", dict(fontsize=9, color="#444444")),
     ]))
     renderer = fig.canvas.get_renderer()
     for x, y, pieces in rows_text:
@@ -446,9 +410,9 @@ def _mpl(rgb: Tuple[int, int, int]) -> Tuple[float, float, float]:
     return tuple(c / 255 for c in rgb)
 
 
-def _tile(put, texts, cache: TileCache, g_paths, t: Tile, x: int, y: int, q: int, section: str) -> None:
+def _draw_tile(put, texts, cache: TileCache, t: Tile, x: int, y: int, q: int, section: str) -> None:
     fw, fh = TILE_W + 2 * BORDER, TILE_H + 2 * BORDER
-    img = cache.get(str(g_paths[t.gallery_index]))
+    img = cache.get(t.path)
     if t.kind == "junk":
         img = _greyed(img)
         label = f"junk\n{t.distance:.3f}"
@@ -462,17 +426,12 @@ def _tile(put, texts, cache: TileCache, g_paths, t: Tile, x: int, y: int, q: int
                                                        linespacing=1.1)))
 
 
-def queries_to_json(queries: Sequence[RankedQuery], q_paths, g_paths, g_pids, g_camids) -> List[dict]:
-    """Plain records of ranked lists (for ``ranked_lists.json``): gallery paths, pids, cameras, ranks, distances."""
-    g_pids, g_camids = _np(g_pids), _np(g_camids)
+def queries_to_json(queries: Sequence[RankedQuery]) -> List[dict]:
+    """Plain records of ranked lists (for the JSON manifests): every tile with its path, pid, camera, rank and
+    distance; NaN AP / INP become null."""
     out = []
     for q in queries:
         d = asdict(q)
-        d["path"] = str(q_paths[q.query_index])
-        d["ap"] = None if math.isnan(q.ap) else q.ap
-        for key in ("top", "missed"):
-            for t in d[key]:
-                gi = t["gallery_index"]
-                t.update(path=str(g_paths[gi]), pid=int(g_pids[gi]), camid=int(g_camids[gi]))
+        d.update(ap=None if math.isnan(q.ap) else q.ap, inp=None if math.isnan(q.inp) else q.inp)
         out.append(d)
     return out

@@ -1,20 +1,19 @@
-"""Ranked lists of a whole run: distance rows of the chosen queries, sheets of several queries each, and an
-``index.html`` that lists every sheet and every query with its AP (sortable, offline).
+"""Ranked lists of a whole run: ranked lists of chosen queries of an evaluated test set, sheets of several queries
+each, and an ``index.html`` that lists every sheet and every query with its AP (sortable, offline), beside a JSON
+manifest of the lists.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from ..evaluation import compute_distance
+from ..evaluation.testsets import TestSetResult
 from . import html as H
 from .ranked_list import RankedQuery, TileCache, draw_sheet, queries_to_json, rank_queries
 
@@ -36,19 +35,9 @@ class SheetInfo:
         return np.array([q.ap for q in self.queries], dtype=np.float64)
 
 
-def query_distances(q_feats: torch.Tensor, g_feats: torch.Tensor, indices: Sequence[int], metric: str = "cosine",
-                    distmat: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Distance rows (len(indices) x G) of the chosen queries: sliced from ``distmat`` (e.g. re-ranked) when
-    given, else computed for those rows only (memory: rows x gallery)."""
-    idx = torch.as_tensor(list(indices), dtype=torch.long)
-    if distmat is not None:
-        return distmat[idx.to(distmat.device)]
-    return compute_distance(q_feats[idx.to(q_feats.device)], g_feats, metric)
-
-
-def write_sheets(queries: Sequence[RankedQuery], q_paths: Sequence[str], g_paths: Sequence[str], out_dir: str | Path,
-                 prefix: str, per_sheet: int = 6, topk: Optional[int] = None, num_missed: Optional[int] = None,
-                 title: str = "", progress: bool = True) -> List[SheetInfo]:
+def write_sheets(queries: Sequence[RankedQuery], out_dir: str | Path, prefix: str, per_sheet: int = 6,
+                 topk: Optional[int] = None, num_missed: Optional[int] = None, title: str = "",
+                 progress: bool = True) -> List[SheetInfo]:
     """Draw ``queries`` ``per_sheet`` at a time into ``out_dir/<prefix>_001.png``, ... ; returns the sheets."""
     out_dir = Path(out_dir)
     per_sheet = max(1, int(per_sheet))
@@ -59,25 +48,33 @@ def write_sheets(queries: Sequence[RankedQuery], q_paths: Sequence[str], g_paths
                                    disable=not progress or len(chunks) < 2), start=1):
         name = f"{prefix}_{n:03d}.png"
         sheet_title = f"{title}  —  sheet {n}/{len(chunks)}" if title else f"sheet {n}/{len(chunks)}"
-        draw_sheet(chunk, q_paths, g_paths, out_dir / name, title=sheet_title, topk=topk, num_missed=num_missed,
-                   cache=cache)
+        draw_sheet(chunk, out_dir / name, title=sheet_title, topk=topk, num_missed=num_missed, cache=cache)
         sheets.append(SheetInfo(name, chunk[0].dataset if chunk else "", sheet_title, chunk))
     return sheets
 
 
-def ranked_lists(dataset: str, query, gallery, indices: Sequence[int], out_dir: str | Path, *, metric: str = "cosine",
-                 distmat: Optional[torch.Tensor] = None, topk: int = 10, num_missed: int = 3,
-                 show_junk: bool = True, per_sheet: int = 6, prefix: Optional[str] = None,
-                 distance_name: str = "") -> List[SheetInfo]:
-    """Ranked lists of ``indices`` of one test set from its query / gallery ``Features``, drawn into sheets."""
+def draw_ranked_lists(ev: TestSetResult, indices: Sequence[int], out_dir: str | Path, *, reranked: bool = False,
+                      topk: int = 10, num_missed: int = 3, show_junk: bool = True, per_sheet: int = 6,
+                      prefix: Optional[str] = None) -> List[SheetInfo]:
+    """Ranked lists of the queries ``indices`` of an evaluated test set, drawn into sheets.
+
+    ``reranked``: by the re-ranked distances the evaluation kept (``ev.rerank_rows``) and the re-ranked result;
+    junk takes no part in re-ranking, so it has no re-ranked distance and is not shown there.
+    """
     if not len(indices):
         return []
-    rows = query_distances(query.feats, gallery.feats, indices, metric, distmat)
-    ranked = rank_queries(rows, indices, query.pids, query.camids, gallery.pids, gallery.camids, topk=topk,
-                          num_missed=num_missed, show_junk=show_junk, q_paths=query.paths, dataset=dataset)
-    title = f"{dataset}: ranked lists ({distance_name or metric + ' distance'})"
-    return write_sheets(ranked, query.paths, gallery.paths, out_dir, prefix or safe_name(dataset), per_sheet, topk,
-                        num_missed, title)
+    result = ev.rerank if reranked else ev.result
+    junk = ev.junk if show_junk and not reranked else None
+    ranked = rank_queries(ev.distance_rows(indices, reranked), indices, result, ev.query, ev.gallery, topk=topk,
+                          num_missed=num_missed, junk=junk, junk_rows=ev.junk_distances(indices) if junk else None,
+                          dataset=ev.name + (" +rerank" if reranked else ""))
+    title = f"{ev.name}: ranked lists ({distance_name(ev, reranked)})"
+    return write_sheets(ranked, out_dir, prefix or safe_name(ev.name) + ("_rerank" if reranked else ""), per_sheet,
+                        topk, num_missed, title)
+
+
+def distance_name(ev: TestSetResult, reranked: bool) -> str:
+    return "k-reciprocal re-ranked distance" if reranked else f"{ev.metric} distance"
 
 
 def safe_name(name: str) -> str:
@@ -85,10 +82,10 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "sheet"
 
 
-def _previous_sheets(out_dir: Path) -> List[str]:
+def _previous_sheets(out_dir: Path, manifest: str) -> List[str]:
     """Sheet files listed by the manifest of an earlier run in ``out_dir`` (plain file names only)."""
     try:
-        old = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+        old = json.loads((out_dir / manifest).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
     names = [s.get("file") for s in old.get("sheets", []) if isinstance(s, dict)] if isinstance(old, dict) else []
@@ -96,25 +93,26 @@ def _previous_sheets(out_dir: Path) -> List[str]:
 
 
 def write_index(sheets: Sequence[SheetInfo], out_dir: str | Path, title: str = "Ranked lists",
-                notes: Sequence[str] = (), galleries: Optional[Dict[str, tuple]] = None,
-                back_link: Optional[str] = None) -> Path:
-    """``out_dir/index.html`` (every sheet and every query, sortable by AP) and ``out_dir/ranked_lists.json``.
+                notes: Sequence[str] = (), back_link: Optional[str] = None, manifest: str = MANIFEST,
+                data: Optional[dict] = None) -> Path:
+    """``out_dir/index.html`` (every sheet and every query, sortable by AP) and the JSON ``manifest`` beside it
+    (``data``, e.g. the metrics, then every sheet's ranked lists). ``notes`` are HTML paragraphs.
 
-    ``galleries`` maps a dataset to ``(q_paths, g_paths, g_pids, g_camids)`` for the JSON manifest's paths.
     Sheets an earlier index in ``out_dir`` listed and this one does not are deleted (nothing else is).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stale = set(_previous_sheets(out_dir)) - {s.file for s in sheets}
+    stale = set(_previous_sheets(out_dir, manifest)) - {s.file for s in sheets}
     body = [f"<h1>{H.esc(title)}</h1>",
             f'<p class=meta>{len(sheets)} sheet(s), {sum(len(s.queries) for s in sheets)} queries; written '
-            f'{_dt.datetime.now().strftime("%Y-%m-%d %H:%M")}</p>']
+            f'{_dt.datetime.now().strftime("%Y-%m-%d %H:%M")}; the lists as data: '
+            f'<a href="{H.esc(manifest)}">{H.esc(manifest)}</a></p>']
     if back_link:
         body.append(f'<p class=meta><a href="{H.esc(back_link)}">&larr; back to the report</a></p>')
-    body += [f"<p class=note>{n}</p>" for n in notes]
+    body += list(notes)
     body.append("<p class=note>Each row of a sheet: the query (blue), its top-k gallery images after the protocol's "
-                "removals (green = true match, red = false match, grey = junk, which the protocol ignores), then "
-                "the true matches it ranked lowest. Under each image: its rank and distance. Click a column "
+                "removals (green = true match, red = false match, grey = junk, which takes no part in ranking), "
+                "then the true matches it ranked lowest. Under each image: its rank and distance. Click a column "
                 "title to sort.</p>")
     body.append("<h2>Queries</h2>")
     rows = []
@@ -125,14 +123,14 @@ def write_index(sheets: Sequence[SheetInfo], out_dir: str | Path, title: str = "
                 H.cell(str(q.query_index), str(q.query_index)),
                 H.cell(H.esc(Path(q.path).name), Path(q.path).name, "l"),
                 H.cell(str(q.pid), str(q.pid)), H.cell(str(q.camid + 1), str(q.camid + 1)),
-                H.num_cell(q.ap),
+                H.num_cell(q.ap), H.num_cell(q.inp),
                 H.cell(str(q.first_match_rank) if q.first_match_rank else "n/a",
                        str(q.first_match_rank) if q.first_match_rank else ""),
                 H.cell(str(q.num_matches), str(q.num_matches)),
                 H.cell(f'<a href="{H.esc(s.file)}">{H.esc(s.file)}</a>', s.file, "l"),
             ], "bad" if q.first_match_rank != 1 else ""))
     body.append(H.table([("dataset", "l"), ("query #", ""), ("file", "l"), ("pid", ""), ("camera", ""), ("AP", ""),
-                         ("first true match", ""), ("true matches", ""), ("sheet", "l")], rows))
+                         ("INP", ""), ("first true match", ""), ("true matches", ""), ("sheet", "l")], rows))
     body.append("<h2>Sheets</h2>")
     srows = []
     for s in sheets:
@@ -151,17 +149,10 @@ def write_index(sheets: Sequence[SheetInfo], out_dir: str | Path, title: str = "
                     f'alt="{H.esc(s.title)}"></a>')
     path = out_dir / INDEX
     path.write_text(H.page(title, "\n".join(body)), encoding="utf-8")
-    manifest = {"title": title, "sheets": []}
-    for s in sheets:
-        g = (galleries or {}).get(s.dataset)
-        entry = {"file": s.file, "dataset": s.dataset, "title": s.title}
-        if g is not None:
-            entry["queries"] = queries_to_json(s.queries, *g)
-        else:
-            entry["queries"] = [{"query_index": q.query_index, "path": q.path,
-                                 "ap": None if math.isnan(q.ap) else q.ap} for q in s.queries]
-        manifest["sheets"].append(entry)
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    record = {"title": title, **(data or {}),
+              "sheets": [{"file": s.file, "dataset": s.dataset, "title": s.title,
+                          "queries": queries_to_json(s.queries)} for s in sheets]}
+    (out_dir / manifest).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     for name in stale:
         (out_dir / name).unlink(missing_ok=True)
     return path
