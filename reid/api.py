@@ -27,8 +27,9 @@ from .checkpoint import load_for_inference
 from .checkpoint.inference import ConfigLike
 from .config import cfg_from_dict, cfg_to_dict
 from .data.io import read_image
-from .data.transforms import build_transforms
+from .data.transforms import build_test_transform
 from .evaluation.distance import iter_distance_blocks
+from .evaluation.extract import embed_batch
 from .utils.env import resolve_device
 from .utils.errors import ConfigError, DatasetError
 
@@ -42,8 +43,8 @@ class EmbeddingModule(nn.Module):
     """A normalised float batch (B, 3, H, W) -> (B, D) float32 test embeddings, with TEST.FLIP's mirror average.
 
     Both ``ReIDModel.embed`` and the exported ONNX / TorchScript graphs run this module, so a deployed export
-    computes the same numbers as the Python API (before L2 normalisation). The flip average is taken before any
-    normalisation, as in ``reid.evaluation.extract.extract_features``.
+    computes the same numbers as the Python API (before L2 normalisation), and evaluation's own
+    ``reid.evaluation.extract.embed_batch``.
     """
 
     def __init__(self, model: nn.Module, flip: bool) -> None:
@@ -52,10 +53,7 @@ class EmbeddingModule(nn.Module):
         self.flip = bool(flip)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        emb = self.model(images).float()
-        if self.flip:
-            emb = (emb + self.model(images.flip(3)).float()) / 2
-        return emb
+        return embed_batch(self.model, images, self.flip)
 
 
 class ReIDModel:
@@ -67,7 +65,7 @@ class ReIDModel:
         self.device = device
         self.model = model.to(device).eval()
         self.net = EmbeddingModule(self.model, cfg.TEST.FLIP)
-        self.transform = build_transforms(cfg, is_train=False)
+        self.transform = build_test_transform(cfg)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, config: ConfigLike = None, device: str = "auto",

@@ -18,7 +18,7 @@ from torch import nn
 
 from reid.api import ReIDModel, list_images
 from reid.config import load_cfg
-from reid.data.transforms import build_transforms
+from reid.data.transforms import build_test_transform
 from reid.checkpoint import save_checkpoint
 from reid.solver import build_lr_scheduler, build_optimizer
 from reid.engine.trainer import Trainer
@@ -70,7 +70,7 @@ def test_embeddings_equal_the_trained_model_on_the_test_transform(tiny):
     api = ReIDModel.from_checkpoint(path, device="cpu")
     images = _images(5)
     got = api.embed(images, normalize=False)
-    transform = build_transforms(cfg, is_train=False)
+    transform = build_test_transform(cfg)
     with torch.no_grad():
         expected = model.eval()(torch.stack([transform(im) for im in images]))
     assert got.shape == (5, expected.shape[1]) and got.dtype == torch.float32 and got.device.type == "cpu"
@@ -101,7 +101,7 @@ def test_test_flip_averages_with_the_mirror_image(tiny):
     path, cfg, model = tiny
     api = ReIDModel.from_checkpoint(path, device="cpu", opts=["TEST.FLIP", "True"])
     images = _images(3)
-    x = torch.stack([build_transforms(cfg, is_train=False)(im) for im in images])
+    x = torch.stack([build_test_transform(cfg)(im) for im in images])
     with torch.no_grad():
         expected = (model(x) + model(x.flip(3))) / 2
     torch.testing.assert_close(api.embed(images, normalize=False), expected, atol=1e-5, rtol=1e-5)

@@ -9,7 +9,7 @@ from PIL import Image
 from reid.config import get_cfg
 from reid.data import DATASET_REGISTRY, build_dataset, build_test_set, build_train_loader, read_image
 from reid.data.datasets import MSMT17, ImageRecord, Market1501
-from reid.data.transforms import build_transforms
+from reid.data.transforms import build_test_transform
 from reid.utils.errors import ConfigError, DatasetError
 
 MARKET = {
@@ -224,14 +224,13 @@ def test_registry_lists_datasets_and_rejects_unknown_names():
 def test_transforms_shapes_and_test_normalisation(tmp_path):
     cfg = cfg_for(tmp_path)
     img = Image.new("RGB", (8, 16), (255, 0, 128))
-    train = build_transforms(cfg, is_train=True)(img)
-    test = build_transforms(cfg, is_train=False)(img)
-    assert train.shape == test.shape == (3, 16, 8)
+    test = build_test_transform(cfg)(img)
+    assert test.shape == (3, 16, 8)
     expected = (torch.tensor([1.0, 0.0, 128 / 255]) - torch.tensor(cfg.INPUT.PIXEL_MEAN)) / torch.tensor(cfg.INPUT.PIXEL_STD)
     assert torch.allclose(test[:, 5, 4], expected, atol=1e-4)
     cfg.INPUT.INTERPOLATION = "lanczos"
     with pytest.raises(ConfigError, match="INPUT.INTERPOLATION"):
-        build_transforms(cfg, is_train=False)
+        build_test_transform(cfg)
 
 
 def test_train_loader_merges_datasets_with_offsets(tmp_path):

@@ -142,11 +142,11 @@ def test_cuda_matches_cpu():
     q, g, _, _ = clustered_features(6, num_q=300, num_g=1200, dim=64)
     q, g = torch.from_numpy(q), torch.from_numpy(g)
     cpu = re_ranking(q, g)
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")  # TF32 on, as training scripts often leave it
+    previous = torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = "tf32"  # TF32 on, as training scripts often leave it
     try:
         gpu = re_ranking(q.cuda(), g.cuda(), chunk_size=500)
     finally:
-        torch.set_float32_matmul_precision(previous)
+        torch.backends.cuda.matmul.fp32_precision = previous
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-5)

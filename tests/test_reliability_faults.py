@@ -262,6 +262,16 @@ def test_train_loader_epoch_depends_on_seed_and_epoch_only(tiny_train_cfg, worke
 
 
 @pytest.mark.usefixtures("single_thread")
+def test_train_loader_batches_do_not_depend_on_the_number_of_workers(tiny_train_cfg):
+    """Each batch's augmentation is drawn from its own seed, whichever process loads it."""
+    from reid.data import build_train_loader
+
+    in_process, _ = build_train_loader(tiny_train_cfg("DATALOADER.NUM_WORKERS", "0"))
+    two_workers, _ = build_train_loader(tiny_train_cfg("DATALOADER.NUM_WORKERS", "2"))
+    assert _same(_epoch(two_workers, 1), _epoch(in_process, 1))
+
+
+@pytest.mark.usefixtures("single_thread")
 def test_in_process_augmentation_neither_uses_nor_moves_the_global_random_state(tiny_train_cfg):
     from reid.data import build_train_loader
 

@@ -3,8 +3,8 @@ from .build import TestSet, TrainLoader, build_dataset, build_test_set, build_tr
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
 from .io import read_image
 from .samplers import IdentitySampler, ShuffleSampler
-from .transforms import build_transforms
+from .transforms import build_resize, build_test_transform
 
 __all__ = ["build_dataset", "build_train_loader", "build_test_set", "TestSet", "check_test_sets", "TrainLoader",
-           "IdentitySampler", "ShuffleSampler", "read_image", "build_transforms", "DATASET_REGISTRY", "ImageRecord",
-           "ReIDDataset"]
+           "IdentitySampler", "ShuffleSampler", "read_image", "build_resize", "build_test_transform",
+           "DATASET_REGISTRY", "ImageRecord", "ReIDDataset"]

@@ -10,23 +10,24 @@ uninterrupted run draws from epoch e on. See :class:`TrainLoader`.
 from __future__ import annotations
 
 import logging
-import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms.functional import pil_to_tensor
 from yacs.config import CfgNode
 
 from ..registry import PIPELINE_REGISTRY, SAMPLER_REGISTRY
 from ..utils.errors import ConfigError, DatasetError
+from .augment import Augmenter, TrainAugmentation
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
 from .datasets.base import check_query_matches, relabel, require_nonempty
 from .io import image_problem, read_image
-from .transforms import build_transforms
+from .transforms import build_resize, build_test_transform
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,40 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> Dict[str, object]:
         r = self.records[index]
         return {"images": self.transform(read_image(r.path)), "pids": r.pid, "camids": r.camid, "paths": r.path}
+
+
+class TrainImages(Dataset):
+    """Training records -> augmented batches, a batch at a time (``__getitems__``; there is no single-item access).
+
+    Keys are the ``(seed, index)`` pairs of ``SeededIndices``: a batch's augmentation is drawn from its seed alone,
+    so it does not depend on which process loads the batch or on anything drawn before.
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], resize: Callable, augmentation: TrainAugmentation) -> None:
+        self.records = list(records)
+        self.resize = resize
+        self.augmentation = augmentation
+        self.augmenter = Augmenter(augmentation)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitems__(self, keys: Sequence[Tuple[int, int]]) -> Dict[str, object]:
+        seeds = {seed for seed, _ in keys}
+        if len(seeds) != 1:
+            raise RuntimeError(f"A training batch must come from one SeededIndices batch; got {len(seeds)} seeds.")
+        records = [self.records[index] for _, index in keys]
+        params = self.augmentation.draw(len(records), torch.Generator().manual_seed(seeds.pop()))
+        images = [pil_to_tensor(self.resize(read_image(r.path))) for r in records]
+        return {"images": self.augmenter.images(images, params),
+                "pids": torch.tensor([r.pid for r in records], dtype=torch.int64),
+                "camids": torch.tensor([r.camid for r in records], dtype=torch.int64),
+                "paths": [r.path for r in records]}
+
+
+def _whole_batch(batch: Dict[str, object]) -> Dict[str, object]:
+    """The collate function of ``TrainImages``, whose ``__getitems__`` already returns a batch."""
+    return batch
 
 
 def build_dataset(cfg: CfgNode, name: str) -> ReIDDataset:
@@ -107,88 +142,79 @@ def _seed(cfg: CfgNode) -> int:
     return cfg.SEED if cfg.SEED >= 0 else torch.initial_seed() % 2**63
 
 
-def seed_worker(worker_id: int) -> None:
-    """Seed NumPy and ``random`` in a loader worker from torch's per-worker seed, so augmentation written with
-    either is reproducible and differs between workers."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
 def _loader(cfg: CfgNode, dataset: Dataset, batch_size: int, sampler: Sampler | None, seed: int) -> DataLoader:
     workers = cfg.DATALOADER.NUM_WORKERS
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=False,
-                      num_workers=workers, worker_init_fn=seed_worker, pin_memory=_pin(cfg),
-                      generator=torch.Generator().manual_seed(seed))
+                      num_workers=workers, pin_memory=_pin(cfg), generator=torch.Generator().manual_seed(seed))
 
 
 def _pin(cfg: CfgNode) -> bool:
     return torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu"
 
 
-class TrainLoader(DataLoader):
-    """The training DataLoader, whose randomness is a function of (seed, rank, epoch) only.
+class SeededIndices(Sampler[Tuple[int, int]]):
+    """``index_sampler``'s indices, each paired with the augmentation seed of the batch it falls in: ``(seed,
+    index)``. The seed of batch b of an epoch is a function of (``base_seed``, epoch, b) alone."""
 
-    The epoch is the sampler's (``set_epoch`` here or on ``sampler``, as the training loop does before each
-    epoch). Each iteration
-
-    * reseeds ``generator`` from (``base_seed``, epoch), so the worker seeds torch derives from it (and
-      ``seed_worker`` passes on to NumPy and ``random``) are those of that epoch; workers are not persistent, so
-      every epoch starts them afresh (a resumed run's epoch e equals an uninterrupted run's epoch e);
-    * without workers (``NUM_WORKERS 0``), runs the transforms on a private copy of the torch / NumPy /
-      ``random`` generators seeded the same way and swapped in around each batch, so augmentation neither
-      depends on nor disturbs the random state of the training step.
-
-    ``base_seed`` (= ``generator.initial_seed()`` until the first iteration) is derived from (SEED, rank).
-    """
-
-    def __init__(self, dataset: Dataset, batch_size: int, sampler: Sampler, seed: int, num_workers: int,
-                 pin_memory: bool) -> None:
-        super().__init__(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=False,
-                         num_workers=num_workers, persistent_workers=False, worker_init_fn=seed_worker,
-                         pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
-        self.base_seed = seed
+    def __init__(self, index_sampler: Sampler, batch_size: int, base_seed: int) -> None:
+        self.index_sampler = index_sampler
+        self.batch_size = batch_size
+        self.base_seed = base_seed
 
     @property
     def epoch(self) -> int:
-        return int(getattr(self.sampler, "epoch", 0))
+        return int(getattr(self.index_sampler, "epoch", 0))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.index_sampler.set_epoch(epoch)
+
+    def batch_seed(self, batch: int) -> int:
+        """The seed of batch ``batch`` of this epoch's augmentation (63 bits)."""
+        state = np.random.SeedSequence([self.base_seed, self.epoch, batch]).generate_state(2, np.uint64)
+        return int(state[0] >> np.uint64(1))
+
+    def __len__(self) -> int:
+        return len(self.index_sampler)
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        for position, index in enumerate(self.index_sampler):
+            if position % self.batch_size == 0:
+                seed = self.batch_seed(position // self.batch_size)
+            yield seed, index
+
+
+class TrainLoader(DataLoader):
+    """The training DataLoader, whose randomness is a function of (seed, rank, epoch) only.
+
+    The epoch (``set_epoch``, which the training loop calls before each epoch) selects the sampler's batches; batch
+    b's augmentation is drawn from ``batch_seed(b)`` = f(``base_seed``, epoch, b) by whichever process loads it
+    (``TrainImages``). So NUM_WORKERS 0 and N give the same batches, a resumed run's epoch e equals an
+    uninterrupted run's, and loading neither reads nor moves any global random state (workers are seeded from a
+    private generator). ``base_seed`` is derived from (SEED, rank).
+    """
+
+    def __init__(self, dataset: TrainImages, batch_size: int, sampler: Sampler, seed: int, num_workers: int,
+                 pin_memory: bool) -> None:
+        super().__init__(dataset, batch_size=batch_size, sampler=SeededIndices(sampler, batch_size, seed),
+                         shuffle=False, drop_last=False, collate_fn=_whole_batch, num_workers=num_workers,
+                         pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    @property
+    def index_sampler(self) -> Sampler:
+        """The sampler of dataset indices (identity or shuffle), without seeds."""
+        return self.sampler.index_sampler
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's batches and augmentations (sets the sampler's epoch)."""
         self.sampler.set_epoch(epoch)
 
-    def epoch_seed(self) -> int:
-        """The seed of this epoch's augmentation stream (63 bits)."""
-        return int(np.random.SeedSequence([self.base_seed, self.epoch]).generate_state(2, np.uint64)[0] >> 1)
-
-    def __iter__(self) -> Iterator[Any]:
-        seed = self.epoch_seed()
-        self.generator.manual_seed(seed)  # workers are seeded base_seed + worker id, drawn from this generator
-        batches = super().__iter__()
-        return batches if self.num_workers > 0 else _private_rng(batches, seed)
-
-
-def _private_rng(batches: Iterator[Any], seed: int) -> Iterator[Any]:
-    """Produce each batch under torch / NumPy / ``random`` states of its own (seeded with ``seed``), restoring the
-    caller's states in between, as a worker process would."""
-    torch_state = torch.Generator().manual_seed(seed).get_state()
-    np_state = np.random.RandomState(seed % 2**32).get_state()
-    py_state = random.Random(seed).getstate()
-    while True:
-        outer = torch.get_rng_state(), np.random.get_state(), random.getstate()
-        torch.set_rng_state(torch_state)
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        finally:
-            torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
-            torch.set_rng_state(outer[0])
-            np.random.set_state(outer[1])
-            random.setstate(outer[2])
-        yield batch
+    def batch_seed(self, batch: int) -> int:
+        """The seed of batch ``batch``'s augmentation in this epoch."""
+        return self.sampler.batch_seed(batch)
 
 
 def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
@@ -216,8 +242,8 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
     sampler = SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER)([r.pid for r in train], batch_size, cfg, seed, rank,
                                                            world_size)
     aug_seed = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])  # augmentation differs per rank
-    loader = TrainLoader(ImageDataset(train, build_transforms(cfg, is_train=True)), batch_size, sampler, aug_seed,
-                         cfg.DATALOADER.NUM_WORKERS, _pin(cfg))
+    images = TrainImages(train, build_resize(cfg, cfg.INPUT.SIZE_TRAIN), TrainAugmentation.from_cfg(cfg))
+    loader = TrainLoader(images, batch_size, sampler, aug_seed, cfg.DATALOADER.NUM_WORKERS, _pin(cfg))
     return loader, dataset
 
 
@@ -256,6 +282,5 @@ def build_test_set(cfg: CfgNode, name: str) -> TestSet:
     gallery = _drop_unreadable(dataset.gallery, cfg, f"{name} gallery")
     _check_protocol(query, gallery, dataset)
     records = query + gallery
-    loader = _loader(cfg, ImageDataset(records, build_transforms(cfg, is_train=False)), cfg.TEST.IMS_PER_BATCH,
-                     None, 0)
+    loader = _loader(cfg, ImageDataset(records, build_test_transform(cfg)), cfg.TEST.IMS_PER_BATCH, None, 0)
     return TestSet(name, loader, len(query), records)

@@ -3,21 +3,20 @@
 Every training image is decoded (and resized to ``DATALOADER.CACHE_SIZE``, by default the training size, with the
 same PIL filter as the workers path) once into a uint8 array: in RAM, or a memory-mapped ``.npy`` file when it is
 larger than ``CACHE_RAM_GB`` (named by a hash of the images, so later runs reuse it), and copied onto the GPU when
-it fits ``CACHE_DEVICE_GB``. Each batch is then gathered from the cache and augmented in a few batched tensor
-operations on the training device: resize (when the cache holds another size), flip, pad + random crop,
-normalisation and random erasing, drawing every random parameter from the same distributions as the torchvision
-transforms of ``reid.data.transforms`` (the workers path). The GPU never waits for JPEG decoding or per-image
-Python code. On a CPU device the same code runs on CPU tensors.
+it fits ``CACHE_DEVICE_GB``. Each batch is then gathered from the cache and augmented by the batched applier of
+``reid.data.augment`` on the training device (resize when the cache holds another size, flip, pad + crop,
+normalisation, random erasing). The GPU never waits for JPEG decoding or per-image Python code. On a CPU device the
+same code runs on CPU tensors.
 
 Batches come in the order of the workers path's sampler (the same ``IdentitySampler`` object, DDP-aware) and are
-the same dicts: ``images`` (on the device), ``pids``, ``camids`` and ``paths``. The augmentation draws from one
-``torch.Generator`` on the device, seeded per epoch from the training loader's (SEED, rank, epoch) seed.
+the same dicts: ``images`` (on the device), ``pids``, ``camids`` and ``paths``. Each batch's augmentation
+parameters are drawn from the training loader's seed of that batch, as the workers path draws them, so both paths
+flip, crop and erase the same images the same way (only the erased pixels' random values differ).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import tempfile
 import time
@@ -28,102 +27,24 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import torchvision.transforms as T
 from yacs.config import CfgNode
 
-from ..registry import INTERPOLATION_REGISTRY, PIPELINE_REGISTRY
+from ..registry import PIPELINE_REGISTRY
 from ..utils.errors import ConfigError
+from .augment import AugmentParams, Augmenter, TrainAugmentation
 from .build import TrainLoader, build_train_loader
 from .datasets import ImageRecord, ReIDDataset
 from .io import read_image
+from .transforms import build_resize
 
 logger = logging.getLogger(__name__)
 
-# torchvision's RandomErasing defaults, which the workers path uses (Zhong et al. 2020).
-ERASE_SCALE = (0.02, 0.33)
-ERASE_RATIO = (0.3, 3.3)
-ERASE_ATTEMPTS = 10
 _GB = 1e9
 _CACHE_VERSION = 1  # bump when the stored layout changes
 
 Batch = Dict[str, object]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-
-# -- augmentation ------------------------------------------------------------------------------------------------
-class BatchAugment:
-    """``INPUT``'s training transforms on a uint8 (B, 3, h, w) batch -> normalised float (B, 3, H, W).
-
-    Same steps and parameter distributions as ``build_transforms(cfg, is_train=True)``: resize to SIZE_TRAIN,
-    flip with FLIP_PROB, zero padding by PADDING then a uniformly placed crop, ``(x / 255 - mean) / std``, then
-    with REA.PROB an erased rectangle (area and log-aspect uniform, ten tries to fit, N(0, 1) values).
-    """
-
-    def __init__(self, cfg: CfgNode, device: torch.device) -> None:
-        inp = cfg.INPUT
-        self.size = tuple(inp.SIZE_TRAIN)
-        self.mode = INTERPOLATION_REGISTRY.get(inp.INTERPOLATION).value
-        self.flip_prob = float(inp.FLIP_PROB)
-        self.pad = int(inp.PADDING)
-        self.erase_prob = float(inp.REA.PROB) if inp.REA.ENABLED else 0.0
-        mean = torch.tensor(inp.PIXEL_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(inp.PIXEL_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.scale, self.shift = 1.0 / (255.0 * std), -mean / std  # one fused multiply-add normalises
-
-    def __call__(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        x = images.float()
-        if tuple(x.shape[-2:]) != self.size:
-            # Antialiased like PIL's filters; rounded to uint8 levels as PIL's output is.
-            x = F.interpolate(x, size=self.size, mode=self.mode, align_corners=False, antialias=True)
-            x = x.clamp_(0, 255).round_()
-        x = self._flip_pad_crop(x, gen)
-        x = x * self.scale + self.shift
-        return self._erase(x, gen) if self.erase_prob > 0 else x
-
-    def _flip_pad_crop(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Flip, pad and crop as one gather: output pixel (r, c) reads source row r + top and column c + left of
-        the (possibly mirrored) image, zero where that falls in the padding."""
-        b, c, h, w = x.shape
-        dev = x.device
-        flip = torch.rand(b, generator=gen, device=dev) < self.flip_prob
-        span = 2 * self.pad + 1  # RandomCrop's offsets into the padded image: uniform on 0..2 * PADDING
-        top = torch.randint(0, span, (b,), generator=gen, device=dev) - self.pad
-        left = torch.randint(0, span, (b,), generator=gen, device=dev) - self.pad
-        rows = torch.arange(h, device=dev) + top[:, None]
-        cols = torch.arange(w, device=dev) + left[:, None]
-        cols = torch.where(flip[:, None], w - 1 - cols, cols)  # padding and cropping act on the mirrored image
-        inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
-        x = x.gather(2, rows.clamp(0, h - 1)[:, None, :, None].expand(b, c, h, w))
-        x = x.gather(3, cols.clamp(0, w - 1)[:, None, None, :].expand(b, c, h, w))
-        return x * inside[:, None]
-
-    def _erase(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """torchvision's RandomErasing for every image at once: of ten (area, aspect) draws the first that fits
-        is used, none fitting means no erasing."""
-        b, _, h, w = x.shape
-        dev = x.device
-
-        def uniform(shape: Tuple[int, ...], lo: float, hi: float) -> torch.Tensor:
-            return torch.rand(shape, generator=gen, device=dev) * (hi - lo) + lo
-
-        area = h * w * uniform((b, ERASE_ATTEMPTS), *ERASE_SCALE)
-        aspect = torch.exp(uniform((b, ERASE_ATTEMPTS), math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])))
-        eh = torch.round(torch.sqrt(area * aspect)).long()
-        ew = torch.round(torch.sqrt(area / aspect)).long()
-        fits = (eh < h) & (ew < w)
-        first = fits.int().argmax(1, keepdim=True)  # index of the first fitting try (0 when none fits)
-        eh, ew = eh.gather(1, first)[:, 0], ew.gather(1, first)[:, 0]
-        erase = (torch.rand(b, generator=gen, device=dev) < self.erase_prob) & fits.any(1)
-        top = torch.minimum((torch.rand(b, generator=gen, device=dev) * (h - eh + 1)).long(), h - eh)
-        left = torch.minimum((torch.rand(b, generator=gen, device=dev) * (w - ew + 1)).long(), w - ew)
-        rows, cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
-        in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
-        in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
-        mask = (in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None])[:, None]
-        noise = torch.randn(x.shape, generator=gen, device=dev, dtype=x.dtype)
-        return torch.where(mask, noise, x)
 
 
 # -- decoded image cache -----------------------------------------------------------------------------------------
@@ -139,7 +60,7 @@ class ImageCache:
         self.paths = [r.path for r in records]
         self.shape = (len(records), 3, *size)
         self.nbytes = int(np.prod(self.shape))
-        self.resize = T.Resize(list(size), interpolation=INTERPOLATION_REGISTRY.get(cfg.INPUT.INTERPOLATION))
+        self.resize = build_resize(cfg, size)
         self.threads = max(1, d.NUM_WORKERS)
         start = time.perf_counter()
         if self.nbytes <= d.CACHE_RAM_GB * _GB:
@@ -219,17 +140,18 @@ def _prefetched(fn: Callable[[_T], _R], items: Iterable[_T], depth: int) -> Iter
 # -- the pipeline ------------------------------------------------------------------------------------------------
 class GpuTrainPipeline:
     """Iterable of training batches, a drop-in for the training loader it is built from: the same sampler (so the
-    same batches of the same images), ``len``, ``set_epoch`` and batch dicts, with images on the device."""
+    same batches of the same images), the same augmentation parameters, ``len``, ``set_epoch`` and batch dicts,
+    with images on the device."""
 
     def __init__(self, loader: TrainLoader, cfg: CfgNode, device: torch.device) -> None:
         self.loader = loader
-        self.sampler = loader.sampler
+        self.sampler = loader.index_sampler
         self.batch_size = loader.batch_size
         self.records: List[ImageRecord] = loader.dataset.records
         self.device = device
         self.cache = ImageCache(self.records, cfg, device)
-        self.augment = BatchAugment(cfg, device)
-        self.generator = torch.Generator(device=device)
+        self.augmentation = TrainAugmentation.from_cfg(cfg)
+        self.augmenter = Augmenter(self.augmentation, device)
         self.pids = torch.tensor([r.pid for r in self.records], dtype=torch.int64, device=device)
         self.camids = torch.tensor([r.camid for r in self.records], dtype=torch.int64, device=device)
 
@@ -239,13 +161,21 @@ class GpuTrainPipeline:
     def set_epoch(self, epoch: int) -> None:
         self.loader.set_epoch(epoch)
 
-    def _plan(self) -> Tuple[List[np.ndarray], List[torch.Tensor]]:
-        """This epoch's batches of indices, on the host and on the device (copied once per epoch: a copy per
-        batch would synchronise with the GPU at every step)."""
+    def _plan(self) -> Tuple[List[np.ndarray], List[torch.Tensor], List[AugmentParams]]:
+        """This epoch's batches: indices on the host, and indices and augmentation parameters on the device (each
+        copied once per epoch: a copy per batch would synchronise with the GPU at every step)."""
         order = np.fromiter(iter(self.sampler), dtype=np.int64)
-        on_device = torch.from_numpy(order).to(self.device)
-        starts = range(0, len(order), self.batch_size)
-        return [order[i:i + self.batch_size] for i in starts], [on_device[i:i + self.batch_size] for i in starts]
+        host = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        sizes = [len(index) for index in host]
+        drawn = [self.augmentation.draw(n, torch.Generator().manual_seed(self.loader.batch_seed(b)))
+                 for b, n in enumerate(sizes)]
+
+        def on_device(field: str) -> Sequence[torch.Tensor]:
+            return torch.cat([getattr(p, field) for p in drawn]).to(self.device).split(sizes)
+
+        params = [AugmentParams(flip, crop, erase, p.noise_seed)
+                  for flip, crop, erase, p in zip(on_device("flip"), on_device("crop"), on_device("erase"), drawn)]
+        return host, list(torch.from_numpy(order).to(self.device).split(sizes)), params
 
     def _uint8_batches(self, host: List[np.ndarray], device: List[torch.Tensor]) -> Iterator[torch.Tensor]:
         """uint8 batches on the device: gathered there, or gathered in host memory two batches ahead in a thread
@@ -257,13 +187,12 @@ class GpuTrainPipeline:
         return (batch.to(self.device, non_blocking=True) for batch in gathered)
 
     def __iter__(self) -> Iterator[Batch]:
-        # The augmentation stream of an epoch depends on (SEED, rank, epoch) only, as the workers path's does:
-        # a run resumed at epoch e augments exactly as an uninterrupted one, with no state to store.
-        self.generator.manual_seed(self.loader.epoch_seed())
-        host, device = self._plan()
-        for index, idx, images in zip(host, device, self._uint8_batches(host, device)):
-            yield {"images": self.augment(images, self.generator), "pids": self.pids[idx],
-                   "camids": self.camids[idx], "paths": [self.records[i].path for i in index]}
+        # The parameters of batch b depend on (SEED, rank, epoch, b) only, as the workers path's do: a run resumed
+        # at epoch e augments exactly as an uninterrupted one, with no state to store.
+        host, device, params = self._plan()
+        for index, idx, p, images in zip(host, device, params, self._uint8_batches(host, device)):
+            yield {"images": self.augmenter.batch(images, p), "pids": self.pids[idx], "camids": self.camids[idx],
+                   "paths": [self.records[i].path for i in index]}
 
 
 @PIPELINE_REGISTRY.register("gpu")

@@ -1,5 +1,11 @@
-"""Standard re-ID augmentation (bag of tricks): resize, flip, pad + crop, normalise, random erasing."""
+"""Deterministic image transforms: the PIL resize (workers path, gpu cache, test time) and the test transform.
+
+The training augmentation (flip, pad + crop, random erasing) is ``reid.data.augment``: its random parameters are
+drawn per batch from an explicit generator, which a per-image torchvision transform cannot take.
+"""
 from __future__ import annotations
+
+from typing import Sequence
 
 import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode
@@ -11,17 +17,13 @@ INTERPOLATION_REGISTRY.register("bicubic", InterpolationMode.BICUBIC)  # fast-re
 INTERPOLATION_REGISTRY.register("bilinear", InterpolationMode.BILINEAR)  # torchvision's default
 
 
-def build_transforms(cfg: CfgNode, is_train: bool) -> T.Compose:
-    """PIL image -> normalised float tensor; training adds the random augmentations of ``cfg.INPUT``."""
+def build_resize(cfg: CfgNode, size: Sequence[int]) -> T.Resize:
+    """PIL image -> PIL image of ``size`` (height, width), with ``INPUT.INTERPOLATION``'s filter."""
+    return T.Resize(list(size), interpolation=INTERPOLATION_REGISTRY.get(cfg.INPUT.INTERPOLATION))
+
+
+def build_test_transform(cfg: CfgNode) -> T.Compose:
+    """PIL image -> normalised float tensor (3, H, W) at ``INPUT.SIZE_TEST``."""
     inp = cfg.INPUT
-    size = list(inp.SIZE_TRAIN if is_train else inp.SIZE_TEST)
-    steps = [T.Resize(size, interpolation=INTERPOLATION_REGISTRY.get(inp.INTERPOLATION))]
-    if is_train:
-        steps.append(T.RandomHorizontalFlip(inp.FLIP_PROB))
-        if inp.PADDING > 0:
-            steps += [T.Pad(inp.PADDING), T.RandomCrop(size)]
-    steps += [T.ToTensor(), T.Normalize(mean=list(inp.PIXEL_MEAN), std=list(inp.PIXEL_STD))]
-    if is_train and inp.REA.ENABLED:
-        # Random values as in the random-erasing paper (Zhong et al. 2020).
-        steps.append(T.RandomErasing(p=inp.REA.PROB, value="random"))
-    return T.Compose(steps)
+    return T.Compose([build_resize(cfg, inp.SIZE_TEST), T.ToTensor(),
+                      T.Normalize(mean=list(inp.PIXEL_MEAN), std=list(inp.PIXEL_STD))])

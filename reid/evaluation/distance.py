@@ -2,7 +2,7 @@
 
 Nothing of size query x gallery is built on the host: `iter_distance_blocks` lets the evaluator consume one block
 of query rows at a time, and `compute_distance` assembles the whole matrix on the features' own device. Matrix
-products run in full float32 even where TF32 is switched on for training, so rankings do not depend on it.
+products run in full float32 even where TF32 or bf16 is switched on for training, so rankings do not depend on it.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from reid.registry import METRIC_REGISTRY
 from reid.utils.errors import ReIDError
+from reid.utils.precision import ieee_matmul
 
 # TEST.METRIC choices, with what each computes (the block code below implements them).
 METRIC_REGISTRY.register("cosine", "1 - cosine similarity of L2-normalised features")
@@ -73,15 +74,10 @@ def check_metric(metric: str) -> None:
 
 
 def exact_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """`a @ b` in full float32 on GPUs even where TF32 was switched on globally (it would change rankings)."""
-    if a.device.type != "cuda":
+    """`a @ b` in full float32 even where TF32 (GPUs) or bf16 (oneDNN CPUs) was switched on for training: it would
+    change rankings. Thread-safe; see `reid.utils.precision.ieee_matmul`."""
+    with ieee_matmul(a.device):
         return torch.mm(a, b, out=out)
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        return torch.mm(a, b, out=out)
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def _prepare(

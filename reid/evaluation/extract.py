@@ -24,23 +24,29 @@ class Features:
                 Features(self.feats[n:], self.pids[n:], self.camids[n:], self.paths[n:]))
 
 
+def embed_batch(model: nn.Module, images: torch.Tensor, flip: bool) -> torch.Tensor:
+    """The float32 (B, D) test embeddings of a normalised batch; with ``flip`` the mean of the image's and its
+    mirror image's embeddings.
+
+    The mean is taken before any normalisation (cosine distance normalises once, later), unlike peers that
+    normalise the flipped embedding twice. Plain tensor operations, so exports can trace it (``flip`` is fixed).
+    """
+    emb = model(images).float()
+    if flip:
+        emb = (emb + model(images.flip(3)).float()) / 2
+    return emb
+
+
 @torch.inference_mode()
 def extract_features(model: nn.Module, loader, device: torch.device, flip: bool = False,
                      desc: str = "features") -> Features:
-    """Embed every batch of ``loader``; with ``flip`` the embedding is the mean of image and mirror image.
-
-    The mean is taken before any normalisation (cosine distance normalises once, later), unlike peers that
-    normalise the flipped embedding twice.
-    """
+    """Embed every batch of ``loader`` with ``embed_batch`` (``flip``: averaged with the mirror image)."""
     was_training = model.training
     model.eval()
     feats, pids, camids, paths = [], [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
         images = batch["images"].to(device, non_blocking=True)
-        emb = model(images).float()
-        if flip:
-            emb = (emb + model(images.flip(3)).float()) / 2
-        feats.append(emb)
+        feats.append(embed_batch(model, images, flip))
         pids.append(batch["pids"])
         camids.append(batch["camids"])
         paths.extend(batch["paths"])
