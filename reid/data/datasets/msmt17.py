@@ -82,6 +82,10 @@ class MSMT17(ReIDDataset):
         rel, pid = parts[0], int(parts[1])
         if "\0" in rel:
             raise DatasetError(f"{where}: the path {rel[:200]!r} contains a NUL character.")
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"{where}: the path {rel[:200]!r} is not valid Unicode text.") from None
         path = os.path.realpath(os.path.join(base, rel))
         if os.path.commonpath([base, path]) != base:
             raise DatasetError(f"{where}: {rel[:200]!r} points outside the image folder {base!r}; list paths must "
