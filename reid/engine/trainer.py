@@ -95,27 +95,26 @@ class Trainer(TrainerBase):
         if resume:
             self.resume()
 
-    def build_hooks(self) -> List[HookBase]:
-        """What a run does around the optimisation step, in one place. Called before any data is read (the
-        hooks check their config keys) and before the model exists: hooks reach the model, optimizer, schedule
-        and checkpointer through ``self.trainer`` once registered. They run by priority (checkpointers late,
-        the report last), ties in this order."""
+    def build_hooks(self) -> List[Optional[HookBase]]:
+        """What a run does around the optimisation step, in one place (None entries are skipped; ``self.ema`` is
+        the EMA hook or None). Called before any data is read (the hooks check their config keys) and before
+        the model exists: hooks reach the model, optimizer, schedule and checkpointer through ``self.trainer``
+        once registered. They run by priority (checkpointers late, the report last), ties in this order."""
         cfg = self.cfg
         self.ema = EMAHook(cfg.SOLVER.EMA.DECAY) if cfg.SOLVER.EMA.ENABLED else None
         best = BestCheckpointer(cfg.TEST.BEST_METRIC, cfg.TEST.MAX_RANK)  # checks TEST.BEST_METRIC in any case
         several_evaluations = cfg.TEST.EVAL_PERIOD < cfg.SOLVER.MAX_EPOCHS  # else model_best would be model_final
-        hooks: List[HookBase] = [
+        hooks = [
             LRScheduler(),
             NonFiniteGuard(cfg.SOLVER.LOG_PERIOD, self.output_dir / LAST),
-            *([self.ema] if self.ema else []),
+            self.ema,
             ConsoleWriter(cfg.SOLVER.LOG_PERIOD),
             EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate),
-            *([best] if several_evaluations else []),
+            best if several_evaluations else None,
             PeriodicCheckpointer(cfg.SOLVER.CHECKPOINT_PERIOD),
         ]
-        writers: List[HookBase] = [HistoryWriter(self.output_dir), ReportHook(cfg, self.output_dir)]
-        if cfg.VIS.TENSORBOARD:
-            writers.append(TensorBoardWriter(self.output_dir))  # checks here that tensorboard is installed
+        writers = [HistoryWriter(self.output_dir), ReportHook(cfg, self.output_dir),
+                   TensorBoardWriter(self.output_dir) if cfg.VIS.TENSORBOARD else None]  # checks tensorboard here
         return hooks + (writers if self.rank == 0 else [])  # rank 0 alone writes files
 
     @property
