@@ -46,7 +46,8 @@ class TrainerBase:
     """Runs epochs of ``train_step`` over ``train_loader`` and calls the registered hooks around them.
 
     A subclass provides ``model`` (the module trained), ``train_loader`` (iterable of batch dicts with
-    ``set_epoch``), ``optimizer``, ``train_step(batch) -> loss terms`` and sets ``start_epoch`` / ``max_epochs``.
+    ``set_epoch``), ``optimizer``, ``train_step(batch) -> loss terms`` and sets ``start_epoch``, ``max_epochs``
+    and ``iters_per_epoch``.
     What the loop shares with hooks:
 
     - ``epoch``, ``iter``: the running epoch (0-based) and iteration within it;
@@ -63,7 +64,7 @@ class TrainerBase:
 
     def __init__(self) -> None:
         self.hooks: List[HookBase] = []
-        self.start_epoch, self.max_epochs = 0, 0
+        self.start_epoch, self.max_epochs, self.iters_per_epoch = 0, 0, 0
         self.epoch, self.iter = 0, 0
         self.terms: Dict[str, torch.Tensor] = {}
         self.losses = LossSums()
