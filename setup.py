@@ -32,5 +32,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6"],
         # ONNX export (tools/export.py): the first releases built for NumPy 2 (onnx 1.17, onnxruntime 1.19)
         "export": ["onnx>=1.17", "onnxruntime>=1.19"],
+        # VIS.TENSORBOARD: training scalars through torch.utils.tensorboard (which needs tensorboard >= 1.15)
+        "tensorboard": ["tensorboard>=2.0"],
     },
 )

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reid.config import load_cfg  # noqa: E402
-from reid.engine.trainer import HISTORY, Trainer  # noqa: E402
+from reid.engine.hooks import HISTORY  # noqa: E402
+from reid.engine.trainer import Trainer  # noqa: E402
 
 CONFIGS = {"resnet50": ROOT / "configs/Market1501/resnet50_circle.yml",
            "mgn": ROOT / "configs/Market1501/mgn_circle.yml"}

@@ -6,7 +6,6 @@ test_export.py and test_tools_extract_search.py.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -19,9 +18,8 @@ from torch import nn
 from reid.api import ReIDModel, list_images
 from reid.config import load_cfg
 from reid.data.transforms import build_test_transform
-from reid.checkpoint import save_checkpoint
+from reid.checkpoint import Checkpointer, save_checkpoint
 from reid.solver import build_lr_scheduler, build_optimizer
-from reid.engine.trainer import Trainer
 from reid.modeling import build_model
 from reid.utils.errors import CheckpointError, ConfigError, DatasetError
 
@@ -40,15 +38,15 @@ def _perturb(model: nn.Module) -> None:
 
 
 def make_checkpoint(path: Path, opts: Sequence[str] = (), bare: bool = False) -> Tuple[object, nn.Module]:
-    """Save a tiny perturbed model as tools/train.py would (Trainer.state_dict); returns (cfg, model)."""
+    """Save a tiny perturbed model as tools/train.py would (its Checkpointer); returns (cfg, model)."""
     cfg = load_cfg(None, TINY + list(opts))
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=5)
     _perturb(model)
     optimizer = build_optimizer(cfg, model)
-    trainer = SimpleNamespace(cfg=cfg, model=model, optimizer=optimizer,
-                              scheduler=build_lr_scheduler(cfg, optimizer, 1))
-    state = Trainer.state_dict(trainer, epoch=1)
+    checkpointer = Checkpointer(model, cfg, path.parent, optimizer=optimizer,
+                                scheduler=build_lr_scheduler(cfg, optimizer, 1))
+    state = checkpointer.state_dict(epoch=1)
     save_checkpoint(path, state["model"] if bare else state)
     return cfg, model
 

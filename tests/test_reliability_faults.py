@@ -135,13 +135,33 @@ KILLED_RUN = textwrap.dedent("""
 """)
 
 
-def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path, synthetic_root, workers=0):
+# Every optional hook on: EMA weights (evaluated, in model_final.pt), model_best.pt (evaluations after epochs 2
+# and 4 of 4, so the resumed run must know epoch 2's score), TensorBoard scalars.
+ALL_HOOKS = ("SOLVER.EMA.ENABLED", "True", "TEST.EVAL_PERIOD", "2", "VIS.TENSORBOARD", "True")
+HOOK_VARIANTS = pytest.mark.parametrize("hooks", [(), ALL_HOOKS], ids=["default-hooks", "ema-best-tensorboard"])
+
+
+def _same_hook_outputs(a: Path, b: Path) -> None:
+    """model_best.pt and the hook states in model_last.pt of two runs are equal, bit for bit."""
+    best_a, best_b = (load_checkpoint(d / "model_best.pt") for d in (a, b))
+    assert best_a["best"] == best_b["best"] and best_a["best"]["epoch"] in (2, 4)
+    assert all(torch.equal(v, best_b["model"][k]) for k, v in best_a["model"].items())
+    hooks_a, hooks_b = (load_checkpoint(d / "model_last.pt")["hooks"] for d in (a, b))
+    assert hooks_a["best_checkpoint"] == hooks_b["best_checkpoint"]
+    assert hooks_a["ema"]["updates"] == hooks_b["ema"]["updates"] > 0
+    assert all(torch.equal(v, hooks_b["ema"]["model"][k]) for k, v in hooks_a["ema"]["model"].items())
+
+
+@HOOK_VARIANTS
+def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path, synthetic_root, hooks, workers=0):
     from reid.config import load_cfg
     from reid.data import build_dataset
 
+    if hooks:
+        pytest.importorskip("tensorboard")
     opts = ["DATASETS.ROOT", synthetic_root, *TINY_TRAINING, "DATALOADER.NUM_WORKERS", str(workers),
             "SOLVER.MAX_EPOCHS", "4", "SOLVER.WARMUP_EPOCHS", "2", "TEST.EVAL_PERIOD", "4", "DETERMINISTIC", "True",
-            "SEED", "3"]
+            "SEED", "3", *hooks]
     cfg = load_cfg(None, opts)
     build_dataset(cfg, "Synthetic")  # generated once, before the runs share it
     iters = 4  # 8 identities x 6 images, P x K = 4 x 4: 16 groups of 4 -> 4 batches an epoch
@@ -168,6 +188,8 @@ def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path, synt
     reference_history = [json.loads(line) for line in (straight / "train_log.jsonl").read_text().splitlines()]
     losses = lambda h: {r["epoch"]: r["loss_total"] for r in h if "loss_total" in r}  # noqa: E731
     assert losses(history) == losses(reference_history)  # epochs 3 and 4 redone identically
+    if hooks:
+        _same_hook_outputs(straight, killed)
     print(f"workers {workers}: straight {a['mAP']:.9f} / {a['rank1']:.9f}, resumed {b['mAP']:.9f} / {b['rank1']:.9f}")
 
 
@@ -176,14 +198,18 @@ class _Crash(Exception):
 
 
 @pytest.mark.usefixtures("single_thread")
-def test_run_with_loader_workers_crashed_mid_epoch_resumes_exactly(tiny_train_cfg, tmp_path):
+@HOOK_VARIANTS
+def test_run_with_loader_workers_crashed_mid_epoch_resumes_exactly(tiny_train_cfg, tmp_path, hooks):
     """The same with DATALOADER.NUM_WORKERS 1 (worker processes seeded per epoch), in-process to stay cheap: the
     run dies with an exception in the middle of epoch 3, a new Trainer resumes from model_last.pt."""
     from reid.engine.trainer import Trainer
 
+    if hooks:
+        pytest.importorskip("tensorboard")
+
     def cfg(out):
         return tiny_train_cfg("DATALOADER.NUM_WORKERS", "1", "SOLVER.MAX_EPOCHS", "3", "SOLVER.WARMUP_EPOCHS", "2",
-                              "TEST.EVAL_PERIOD", "3", "SEED", "5", "OUTPUT_DIR", str(tmp_path / out))
+                              "TEST.EVAL_PERIOD", "3", "SEED", "5", "OUTPUT_DIR", str(tmp_path / out), *hooks)
 
     straight = Trainer(cfg("straight")).train()
     crashing = Trainer(cfg("crashed"))
@@ -199,11 +225,19 @@ def test_run_with_loader_workers_crashed_mid_epoch_resumes_exactly(tiny_train_cf
     with pytest.raises(_Crash):
         crashing.train()
     assert load_checkpoint(tmp_path / "crashed" / "model_last.pt")["epoch"] == 2
-    resumed = Trainer(cfg("crashed"), resume=True).train()
+    resuming = Trainer(cfg("crashed"), resume=True)
+    if hooks:  # the hook states are those the crashed run had after epoch 2
+        state = lambda trainer, name: next(h for h in trainer.hooks if h.name == name).state_dict()  # noqa: E731
+        assert state(resuming, "best_checkpoint") == state(crashing, "best_checkpoint")
+        assert state(resuming, "best_checkpoint")["epoch"] == 2
+        assert state(resuming, "ema")["updates"] == 2 * crashing.iters_per_epoch
+    resumed = resuming.train()
     for key in ("rank1", "rank5", "mAP", "mINP"):
         assert abs(straight[key] - resumed[key]) <= 1e-6, (key, straight[key], resumed[key])
     wa, wb = (load_checkpoint(tmp_path / d / "model_final.pt")["model"] for d in ("straight", "crashed"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    if hooks:
+        _same_hook_outputs(tmp_path / "straight", tmp_path / "crashed")
 
 
 # --------------------------------------------------------------------------------------------------------------

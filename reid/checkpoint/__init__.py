@@ -1,8 +1,10 @@
-"""Checkpoints: atomic files, safe loading, model-state loading and the one loader of trained models."""
+"""Checkpoints: atomic files, safe loading, model-state loading, named checkpointables and the one loader of
+trained models."""
+from .checkpointer import BEST, Checkpointable, Checkpointer, model_record
 from .inference import load_for_inference, resolve_config
 from .io import FINAL, LAST, load_checkpoint, remove_stale_temps, save_checkpoint
 from .state import CLASSIFIER_MARKER, config_differences, load_model_state, load_model_weights, state_mismatch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "remove_stale_temps", "load_model_state", "load_model_weights",
-           "state_mismatch", "config_differences", "load_for_inference", "resolve_config", "LAST", "FINAL",
-           "CLASSIFIER_MARKER"]
+           "state_mismatch", "config_differences", "load_for_inference", "resolve_config", "Checkpointer",
+           "Checkpointable", "model_record", "LAST", "FINAL", "BEST", "CLASSIFIER_MARKER"]

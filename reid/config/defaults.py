@@ -154,6 +154,9 @@ _C.SOLVER.LOG_PERIOD = 20  # log training losses every N iterations
 _C.SOLVER.GRAD_CLIP = 0.0  # clip gradient norm to this value (0 = off)
 _C.SOLVER.AMP = "off"  # mixed precision: "off", "bf16" or "fp16" (autocast; fp16 adds a GradScaler); losses stay fp32
 _C.SOLVER.FUSED = True  # fused Adam/AdamW/SGD step (one kernel for all parameters) when training on CUDA
+_C.SOLVER.EMA = CN()
+_C.SOLVER.EMA.ENABLED = False  # evaluate and save a moving average of the weights (timm ModelEmaV2 / detectron2 EMA)
+_C.SOLVER.EMA.DECAY = 0.9998  # EMA decay per iteration (timm), warmed up as min(DECAY, (1+n)/(10+n)) (TensorFlow EMA)
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.TEST = CN()
@@ -163,6 +166,7 @@ _C.TEST.IMS_PER_BATCH = 128  # images per batch for feature extraction
 _C.TEST.METRIC = "cosine"  # "cosine" (on L2-normalised features) or "euclidean"
 _C.TEST.FLIP = False  # average the embeddings of each image and its horizontal flip
 _C.TEST.MAX_RANK = 50  # length of the CMC curve
+_C.TEST.BEST_METRIC = "mAP"  # first test set's metric choosing model_best.pt: rank1/5/10, mAP, mINP (detectron2)
 _C.TEST.RERANK = CN()
 _C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking (Zhong et al. 2017); tools/test.py reports both
 _C.TEST.RERANK.K1 = 20  # k1 of k-reciprocal neighbours (Zhong et al. 2017)
@@ -178,3 +182,4 @@ _C.VIS.QUERIES_PER_SHEET = 6  # ranked lists (rows) per PNG sheet
 _C.VIS.REPORT_SHEETS = 2  # sheets of the worst-AP queries drawn into the report, per test set (0 = none)
 _C.VIS.SHOW_JUNK = True  # draw junk gallery images (pid -1, kept by DATASETS.KEEP_JUNK) greyed; False hides them
 _C.VIS.HIST_MAX_QUERIES = 2000  # queries (evenly spaced) in the distance histogram; bounds its cost on large sets
+_C.VIS.TENSORBOARD = False  # training scalars in OUTPUT_DIR/tensorboard/ (detectron2 writer; pip install tensorboard)

@@ -7,6 +7,7 @@ against a list copied here.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterator, List, Tuple
 
 from yacs.config import CfgNode
@@ -95,6 +96,12 @@ def _check_ranges(cfg: CfgNode) -> None:
     _need(t.EVAL_PERIOD > 0, f"TEST.EVAL_PERIOD must be positive, got {t.EVAL_PERIOD}.")
     _need(t.IMS_PER_BATCH > 0, f"TEST.IMS_PER_BATCH must be positive, got {t.IMS_PER_BATCH}.")
     _need(t.MAX_RANK > 0, f"TEST.MAX_RANK must be positive, got {t.MAX_RANK}.")
+    cmc_rank = re.fullmatch(r"rank(\d+)", t.BEST_METRIC)
+    _need(cmc_rank is None or int(cmc_rank.group(1)) <= t.MAX_RANK,
+          f"TEST.BEST_METRIC {t.BEST_METRIC!r} needs TEST.MAX_RANK >= {cmc_rank and cmc_rank.group(1)}, got "
+          f"{t.MAX_RANK}; raise TEST.MAX_RANK or choose mAP.")
+    _need(not s.EMA.ENABLED or 0.0 < s.EMA.DECAY < 1.0,
+          f"SOLVER.EMA.DECAY must be in (0, 1) with SOLVER.EMA.ENABLED, got {s.EMA.DECAY}.")
     for key in ("SIZE_TRAIN", "SIZE_TEST"):
         v = cfg.INPUT[key]
         _need(len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v),

@@ -1,0 +1,97 @@
+"""Named checkpointables saved to one checkpoint file and restored from it, without a hand-written list.
+
+A checkpointable is anything with ``state_dict()`` / ``load_state_dict(state)`` (optimizer, LR schedule,
+GradScaler, the engine's hooks). The file keeps the layout of CONTRIBUTING.md ("Checkpoints"): ``model`` (weights),
+one entry per checkpointable under its name, ``epoch``, ``rng`` (Python/NumPy/torch generator states) and what
+rebuilding the model for inference needs (``cfg``, ``num_classes``, ``meta_architecture``). Files are written
+atomically by :func:`save_checkpoint` and read safely by :func:`load_checkpoint`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional, Protocol
+
+from torch import nn
+
+from ..config import cfg_to_dict
+from ..utils.env import get_rng_state, set_rng_state
+from ..utils.errors import CheckpointError
+from .io import load_checkpoint, save_checkpoint
+from .state import load_model_state
+
+BEST = "model_best.pt"
+
+logger = logging.getLogger("reid")
+
+
+class Checkpointable(Protocol):
+    def state_dict(self) -> Dict[str, Any]: ...
+
+    def load_state_dict(self, state: Dict[str, Any]) -> Any: ...
+
+
+def model_record(cfg, model: nn.Module) -> Dict[str, Any]:
+    """What :func:`reid.checkpoint.load_for_inference` needs besides the weights to rebuild ``model``."""
+    return {"cfg": cfg_to_dict(cfg), "num_classes": model.num_classes,
+            "meta_architecture": cfg.MODEL.META_ARCHITECTURE}
+
+
+class Checkpointer:
+    """Saves ``model`` and the named ``checkpointables`` into ``save_dir`` and restores them for ``--resume``.
+
+    ``save_to_disk`` is False on every rank but 0 under DDP (their :meth:`save` writes nothing). Entries named in
+    ``optional`` may be missing from a file (written before they existed, e.g. ``scaler`` or ``hooks``); the
+    others must be there.
+    """
+
+    def __init__(self, model: nn.Module, cfg, save_dir: str | Path, *, save_to_disk: bool = True,
+                 optional: Iterable[str] = (), **checkpointables: Checkpointable) -> None:
+        reserved = {"model", "epoch", "rng", "cfg", "num_classes", "meta_architecture"} & set(checkpointables)
+        if reserved:
+            raise ValueError(f"checkpointable names {sorted(reserved)} are reserved for the checkpoint's own keys")
+        self.model, self.cfg, self.save_dir = model, cfg, Path(save_dir)
+        self.save_to_disk = save_to_disk
+        self.optional = frozenset(optional)
+        self.checkpointables: Dict[str, Checkpointable] = dict(checkpointables)
+
+    def state_dict(self, epoch: int, model: Optional[nn.Module] = None) -> Dict[str, Any]:
+        """The checkpoint content after ``epoch`` epochs; ``model`` replaces the weights stored as ``model`` (e.g.
+        the EMA weights in model_final.pt), the architecture record always describes the trained model."""
+        return {"model": (model if model is not None else self.model).state_dict(),
+                **{name: obj.state_dict() for name, obj in self.checkpointables.items()},
+                "epoch": epoch, "rng": get_rng_state(), **model_record(self.cfg, self.model)}
+
+    def save(self, name: str, epoch: int, model: Optional[nn.Module] = None, **extra: Any) -> Path:
+        """Write ``save_dir/name`` atomically (rank 0 only) with ``extra`` top-level entries; returns its path."""
+        path = self.save_dir / name
+        if self.save_to_disk:
+            save_checkpoint(path, {**self.state_dict(epoch, model), **extra})
+        return path
+
+    def resume(self, path: str | Path) -> Dict[str, Any]:
+        """Restore the model, every checkpointable and the RNG states from ``path``; returns the file's content
+        (its ``epoch`` says where training continues)."""
+        state = load_checkpoint(path)
+        missing = [k for k in ("model", *self.checkpointables, "epoch", "rng")
+                   if k not in state and k not in self.optional]
+        if missing:
+            raise CheckpointError(f"{str(path)!r} is not a training checkpoint (missing {missing}).")
+        load_model_state(self.model, state, path, cfg=self.cfg,
+                         advice="Resume with the config the run was started with (same data and MODEL settings).")
+        for name, obj in self.checkpointables.items():
+            if state.get(name):
+                self._load(path, name, obj, state[name])
+            elif obj.state_dict():  # an empty state (a disabled GradScaler's) has nothing to restore
+                logger.warning("%s has no %r state (written by an older version or another config); this run's "
+                               "%s starts afresh.", path, name, name)
+        set_rng_state(state["rng"])
+        return state
+
+    @staticmethod
+    def _load(path: str | Path, name: str, obj: Checkpointable, value: Dict[str, Any]) -> None:
+        try:
+            obj.load_state_dict(value)
+        except (ValueError, KeyError, RuntimeError, TypeError) as e:
+            raise CheckpointError(f"The {name} state in {str(path)!r} does not fit this run ({e}). Resume with the "
+                                  f"config the run was started with.") from None

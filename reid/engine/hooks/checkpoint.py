@@ -1,0 +1,71 @@
+"""Checkpoint hooks: model_last.pt every SOLVER.CHECKPOINT_PERIOD epochs and model_final.pt at the end
+(detectron2's PeriodicCheckpointer), model_best.pt when TEST.BEST_METRIC improved (its BestCheckpointer).
+
+They run after the other hooks of an epoch (evaluation included), so a checkpoint holds every hook's state as of
+the end of that epoch and a resumed run continues exactly. model_final.pt and model_best.pt store the evaluated
+weights as ``model`` (``trainer.eval_model``: the EMA weights when SOLVER.EMA is on); model_last.pt stores the
+trained ones, the EMA weights being in its ``hooks`` entry.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Dict, Optional
+
+from ...checkpoint import BEST, FINAL, LAST
+from .base import PRIORITY_CHECKPOINT, HookBase
+
+logger = logging.getLogger("reid")
+
+class PeriodicCheckpointer(HookBase):
+    """``trainer.checkpointer`` writes model_last.pt every ``period`` epochs and after the last one, and
+    model_final.pt (the evaluated weights) when training ends."""
+
+    priority = PRIORITY_CHECKPOINT
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+
+    def after_epoch(self) -> None:
+        done = self.trainer.epoch + 1
+        if done % self.period == 0 or done == self.trainer.max_epochs:
+            self.trainer.checkpointer.save(LAST, done)
+
+    def after_train(self) -> None:
+        self.trainer.checkpointer.save(FINAL, self.trainer.max_epochs, model=self.trainer.eval_model)
+
+
+class BestCheckpointer(HookBase):
+    """Writes model_best.pt (the evaluated weights, with ``best = {metric, value, epoch}`` inside) after every
+    evaluation whose ``metric`` on the first test set beats all earlier ones of the run."""
+
+    name = "best_checkpoint"
+    priority = PRIORITY_CHECKPOINT
+
+    def __init__(self, metric: str) -> None:
+        """``metric``: TEST.BEST_METRIC, a score of the score registry (checked by ``reid.config.validate``)."""
+        self.metric = metric
+        self.best: Optional[float] = None
+        self.best_epoch = 0
+
+    def after_epoch(self) -> None:
+        trainer = self.trainer
+        if trainer.metrics_epoch != trainer.epoch + 1:  # not evaluated after this epoch
+            return
+        value = float(trainer.metrics[self.metric])
+        if math.isnan(value) or (self.best is not None and value <= self.best):
+            return
+        self.best, self.best_epoch = value, trainer.metrics_epoch
+        path = trainer.checkpointer.save(BEST, self.best_epoch, model=trainer.eval_model,
+                                         best={"metric": self.metric, "value": value, "epoch": self.best_epoch})
+        logger.info("New best %s %.4f after epoch %d: %s", self.metric, value, self.best_epoch, path)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"metric": self.metric, "value": self.best, "epoch": self.best_epoch}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state["metric"] != self.metric:
+            logger.warning("The checkpoint's best model was chosen by %s, this run uses TEST.BEST_METRIC %s: "
+                           "model_best.pt will be replaced after the next evaluation.", state["metric"], self.metric)
+            return
+        self.best, self.best_epoch = state["value"], int(state["epoch"])

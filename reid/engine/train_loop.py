@@ -1,0 +1,139 @@
+"""The epoch loop and its hooks (after detectron2's ``TrainerBase``): everything beyond the optimisation step
+(checkpoints, evaluation, logs, the LR schedule, EMA weights, ...) is a hook (``reid.engine.hooks``).
+
+The loop keeps per-epoch loss sums on the device (:class:`LossSums`), so a step never waits for the GPU; hooks
+read values back only every ``SOLVER.LOG_PERIOD`` iterations and at the end of an epoch.
+"""
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .hooks.base import HookBase
+
+
+class LossSums:
+    """An epoch's loss-term sums, accumulated on the device without a sync; ``last`` holds the latest step's terms
+    as one vector (in the order of ``names``)."""
+
+    def __init__(self) -> None:
+        self.names: List[str] = []
+        self.sums: Optional[torch.Tensor] = None
+        self.last: Optional[torch.Tensor] = None
+        self.steps = 0
+
+    def add(self, terms: Dict[str, torch.Tensor]) -> None:
+        self.last = torch.stack([v.detach().float() for v in terms.values()])
+        if self.sums is None:
+            self.names = list(terms)
+            self.sums = torch.zeros_like(self.last)
+        self.sums += self.last
+        self.steps += 1
+
+    def means(self) -> Dict[str, float]:
+        """Mean of every term over the epoch so far (a device sync)."""
+        if self.sums is None:
+            return {}
+        return dict(zip(self.names, (self.sums / self.steps).tolist()))
+
+
+class TrainerBase:
+    """Runs epochs of ``train_step`` over ``train_loader`` and calls the registered hooks around them.
+
+    A subclass provides ``model`` (the module trained), ``train_loader`` (iterable of batch dicts with
+    ``set_epoch``), ``optimizer``, ``train_step(batch) -> loss terms`` and sets ``start_epoch``, ``max_epochs``
+    and ``iters_per_epoch``.
+    What the loop shares with hooks:
+
+    - ``epoch``, ``iter``: the running epoch (0-based) and iteration within it;
+    - ``terms``: the last step's loss terms (device tensors); ``losses``: the epoch's :class:`LossSums`;
+    - ``progress``: the epoch's tqdm bar;
+    - ``records``: what happened so far in this run, one dict per epoch (``epoch``, ``lr``, mean loss terms,
+      ``loss_total``, ``time_s``, ``images_per_s``) and per evaluation (``epoch``, ``eval``); writers write each;
+    - ``metrics`` (the latest evaluation's metrics dict, after epoch ``metrics_epoch``), ``last_eval`` (its
+      per-test-set results, rank 0) and ``results`` (what :meth:`train` returns), set by the evaluation hook.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+
+    def __init__(self) -> None:
+        self.hooks: List[HookBase] = []
+        self.start_epoch, self.max_epochs, self.iters_per_epoch = 0, 0, 0
+        self.epoch, self.iter = 0, 0
+        self.terms: Dict[str, torch.Tensor] = {}
+        self.losses = LossSums()
+        self.progress: Optional[tqdm] = None
+        self.records: List[dict] = []
+        self.metrics: Optional[dict] = None
+        self.metrics_epoch = 0
+        self.last_eval: Optional[dict] = None
+        self.results: dict = {}
+        self.start_time = time.perf_counter()
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights evaluated and stored as ``model`` in model_final.pt / model_best.pt."""
+        return self.model
+
+    def register_hooks(self, hooks: Sequence[Optional[HookBase]]) -> None:
+        """Add hooks (None entries are skipped), keeping the order by ``priority``, ties in registration order."""
+        hooks = [h for h in hooks if h is not None]
+        names = [h.name for h in self.hooks + hooks]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ValueError(f"hook names must be unique (they key the hook states in a checkpoint): {clash}")
+        for hook in hooks:
+            hook.trainer = weakref.proxy(self)  # no reference cycle trainer <-> hook
+        self.hooks = sorted(self.hooks + hooks, key=lambda h: h.priority)
+
+    def train_step(self, batch: Dict[str, object]) -> Dict[str, torch.Tensor]:
+        """One optimisation step on ``batch``; returns the loss terms (device tensors, not synchronised)."""
+        raise NotImplementedError
+
+    def train(self) -> dict:
+        """Epochs ``start_epoch`` to ``max_epochs`` with their hooks; returns ``results``."""
+        self.start_time = time.perf_counter()
+        self._call("before_train")
+        for epoch in range(self.start_epoch, self.max_epochs):
+            self.train_epoch(epoch)
+        self._call("after_train")
+        return self.results
+
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        """One pass over the epoch's batches with the epoch and step hooks; returns the mean loss terms (of this
+        process's batches)."""
+        self.epoch = epoch
+        self.model.train()
+        self.train_loader.set_epoch(epoch)  # the epoch's batches and augmentation seeds
+        self.losses = LossSums()
+        self._call("before_epoch")
+        start, seen = time.perf_counter(), 0
+        self.progress = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.max_epochs}", leave=False,
+                             dynamic_ncols=True, disable=not self.show_progress)
+        for self.iter, batch in enumerate(self.progress):
+            self.terms = self.train_step(batch)
+            self.losses.add(self.terms)
+            seen += batch["images"].shape[0]
+            self._call("after_step")
+        elapsed = time.perf_counter() - start
+        means = self.losses.means()
+        self.records.append({"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **means,
+                             "loss_total": sum(means.values()), "time_s": elapsed,
+                             "images_per_s": seen / max(elapsed, 1e-9)})
+        self._call("after_epoch")
+        return means
+
+    @property
+    def show_progress(self) -> bool:
+        """Whether this process draws the progress bar (rank 0 only under DDP)."""
+        return True
+
+    def _call(self, stage: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, stage)()
