@@ -162,6 +162,7 @@ _C.TEST.IMS_PER_BATCH = 128  # images per batch for feature extraction
 _C.TEST.METRIC = "cosine"  # "cosine" (on L2-normalised features) or "euclidean"
 _C.TEST.FLIP = False  # average the embeddings of each image and its horizontal flip
 _C.TEST.MAX_RANK = 50  # length of the CMC curve
+_C.TEST.CROSS_CAMERA = True  # drop same-id same-camera gallery items (Zheng et al. 2015); False: only a query's own file
 _C.TEST.RERANK = CN()
 _C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking (Zhong et al. 2017); tools/test.py reports both
 _C.TEST.RERANK.K1 = 20  # k1 of k-reciprocal neighbours (Zhong et al. 2017)

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..data import ImageRecord, TestSet, build_test_set
+from ..data.datasets.base import CROSS_CAMERA, EvalProtocol
 from ..utils.distributed import all_gather_rows, broadcast_buffers, dist_info, shard_bounds
 from ..utils.errors import ReIDError
 from .extract import Features, extract_features
@@ -25,13 +26,15 @@ logger = logging.getLogger("reid")
 
 @dataclass
 class TestSetResult:
-    """Results of one test set: plain ranking, re-ranked ranking (when enabled) and the features used."""
+    """Results of one test set: plain ranking, re-ranked ranking (when enabled), the features used and the
+    protocol they were scored with."""
 
     name: str
     result: RankResult
     rerank: Optional[RankResult]
     query: Features
     gallery: Features
+    protocol: EvalProtocol = EvalProtocol(CROSS_CAMERA, "")
 
 
 def _extract(cfg, model: nn.Module, loader: DataLoader, records: List[ImageRecord], device: torch.device,
@@ -72,13 +75,14 @@ def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: Tes
         return None
     query, gallery = feats.split(num_query)
     args = (query.feats, gallery.feats, query.pids, gallery.pids, query.camids, gallery.camids)
-    result = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK)
+    protocol = test_set.protocol_args()
+    result = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK, **protocol)
     rerank = None
     if cfg.TEST.RERANK.ENABLED:
         r = cfg.TEST.RERANK
         rerank = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK, rerank=True,
-                          k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
-    return TestSetResult(name, result, rerank, query, gallery)
+                          k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA, **protocol)
+    return TestSetResult(name, result, rerank, query, gallery, test_set.protocol)
 
 
 def evaluate_test_sets(cfg, model: nn.Module, device: torch.device,
@@ -95,11 +99,12 @@ def evaluate_test_sets(cfg, model: nn.Module, device: torch.device,
 def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
     """``metrics.json`` content: the first test set's metrics at top level, every set under ``datasets``.
 
-    Values are fractions in [0, 1]; re-ranked metrics sit under ``rerank`` beside the plain ones.
+    Values are fractions in [0, 1]; re-ranked metrics sit under ``rerank`` beside the plain ones; ``protocol``
+    ("cross-camera" or "same-image removal") and ``protocol_reason`` say which gallery items were removed and why.
     """
     per = {}
     for name, ev in evals.items():
-        entry = ev.result.as_dict()
+        entry = {**ev.result.as_dict(), "protocol": ev.protocol.name, "protocol_reason": ev.protocol.reason}
         if ev.rerank is not None:
             entry["rerank"] = ev.rerank.as_dict()
         per[name] = entry
@@ -127,4 +132,9 @@ def format_results(evals: Dict[str, TestSetResult]) -> str:
             rows.append(f"{label:<22}{100 * d['rank1']:>8.2f}{100 * d['rank5']:>8.2f}{100 * d['rank10']:>8.2f}"
                         f"{100 * d['mAP']:>8.2f}{100 * d['mINP']:>8.2f}{d['num_valid_query']:>9d}"
                         f"{d['num_gallery']:>9d}")
-    return "\n".join(rows) + "\n(percent; rank-k = CMC, mAP / mINP over valid queries)"
+    legend = "(percent; rank-k = CMC, mAP / mINP over valid queries)"
+    notes = [f"{name}: {ev.protocol.name} ({ev.protocol.reason})" for name, ev in evals.items()
+             if not ev.protocol.cross_camera]
+    if notes:
+        legend = legend[:-1] + "; cross-camera protocol unless noted below)"
+    return "\n".join(rows + [legend] + notes)

@@ -41,6 +41,7 @@ class Synthetic(Market1501):
 
     FOLDERS = (FOLDER,)
     LAYOUT = SYNTHETIC_LAYOUT
+    ARGUMENT = ""  # always generated under DATASETS.ROOT
 
     def __init__(self, root: str, cfg: CfgNode) -> None:
         ensure_synthetic(Path(root) / FOLDER, cfg.DATASETS.SYNTHETIC)
