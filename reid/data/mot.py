@@ -57,14 +57,15 @@ class MotBox(NamedTuple):
 
 
 def _number(text: str, where: str, what: str, integer: bool) -> float:
+    """A finite number (``integer``: a whole one, also written ``12.0`` as some tools do)."""
     try:
-        value = int(text) if integer else float(text)
+        value = float(text)
     except ValueError:
         value = float("nan")
-    if not math.isfinite(value):
+    if not math.isfinite(value) or (integer and not value.is_integer()):
         raise DatasetError(f"{where}: {what} {text.strip()[:40]!r} is not a{'n integer' if integer else ' number'}; "
                            f"expected frame,track,left,top,width,height[,flag,class,visibility].")
-    return value
+    return int(value) if integer else value
 
 
 def parse_gt_line(line: str, where: str) -> MotBox:
@@ -82,8 +83,8 @@ def parse_gt_line(line: str, where: str) -> MotBox:
         raise DatasetError(f"{where}: negative box size {width} x {height}.")
     flag = cls = visibility = None
     if len(fields) == 9:
-        flag = int(_number(fields[6], where, "flag", False))
-        cls = int(_number(fields[7], where, "class", False))
+        flag = int(_number(fields[6], where, "flag", True))
+        cls = int(_number(fields[7], where, "class", True))
         visibility = _number(fields[8], where, "visibility", False)
     return MotBox(frame, track, left, top, width, height, flag, cls, visibility)
 
@@ -136,7 +137,8 @@ def read_gt(file: Path) -> List[MotBox]:
         raise DatasetError(f"MOT sequence {str(file.parent.parent)!r} has no ground truth {str(file)!r} (MOT "
                            f"challenge test sequences come without it): remove the sequence or name the others with "
                            f"--sequences. Expected:\n{MOT_LAYOUT}")
-    boxes, first: Dict[Tuple[int, int], str] = [], {}
+    boxes: List[MotBox] = []
+    first: Dict[Tuple[int, int], str] = {}
     for where, line in text_lines(file, "is it a MOT gt.txt file?"):
         box = parse_gt_line(line, where)
         key = (box.frame, box.track)
@@ -148,8 +150,9 @@ def read_gt(file: Path) -> List[MotBox]:
     return boxes
 
 
-def find_sequences(root: Path, names: Sequence[str] = ()) -> List[MotSequence]:
-    """The sequences under ``root`` (or ``root`` itself when it is one), in name order; ``names`` selects some."""
+def find_sequences(root: Path, names: Sequence[str] = ()) -> List[Path]:
+    """The sequence folders under ``root`` (or ``root`` itself when it is one), in name order; ``names`` selects
+    some."""
     if not root.is_dir():
         raise DatasetError(f"--mot-root {str(root)!r} is not a folder. Expected:\n{MOT_LAYOUT}")
 
@@ -166,7 +169,7 @@ def find_sequences(root: Path, names: Sequence[str] = ()) -> List[MotSequence]:
     if not folders:
         raise DatasetError(f"No MOT sequence in {str(root)!r} (a folder with seqinfo.ini or img1/). Expected:\n"
                            f"{MOT_LAYOUT}")
-    return [read_sequence(p) for p in folders]
+    return folders
 
 
 @dataclass
@@ -311,17 +314,16 @@ def mot_to_reid(mot_root: str | Path, output: str | Path, opts: Optional[Mot2Rei
     opts = opts or Mot2ReidOptions()
     opts.check()
     output = Path(output).resolve()
-    seqs = find_sequences(Path(mot_root), sequences)
     boxes, duplicates, digests = [], {}, {}
-    for seq in seqs:
-        gt = seq.folder / "gt" / "gt.txt"
+    for folder in find_sequences(Path(mot_root), sequences):
+        gt = folder / "gt" / "gt.txt"
         seq_boxes = read_gt(gt)
         digest = hashlib.sha256(gt.read_bytes()).hexdigest()
         if digest in digests:  # MOT17 ships each sequence three times (one per public detector), same gt
-            duplicates[seq.folder.name] = digests[digest]
+            duplicates[folder.name] = digests[digest]
             continue
-        digests[digest] = seq.folder.name
-        boxes.append((seq, seq_boxes))
+        digests[digest] = folder.name
+        boxes.append((read_sequence(folder), seq_boxes))
     cameras = _cameras([s for s, _ in boxes], opts.cameras)
     skipped: Counter = Counter()
     crops: Dict[Tuple[int, int], List[_Crop]] = defaultdict(list)
