@@ -322,3 +322,50 @@ def test_a_training_set_without_train_images_is_named(tmp_path):
     cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE = 4, 2
     with pytest.raises(DatasetError, match=r"No training images in folder:d .* list it in DATASETS.TESTS only"):
         build_train_loader(cfg)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Through the tools: one message naming the path, exit status 1, no traceback, before any training
+
+
+def _empty_split(root: Path) -> str:
+    make_folder(root / "d", {"train": {"a": ["1.jpg"]}})
+    (root / "d" / "gallery").mkdir()
+    return "folder:d"
+
+
+def _duplicate(root: Path) -> str:
+    make_folder(root / "d", {"train": {"a": ["1.jpg"]}, "query": {"a": []}, "gallery": {"a": ["2.jpg"]}})
+    shutil.copy(root / "d" / "gallery" / "a" / "2.jpg", root / "d" / "query" / "a" / "2.jpg")
+    os.symlink("../../train/a/1.jpg", root / "d" / "query" / "a" / "1.jpg")
+    return "folder:d"
+
+
+def _missing_column(root: Path) -> str:
+    write_csv(root, ["path,pid,split", "a/1.jpg,1,train"])
+    return "csv:list.csv"
+
+
+@pytest.mark.parametrize("make, expected", [
+    (_empty_split, "error: '{root}/d/gallery' holds no images; expected gallery/<identity>/<image>"),
+    (_duplicate, "error: '{root}/d/train/a/1.jpg' and '{root}/d/query/a/1.jpg' are the same image"),
+    (_missing_column, "error: {root}/list.csv line 1: missing column(s) camid; expected the header "
+                      "path,pid,camid,split"),
+    (lambda root: "folder:nothing", "error: Dataset 'folder:nothing': the folder '{root}/nothing' does not exist"),
+])
+@pytest.mark.parametrize("tool", ["train", "test"])
+def test_bad_own_data_through_the_tools(tmp_path, capsys, monkeypatch, make, expected, tool):
+    import importlib
+    import logging
+
+    from reid.cli.parser import run_tool
+
+    monkeypatch.setattr(logging.getLogger("reid"), "handlers", [])  # no console handler of an earlier test's capture
+    entry = make(tmp_path)
+    argv = ["DATASETS.ROOT", str(tmp_path), "DATASETS.NAMES", f"['{entry}']", "DATASETS.TESTS", f"['{entry}']",
+            "OUTPUT_DIR", str(tmp_path / "out"), "MODEL.DEVICE", "cpu", "VIS.REPORT", "False"]
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(importlib.import_module(f"reid.cli.{tool}").main, argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 1 and "Traceback" not in err
+    assert err.startswith(expected.format(root=tmp_path)), err

@@ -17,7 +17,7 @@ from reid.cli.test import run_test
 from reid.cli.train import main as train_main
 from reid.config import load_cfg
 from reid.data import build_dataset, build_test_set
-from reid.evaluation import compute_distance
+from reid.evaluation import compute_distance, topk_valid
 
 from conftest import TINY_TRAINING
 from test_eval_rank import assert_same, brute_force_rank
@@ -118,3 +118,9 @@ def test_synthetic_and_folder_train_together_and_single_camera_set_matches_brute
     assert_same(ev.result, reference)
     assert ev.result.mAP == pytest.approx(trained["mAP"], abs=1e-6)
     assert torch.equal(ev.query.camids, torch.zeros(num_query, dtype=torch.int64))
+    # Ranked lists drawn from the result use the same rule: the query's own file is never shown as a match.
+    (i,), (j,) = (np.flatnonzero(np.isin(ids[:num_query], ids[num_query:])),
+                  np.flatnonzero(np.isin(ids[num_query:], ids[:num_query])))
+    top = topk_valid(dist, ev.query.pids, ev.gallery.pids, ev.query.camids, ev.gallery.camids, k=5,
+                     **ev.protocol_args)
+    assert dist[i, j] == dist[i].min() and j not in top.indices[i]

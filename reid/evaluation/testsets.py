@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -26,8 +26,9 @@ logger = logging.getLogger("reid")
 
 @dataclass
 class TestSetResult:
-    """Results of one test set: plain ranking, re-ranked ranking (when enabled), the features used and the
-    protocol they were scored with."""
+    """Results of one test set: plain ranking, re-ranked ranking (when enabled), the features used, the protocol
+    they were scored with and ``protocol_args``, the keywords that give ``evaluate`` / ``topk_valid`` the same
+    protocol (ranked lists drawn from these features must pass them)."""
 
     name: str
     result: RankResult
@@ -35,6 +36,7 @@ class TestSetResult:
     query: Features
     gallery: Features
     protocol: EvalProtocol = EvalProtocol(CROSS_CAMERA, "")
+    protocol_args: Dict[str, Any] = field(default_factory=lambda: {"cross_camera": True})
 
 
 def _extract(cfg, model: nn.Module, loader: DataLoader, records: List[ImageRecord], device: torch.device,
@@ -82,7 +84,7 @@ def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: Tes
         r = cfg.TEST.RERANK
         rerank = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK, rerank=True,
                           k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA, **protocol)
-    return TestSetResult(name, result, rerank, query, gallery, test_set.protocol)
+    return TestSetResult(name, result, rerank, query, gallery, test_set.protocol, protocol)
 
 
 def evaluate_test_sets(cfg, model: nn.Module, device: torch.device,
@@ -122,14 +124,16 @@ def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
 
 def format_results(evals: Dict[str, TestSetResult]) -> str:
     """A table a person reads: one row per test set (and per re-ranked result)."""
-    header = f"{'dataset':<22}{'rank-1':>8}{'rank-5':>8}{'rank-10':>8}{'mAP':>8}{'mINP':>8}{'valid q':>9}{'gallery':>9}"
+    width = max([22] + [len(name) + 10 for name in evals])  # entries such as folder:PATH can be long
+    header = (f"{'dataset':<{width}}{'rank-1':>8}{'rank-5':>8}{'rank-10':>8}{'mAP':>8}{'mINP':>8}{'valid q':>9}"
+              f"{'gallery':>9}")
     rows = [header, "-" * len(header)]
     for name, ev in evals.items():
         for label, res in ((name, ev.result), (f"{name} +rerank", ev.rerank)):
             if res is None:
                 continue
             d = res.as_dict()
-            rows.append(f"{label:<22}{100 * d['rank1']:>8.2f}{100 * d['rank5']:>8.2f}{100 * d['rank10']:>8.2f}"
+            rows.append(f"{label:<{width}}{100 * d['rank1']:>8.2f}{100 * d['rank5']:>8.2f}{100 * d['rank10']:>8.2f}"
                         f"{100 * d['mAP']:>8.2f}{100 * d['mINP']:>8.2f}{d['num_valid_query']:>9d}"
                         f"{d['num_gallery']:>9d}")
     legend = "(percent; rank-k = CMC, mAP / mINP over valid queries)"

@@ -70,8 +70,9 @@ class ReIDDataset:
         return len({r.camid for r in self.train})
 
     def summary(self) -> str:
-        """A small table for the log: ids (junk excluded), images and cameras per subset; for a merged training
-        set, one train row per dataset it was made of (their identities are kept apart)."""
+        """A small table for the log: ids (junk excluded), images and cameras per subset, the first pids with their
+        names where the dataset names its identities; for a merged training set, one train row per dataset it was
+        made of (their identities are kept apart)."""
         rows = [("subset", "# ids", "# images", "# cameras")]
         for subset in ("train", "query", "gallery"):
             rows.append((subset, *_counts(getattr(self, subset))))
@@ -82,6 +83,11 @@ class ReIDDataset:
                  for row in rows]
         lines.insert(1, "-+-".join("-" * w for w in widths))
         text = f"Dataset {self.name} ({self.root})\n" + "\n".join("  " + line for line in lines)
+        for subset in ("train", "query", "gallery"):
+            named = {r.pid: r.identity_name for r in getattr(self, subset) if r.identity_name}
+            if named:
+                shown = ", ".join(f"{pid} {named[pid]!r}" for pid in sorted(named)[:4])
+                text += f"\n  {subset} identities: {shown}{', ...' if len(named) > 4 else ''}"
         if self.parts:
             text += (f"\n  identity namespaces kept apart: classifier size {self.num_train_pids} = "
                      f"{' + '.join(str(p.num_train_pids) for p in self.parts)}")
@@ -269,7 +275,7 @@ def check_query_matches(query: Sequence[ImageRecord], gallery: Sequence[ImageRec
         raise DatasetError(
             f"None of the {len(real)} queries of {name} ({where}) has a true match in its gallery: {rule}. E.g. "
             f"query {os.path.basename(first.path)!r} ({describe_identity(first)}) has {found} of "
-            f"its identity in the gallery. {fix}; every metric would be undefined."
+            f"its identity in the gallery, so every metric would be undefined. {fix}."
         )
     return len(lacking)
 
