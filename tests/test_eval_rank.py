@@ -253,3 +253,15 @@ def test_same_image_removal_needs_both_image_id_arrays():
         evaluate_rank(*case, cross_camera=False, q_image_ids=q_ids)
     with pytest.raises(EvaluationError, match="g_image_ids has 299"):
         evaluate_rank(*case, cross_camera=False, q_image_ids=q_ids, g_image_ids=np.arange(299))
+
+
+@pytest.mark.gpu
+def test_same_image_removal_on_cuda_matches_cpu():
+    case, q_ids, g_ids = same_image_case(5, num_q=200, num_g=3000, levels=9)
+    ids = dict(cross_camera=False, q_image_ids=q_ids, g_image_ids=g_ids)
+    cpu = evaluate_rank(*case, **ids)
+    gpu = evaluate_rank(torch.from_numpy(case[0]).cuda(), *case[1:], **ids)
+    np.testing.assert_array_equal(gpu.cmc, cpu.cmc)
+    np.testing.assert_allclose(gpu.ap, cpu.ap, rtol=0, atol=1e-12)
+    top = topk_valid(torch.from_numpy(case[0]).cuda(), *case[1:], k=5, **ids)
+    np.testing.assert_array_equal(top.indices, topk_valid(*case, k=5, **ids).indices)

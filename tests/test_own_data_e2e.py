@@ -124,3 +124,5 @@ def test_synthetic_and_folder_train_together_and_single_camera_set_matches_brute
     top = topk_valid(dist, ev.query.pids, ev.gallery.pids, ev.query.camids, ev.gallery.camids, k=5,
                      **ev.protocol_args)
     assert dist[i, j] == dist[i].min() and j not in top.indices[i]
+    assert ev.identity_names == [r.identity_name for r in test_set.records]
+    assert ev.identity_names[0].startswith("visitor")

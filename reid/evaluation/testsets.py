@@ -28,7 +28,8 @@ logger = logging.getLogger("reid")
 class TestSetResult:
     """Results of one test set: plain ranking, re-ranked ranking (when enabled), the features used, the protocol
     they were scored with and ``protocol_args``, the keywords that give ``evaluate`` / ``topk_valid`` the same
-    protocol (ranked lists drawn from these features must pass them)."""
+    protocol (ranked lists drawn from these features must pass them). ``identity_names`` (query then gallery, as
+    the features) are the datasets' names of the identities, "" where a dataset has none (show the pid then)."""
 
     name: str
     result: RankResult
@@ -37,6 +38,7 @@ class TestSetResult:
     gallery: Features
     protocol: EvalProtocol = EvalProtocol(CROSS_CAMERA, "")
     protocol_args: Dict[str, Any] = field(default_factory=lambda: {"cross_camera": True})
+    identity_names: List[str] = field(default_factory=list)
 
 
 def _extract(cfg, model: nn.Module, loader: DataLoader, records: List[ImageRecord], device: torch.device,
@@ -84,7 +86,8 @@ def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: Tes
         r = cfg.TEST.RERANK
         rerank = evaluate(*args, metric=cfg.TEST.METRIC, max_rank=cfg.TEST.MAX_RANK, rerank=True,
                           k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA, **protocol)
-    return TestSetResult(name, result, rerank, query, gallery, test_set.protocol, protocol)
+    return TestSetResult(name, result, rerank, query, gallery, test_set.protocol, protocol,
+                         [r.identity_name for r in test_set.records])
 
 
 def evaluate_test_sets(cfg, model: nn.Module, device: torch.device,
