@@ -1,4 +1,6 @@
 """Shared fixtures; GPU tests are marked ``gpu`` and skip on machines without CUDA."""
+import logging
+
 import pytest
 import torch
 
@@ -47,3 +49,24 @@ def tiny_train_cfg(synthetic_root, tmp_path):
                                *opts])
 
     return make
+
+
+class _Messages(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def data_log():
+    """Messages of the data layer's loggers (the ``reid`` logger does not propagate to pytest's caplog)."""
+    handler, logger = _Messages(), logging.getLogger("reid.data")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.messages
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

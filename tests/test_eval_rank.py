@@ -12,8 +12,11 @@ from reid.evaluation.table import ResultRow, format_rows
 from reid.utils.errors import ReIDError
 
 
-def brute_force_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
-    """Definitions, one query at a time: rank by (distance, index), drop same pid + same camera and junk."""
+def brute_force_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, cross_camera=True,
+                     q_image_ids=None, g_image_ids=None):
+    """Definitions, one query at a time: rank by (distance, index), drop same pid + same camera and junk.
+
+    With ``cross_camera=False``: drop same pid + same image id (nothing when no image ids are given) and junk."""
     distmat = np.asarray(distmat)
     num_q = distmat.shape[0]
     ap, inp = np.full(num_q, np.nan), np.full(num_q, np.nan)
@@ -21,7 +24,12 @@ def brute_force_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
     for i in range(num_q):
         order = np.argsort(distmat[i], kind="stable")
         pids, cams = g_pids[order], g_camids[order]
-        keep = (pids != -1) & ~((pids == q_pids[i]) & (cams == q_camids[i]))
+        if cross_camera:
+            keep = (pids != -1) & ~((pids == q_pids[i]) & (cams == q_camids[i]))
+        elif q_image_ids is None:
+            keep = pids != -1
+        else:
+            keep = (pids != -1) & ~((pids == q_pids[i]) & (np.asarray(g_image_ids)[order] == q_image_ids[i]))
         matches = pids[keep] == q_pids[i]
         if not matches.any():
             continue
@@ -238,3 +246,90 @@ def test_cuda_matches_cpu(levels):
     on_cpu = evaluate(q, g, q_pids, g_pids, q_cams, g_cams)
     on_gpu = evaluate(q.cuda(), g.cuda(), q_pids, g_pids, q_cams, g_cams)
     assert abs(on_cpu.mAP - on_gpu.mAP) < 1e-5
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Same-image removal (cross_camera=False): sets without camera ids, or from one camera
+
+
+def same_image_case(seed, num_q=40, num_g=300, levels=None, unknown_cameras=True):
+    """Every query is also in the gallery (shared image ids) beside other images of the same ids; cameras unknown
+    (-1) or all one camera, where the cross-camera rule would remove every match."""
+    dist, q_pids, g_pids, _, _ = random_case(seed, num_q, num_g, levels=levels)
+    rng = np.random.default_rng(seed + 100)
+    cam = -1 if unknown_cameras else 0
+    q_cams, g_cams = np.full(num_q, cam), np.full(num_g, cam)
+    g_image_ids = np.arange(num_q, num_q + num_g)
+    own = rng.choice(num_g, size=num_q, replace=False)  # gallery position of each query's own file
+    g_image_ids[own] = np.arange(num_q)
+    g_pids[own] = q_pids
+    dist[np.arange(num_q), own] = 0.0  # its own file is the nearest: removing it matters
+    return (dist, q_pids, g_pids, q_cams, g_cams), np.arange(num_q), g_image_ids
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("levels", [None, 7])
+@pytest.mark.parametrize("unknown_cameras", [True, False])
+def test_same_image_removal_matches_brute_force(seed, levels, unknown_cameras):
+    case, q_ids, g_ids = same_image_case(seed, levels=levels, unknown_cameras=unknown_cameras)
+    ids = dict(cross_camera=False, q_image_ids=q_ids, g_image_ids=g_ids)
+    result = evaluate_rank(*case, **ids)
+    reference = brute_force_rank(*case, **ids)
+    assert_same(result, reference)
+    assert result.num_valid > 30  # every query with another image of its id in the gallery counts
+    for chunk_size in (1, 7):
+        assert_same(evaluate_rank(*case, chunk_size=chunk_size, **ids), reference)
+    # The cross-camera rule removes every true match here.
+    with pytest.raises(EvaluationError, match="same pid, other camera"):
+        evaluate_rank(*case)
+
+
+def test_same_image_removal_without_image_ids_removes_junk_only():
+    case, _, _ = same_image_case(1)
+    result = evaluate_rank(*case, cross_camera=False)
+    assert_same(result, brute_force_rank(*case, cross_camera=False))
+    assert result.cmc[0] == 1.0  # each query's own file (distance 0) is now its first true match
+
+
+def test_same_image_removal_on_known_cameras_keeps_same_camera_matches():
+    case = random_case(2, num_g=40, num_cams=2)
+    q_ids, g_ids = np.arange(40), np.arange(40, 80)
+    result = evaluate_rank(*case, cross_camera=False, q_image_ids=q_ids, g_image_ids=g_ids)
+    assert_same(result, brute_force_rank(*case, cross_camera=False, q_image_ids=q_ids, g_image_ids=g_ids))
+    cross = evaluate_rank(*case)
+    assert not (np.isnan(result.ap) & ~np.isnan(cross.ap)).any() and result.num_valid > cross.num_valid
+
+
+def test_evaluate_and_topk_valid_take_the_same_protocol():
+    (dist, q_pids, g_pids, q_cams, g_cams), q_ids, g_ids = same_image_case(3, num_g=120)
+    rng = np.random.default_rng(3)
+    q, g = torch.from_numpy(rng.standard_normal((40, 8))), torch.from_numpy(rng.standard_normal((120, 8)))
+    ids = dict(cross_camera=False, q_image_ids=q_ids, g_image_ids=g_ids)
+    result = evaluate(q, g, q_pids, g_pids, q_cams, g_cams, chunk_size=5, **ids)
+    d = compute_distance(q, g, "cosine").numpy()
+    assert_same(result, brute_force_rank(d, q_pids, g_pids, q_cams, g_cams, **ids))
+    top = topk_valid(dist, q_pids, g_pids, q_cams, g_cams, k=4, chunk_size=6, **ids)
+    for i in range(40):
+        order = np.argsort(dist[i], kind="stable")
+        keep = (g_pids[order] != -1) & ~((g_pids[order] == q_pids[i]) & (g_ids[order] == q_ids[i]))
+        np.testing.assert_array_equal(top.indices[i], order[keep][:4])
+
+
+def test_same_image_removal_needs_both_image_id_arrays():
+    case, q_ids, _ = same_image_case(4)
+    with pytest.raises(EvaluationError, match="give both q_image_ids and g_image_ids"):
+        evaluate_rank(*case, cross_camera=False, q_image_ids=q_ids)
+    with pytest.raises(EvaluationError, match="g_image_ids has 299"):
+        evaluate_rank(*case, cross_camera=False, q_image_ids=q_ids, g_image_ids=np.arange(299))
+
+
+@pytest.mark.gpu
+def test_same_image_removal_on_cuda_matches_cpu():
+    case, q_ids, g_ids = same_image_case(5, num_q=200, num_g=3000, levels=9)
+    ids = dict(cross_camera=False, q_image_ids=q_ids, g_image_ids=g_ids)
+    cpu = evaluate_rank(*case, **ids)
+    gpu = evaluate_rank(torch.from_numpy(case[0]).cuda(), *case[1:], **ids)
+    np.testing.assert_array_equal(gpu.cmc, cpu.cmc)
+    np.testing.assert_allclose(gpu.ap, cpu.ap, rtol=0, atol=1e-12)
+    top = topk_valid(torch.from_numpy(case[0]).cuda(), *case[1:], k=5, **ids)
+    np.testing.assert_array_equal(top.indices, topk_valid(*case, k=5, **ids).indices)

@@ -1,6 +1,7 @@
-"""Property-based tests: whatever a file name, a split-list line or a command-line override holds, the parsers
-either return a well-formed result or raise their documented error (DatasetError, ConfigError), never anything
-else."""
+"""Property-based tests: whatever a file name, a split-list line, a CSV dataset file, a MOT gt.txt line or a
+command-line override holds, the parsers either return a well-formed result or raise their documented error
+(DatasetError, ConfigError), never anything else."""
+import math
 import os
 import string
 import tempfile
@@ -13,7 +14,8 @@ from yacs.config import CfgNode
 
 from reid.config import get_cfg, load_cfg
 from reid.config.merge import _all_keys, parse_override_value
-from reid.data.datasets import MSMT17, ImageRecord, Market1501
+from reid.data.datasets import MSMT17, CsvDataset, ImageRecord, Market1501
+from reid.data.mot import parse_gt_line
 from reid.utils.errors import ConfigError, DatasetError, ReIDError, _from_worker
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -120,6 +122,80 @@ def test_msmt17_list_file_of_any_bytes_parses_or_names_file_and_line(msmt_images
             assert f"{list_file} line " in str(e)
             return
         assert all(isinstance(r, ImageRecord) for r in records)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# csv:FILE datasets (rows and whole files) and MOT gt.txt lines
+
+
+@pytest.fixture(scope="module")
+def csv_folder(tmp_path_factory):
+    base = tmp_path_factory.mktemp("csvset")
+    (base / "a").mkdir()
+    (base / "a" / "1.jpg").write_bytes(b"x")
+    (base / "b.png").write_bytes(b"x")
+    return Path(os.path.realpath(base))
+
+
+CSV_FIELD = st.one_of(PIECES, st.text(max_size=12), st.sampled_from(
+    ["", " ", "train", "query", "gallery", "Train ", "test", "0", "12", "-1", "1.5", "\u0663", "9" * 12, "a/1.jpg",
+     "./a/1.jpg", "a/../a/1.jpg", "b.png", "a/2.jpg", "../a/1.jpg", "/etc/passwd", "a", "a/1.txt", "\x00"]))
+
+
+@FUZZ
+@given(fields=st.lists(CSV_FIELD, max_size=6))
+def test_csv_row_parser_returns_a_row_or_a_dataset_error(csv_folder, fields):
+    columns = {"path": 0, "pid": 1, "camid": 2, "split": 3}
+    try:
+        row = CsvDataset.parse_row(fields, columns, 4, str(csv_folder), "list.csv line 2")
+    except DatasetError as e:
+        assert str(e).startswith("list.csv line 2: ")
+        return
+    assert len(fields) == 4 and row.split in ("train", "query", "gallery") and row.name and row.camid >= -1
+    real = os.path.realpath(row.path)
+    assert os.path.commonpath([str(csv_folder), real]) == str(csv_folder) and os.path.isfile(real)
+
+
+CSV_LINE = st.lists(CSV_FIELD, min_size=3, max_size=5).map(",".join)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=st.one_of(
+    st.binary(max_size=200),
+    st.lists(st.one_of(CSV_LINE, st.text(max_size=30)), max_size=5).map(
+        lambda ls: "\n".join(["path,pid,camid,split", *ls]).encode("utf-8", "surrogatepass")),
+    st.lists(CSV_LINE, max_size=4).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogatepass"))))
+def test_csv_file_of_any_bytes_parses_or_names_file_and_line(csv_folder, content):
+    file = csv_folder / "list.csv"
+    file.write_bytes(content)
+    try:
+        rows = CsvDataset.read(file)
+    except DatasetError as e:
+        assert str(e).startswith(f"{file} line ") or str(e).startswith(f"{file} is empty"), str(e)
+        return
+    assert all(isinstance(line, int) and line >= 2 for line, _ in rows)
+
+
+GT_LINE = st.one_of(
+    st.text(max_size=60),
+    PIECES,
+    st.lists(st.one_of(st.integers(-3, 10**6).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str),
+                       st.sampled_from(["", " 1", "1e999", "nan", "0x10", "\u0663", "1_000"])),
+             max_size=11).map(",".join),
+)
+
+
+@FUZZ
+@given(line=GT_LINE)
+def test_mot_gt_line_parser_returns_a_box_or_a_dataset_error(line):
+    try:
+        box = parse_gt_line(line, "gt.txt line 3")
+    except DatasetError as e:
+        assert str(e).startswith("gt.txt line 3: ")
+        return
+    assert box.frame >= 1 and box.width >= 0 and box.height >= 0
+    assert all(math.isfinite(v) for v in (box.left, box.top, box.width, box.height))
+    assert (box.visibility is None) == (len(line.strip().split(",")) != 9)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Bad input is a clear error naming the file or key, raised before any long work; unreadable images are skipped
 only on request and counted; untrusted checkpoints and YAML never run code. (The basic cases live in
 test_data_datasets.py, test_config.py and test_checkpoint.py; these are the ones they do not cover.)"""
-import logging
 import os
 from pathlib import Path
 
@@ -18,27 +17,6 @@ from reid.cli.parser import config_parser, run_tool
 from reid.utils.errors import CheckpointError, ConfigError, DatasetError
 
 from test_data_datasets import MARKET, cfg_for, make_market, make_msmt
-
-
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def data_log():
-    """Messages of the data layer's logger (the ``reid`` logger does not propagate to pytest's caplog)."""
-    handler, logger = _Records(), logging.getLogger("reid.data.build")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler.messages
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 # --------------------------------------------------------------------------------------------------------------

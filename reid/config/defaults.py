@@ -167,6 +167,7 @@ _C.TEST.METRIC = "cosine"  # "cosine" (on L2-normalised features) or "euclidean"
 _C.TEST.FLIP = False  # average the embeddings of each image and its horizontal flip
 _C.TEST.MAX_RANK = 50  # length of the CMC curve
 _C.TEST.BEST_METRIC = "mAP"  # first test set's metric choosing model_best.pt: rank1/5/10, mAP, mINP (detectron2)
+_C.TEST.CROSS_CAMERA = True  # drop same-id same-camera gallery items (Zheng et al. 2015); False: only a query's own file
 _C.TEST.RERANK = CN()
 _C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking (Zhong et al. 2017); tools/test.py reports both
 _C.TEST.RERANK.K1 = 20  # k1 of k-reciprocal neighbours (Zhong et al. 2017)

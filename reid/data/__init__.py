@@ -1,4 +1,5 @@
-"""Data layer: dataset parsers (Market-1501, MSMT17, Synthetic), P x K sampling, transforms and loaders."""
+"""Data layer: dataset parsers (Market-1501, MSMT17, Synthetic, folder:PATH, csv:FILE), P x K sampling, transforms,
+loaders, and re-ID crops from MOT tracking ground truth (mot.py)."""
 from .build import TestSet, TrainLoader, build_dataset, build_test_set, build_train_loader, check_test_sets
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
 from .io import read_image

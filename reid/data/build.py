@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,7 +25,8 @@ from ..registry import PIPELINE_REGISTRY, SAMPLER_REGISTRY
 from ..utils.errors import ConfigError, DatasetError
 from .augment import Augmenter, TrainAugmentation
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
-from .datasets.base import check_query_matches, relabel, require_nonempty
+from .datasets.base import (CROSS_CAMERA, UNKNOWN_CAMERA, EvalProtocol, check_query_matches, choose_protocol,
+                            describe_identity, image_ids, queries_without_match, relabel, require_nonempty)
 from .io import image_problem, read_image
 from .transforms import build_resize, build_test_transform
 
@@ -82,19 +83,37 @@ def _whole_batch(batch: Dict[str, object]) -> Dict[str, object]:
 
 
 def build_dataset(cfg: CfgNode, name: str) -> ReIDDataset:
-    """Parse the registered dataset ``name`` under ``cfg.DATASETS.ROOT`` (generating it if it is Synthetic)."""
-    return DATASET_REGISTRY.get(name)(cfg.DATASETS.ROOT, cfg)
+    """Parse the dataset entry ``name`` of DATASETS.NAMES / TESTS under ``cfg.DATASETS.ROOT`` (generating it if it
+    is Synthetic): a registered ``NAME``, or ``NAME:ARG`` for datasets registered with an argument
+    (``folder:PATH``, ``csv:FILE``, ``Market1501:PATH``), split at the first colon. The dataset is named by the
+    whole entry."""
+    cls = DATASET_REGISTRY.get(name, "DATASETS.NAMES / DATASETS.TESTS entry")
+    arg = DATASET_REGISTRY.split(name)[1]
+    dataset = cls(cfg.DATASETS.ROOT, cfg, arg=arg) if arg is not None else cls(cfg.DATASETS.ROOT, cfg)
+    dataset.name = name
+    return dataset
 
 
 def merge_train_sets(datasets: Sequence[ReIDDataset]) -> ReIDDataset:
-    """One training set from several: pids and camids offset so identities and cameras never collide."""
+    """One training set from several: pids and known camids offset so identities and cameras never collide (the
+    classifier size is the sum), identity names prefixed with their dataset's name. A set without training images
+    is an error naming it; one set is returned as it is."""
+    for ds in datasets:
+        if not ds.train:
+            raise DatasetError(f"No training images in {ds.name} ({ds.root}); it is listed in DATASETS.NAMES, the "
+                               f"training sets: check its train folder / list, or list it in DATASETS.TESTS only.")
+    if len(datasets) == 1:
+        return datasets[0]
     train: List[ImageRecord] = []
     pid_offset = cam_offset = 0
     for ds in datasets:
-        train += [ImageRecord(r.path, r.pid + pid_offset, r.camid + cam_offset) for r in ds.train]
+        train += [replace(r, pid=r.pid + pid_offset,
+                          camid=r.camid + cam_offset if r.camid != UNKNOWN_CAMERA else UNKNOWN_CAMERA,
+                          identity_name=f"{ds.name}/{r.identity_name or r.pid}") for r in ds.train]
         pid_offset += ds.num_train_pids
         cam_offset += max((r.camid for r in ds.train), default=-1) + 1
-    return ReIDDataset("+".join(ds.name for ds in datasets), ",".join(ds.root for ds in datasets), train, [], [])
+    return ReIDDataset("+".join(ds.name for ds in datasets), ",".join(ds.root for ds in datasets), train, [], [],
+                       parts=datasets)
 
 
 def _drop_unreadable(records: List[ImageRecord], cfg: CfgNode, what: str) -> List[ImageRecord]:
@@ -121,19 +140,27 @@ def check_test_sets(cfg: CfgNode, built: Dict[str, ReIDDataset] | None = None) -
     built = built or {}
     for name in cfg.DATASETS.TESTS:
         dataset = built.get(name) or build_dataset(cfg, name)
-        _check_protocol(dataset.query, dataset.gallery, dataset)
+        _check_protocol(dataset.query, dataset.gallery, dataset, cfg.TEST.CROSS_CAMERA)
 
 
-def _check_protocol(query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], dataset: ReIDDataset) -> None:
+def _check_protocol(query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], dataset: ReIDDataset,
+                    cross_camera: bool) -> Tuple[EvalProtocol, Optional[List[int]]]:
+    """The evaluation protocol of a test set (see ``choose_protocol``) and, for same-image removal, the image ids
+    of query + gallery; raises when a split is empty or no query has a true match under that protocol."""
     for what, records, parsed in (("query", query, dataset.query), ("gallery", gallery, dataset.gallery)):
         if parsed and not records:
             raise DatasetError(f"All {len(parsed)} {what} images of {dataset.name} ({dataset.root}) are unreadable "
                                f"and were skipped (DATASETS.SKIP_UNREADABLE); nothing is left to evaluate.")
         require_nonempty(records, what, Path(dataset.root))
-    lacking = check_query_matches(query, gallery, dataset.name, dataset.root)
+    protocol = choose_protocol(query, gallery, cross_camera)
+    ids = None if protocol.cross_camera else image_ids([*query, *gallery])
+    lacking = check_query_matches(query, gallery, dataset.name, dataset.root, ids)
     if lacking:
-        logger.warning("%d of %d queries of %s have no true match in the gallery; the evaluation skips them.",
-                       lacking, len(query), dataset.name)
+        first = queries_without_match(query, gallery, ids)[0]
+        logger.warning("%d of %d queries of %s have no true match in the gallery (%s); the evaluation skips them. "
+                       "E.g. %r (%s).", lacking, len(query), dataset.name, protocol.name, first.path,
+                       describe_identity(first))
+    return protocol, ids
 
 
 def _seed(cfg: CfgNode) -> int:
@@ -232,12 +259,12 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
     datasets = [build_dataset(cfg, name) for name in cfg.DATASETS.NAMES]
     if check_tests:
         check_test_sets(cfg, dict(zip(cfg.DATASETS.NAMES, datasets)))
-    merged = merge_train_sets(datasets) if len(datasets) > 1 else datasets[0]
+    merged = merge_train_sets(datasets)
     train = relabel(_drop_unreadable(merged.train, cfg, "training"))
     if not train:
         raise DatasetError(f"No training images in {merged.name} ({merged.root}); check DATASETS.NAMES and the "
                            f"train folders / lists.")
-    dataset = ReIDDataset(merged.name, merged.root, train, merged.query, merged.gallery)
+    dataset = ReIDDataset(merged.name, merged.root, train, merged.query, merged.gallery, merged.parts)
     seed, batch_size = _seed(cfg), total // world_size
     sampler = SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER)([r.pid for r in train], batch_size, cfg, seed, rank,
                                                            world_size)
@@ -258,12 +285,22 @@ def build_worker_train_loader(cfg: CfgNode, device: torch.device, rank: int = 0,
 @dataclass
 class TestSet:
     """One ``DATASETS.TESTS`` set, parsed and checked: a loader over query then gallery (unshuffled, the same on
-    every rank) and the records in loader order."""
+    every rank), the records in loader order (their ``identity_name`` is the name to show where the dataset has
+    one), the evaluation protocol and, for same-image removal, the image id of each record."""
 
     name: str
     loader: DataLoader
     num_query: int
     records: List[ImageRecord]
+    protocol: EvalProtocol = EvalProtocol(CROSS_CAMERA, "")
+    image_ids: Optional[List[int]] = None
+
+    def protocol_args(self) -> Dict[str, Any]:
+        """Keyword arguments of ``evaluate`` / ``evaluate_rank`` / ``topk_valid`` for this set's protocol."""
+        if self.protocol.cross_camera:
+            return {"cross_camera": True}
+        ids = np.asarray(self.image_ids, dtype=np.int64)
+        return {"cross_camera": False, "q_image_ids": ids[:self.num_query], "g_image_ids": ids[self.num_query:]}
 
     @property
     def query(self) -> List[ImageRecord]:
@@ -276,11 +313,19 @@ class TestSet:
 
 def build_test_set(cfg: CfgNode, name: str) -> TestSet:
     """The test set ``name``. Raises a DatasetError before any image is embedded when the query or gallery is
-    empty (also after ``DATASETS.SKIP_UNREADABLE`` dropped images) or no query has a true match in the gallery."""
+    empty (also after ``DATASETS.SKIP_UNREADABLE`` dropped images) or no query has a true match in the gallery
+    under its protocol, which is logged with the reason."""
     dataset = build_dataset(cfg, name)
     query = _drop_unreadable(dataset.query, cfg, f"{name} query")
     gallery = _drop_unreadable(dataset.gallery, cfg, f"{name} gallery")
-    _check_protocol(query, gallery, dataset)
+    protocol, ids = _check_protocol(query, gallery, dataset, cfg.TEST.CROSS_CAMERA)
+    if protocol.cross_camera:
+        logger.info("%s: cross-camera protocol (%s): same-identity same-camera gallery images are removed.", name,
+                    protocol.reason)
+    else:
+        logger.warning("%s: evaluated with same-image removal, not the cross-camera protocol (%s): only a query's own "
+                       "file is removed from its gallery; every other image of its identity counts as a match.",
+                       name, protocol.reason)
     records = query + gallery
     loader = _loader(cfg, ImageDataset(records, build_test_transform(cfg)), cfg.TEST.IMS_PER_BATCH, None, 0)
-    return TestSet(name, loader, len(query), records)
+    return TestSet(name, loader, len(query), records, protocol, ids)

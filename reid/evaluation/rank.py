@@ -1,7 +1,9 @@
 """CMC, mAP and mINP without sorting the gallery, exact and memory-bounded, on any torch device.
 
 Protocol (Market-1501 / MSMT17): for each query, gallery samples with the same pid and the same camera are
-removed, and junk (pid -1) is removed; a query with no remaining true match is skipped and counted.
+removed, and junk (pid -1) is removed; a query with no remaining true match is skipped and counted. With
+`cross_camera=False` (sets without camera ids, or from one camera) only the query's own image is removed: the
+gallery sample with the same pid and the same image id, when image ids are given.
 
 Tie rule: the gallery is ranked by (distance, gallery index), i.e. equal distances rank by gallery index,
 exactly as a stable argsort of each row would order it.
@@ -105,15 +107,29 @@ SCORE_REGISTRY.register("mINP", lambda result: float(result.mINP))
 
 
 class _Protocol:
-    """Query/gallery ids on the device and the gallery grouped by pid, shared by all blocks of queries."""
+    """Query/gallery ids on the device and the gallery grouped by pid, shared by all blocks of queries.
+
+    A gallery item of the query's pid is removed when its *key* equals the query's: the camera under the
+    cross-camera protocol, the image id under same-image removal (no key: nothing but junk is removed).
+    """
 
     def __init__(self, ids: tuple[IdsLike, IdsLike, IdsLike, IdsLike], shape: tuple[int, int],
-                 device: torch.device) -> None:
+                 device: torch.device, cross_camera: bool = True,
+                 image_ids: tuple[IdsLike | None, IdsLike | None] = (None, None)) -> None:
         q_pids, g_pids, q_camids, g_camids = ids
         self.q_pids = _as_ids(q_pids, "q_pids", shape[0], device)
         self.g_pids = _as_ids(g_pids, "g_pids", shape[1], device)
         self.q_camids = _as_ids(q_camids, "q_camids", shape[0], device)
         self.g_camids = _as_ids(g_camids, "g_camids", shape[1], device)
+        self.q_keys: torch.Tensor | None = self.q_camids
+        self.g_keys: torch.Tensor | None = self.g_camids
+        self.rule = "same pid, other camera, not junk"
+        if not cross_camera:
+            self.rule = "same pid, not the query's own image, not junk"
+            if (image_ids[0] is None) != (image_ids[1] is None):
+                raise EvaluationError("give both q_image_ids and g_image_ids (or neither) for same-image removal.")
+            self.q_keys = None if image_ids[0] is None else _as_ids(image_ids[0], "q_image_ids", shape[0], device)
+            self.g_keys = None if image_ids[1] is None else _as_ids(image_ids[1], "g_image_ids", shape[1], device)
         if shape[0] == 0:
             raise EvaluationError("the query set is empty; check the dataset's query folder.")
         self.junk = self.g_pids == -1
@@ -128,15 +144,25 @@ class _Protocol:
         self.starts = torch.cumsum(self.counts, 0) - self.counts
 
     def candidates(self, rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Gallery positions with each query's pid (B, W), padded; which are true matches, which same-camera."""
-        q_pids, q_cams = self.q_pids[rows], self.q_camids[rows]
+        """Gallery positions with each query's pid (B, W), padded; which are true matches, which are removed
+        (same camera, or the query's own image)."""
+        q_pids = self.q_pids[rows]
         slot = torch.searchsorted(self.pids, q_pids).clamp_(max=self.pids.numel() - 1)
         count = torch.where(self.pids[slot] == q_pids, self.counts[slot], 0)
         col = torch.arange(int(count.max()), device=q_pids.device)
         in_pid = col < count[:, None]
         cand = self.order[(self.starts[slot][:, None] + col).clamp_(max=self.order.numel() - 1)]
-        same_cam = self.g_camids[cand] == q_cams[:, None]
-        return cand, in_pid & ~same_cam, in_pid & same_cam
+        if self.q_keys is None or self.g_keys is None:
+            same = torch.zeros_like(in_pid)
+        else:
+            same = self.g_keys[cand] == self.q_keys[rows][:, None]
+        return cand, in_pid & ~same, in_pid & same
+
+    def removed(self, rows: slice) -> torch.Tensor:
+        """(B, num_gallery) mask of the gallery items the protocol removes for queries ``rows`` (dense)."""
+        if self.q_keys is None or self.g_keys is None:
+            return self.junk.expand(self.q_pids[rows].numel(), -1)
+        return self.junk | ((self.g_pids == self.q_pids[rows, None]) & (self.g_keys == self.q_keys[rows, None]))
 
 
 def _ordered_key(x: torch.Tensor) -> torch.Tensor:
@@ -228,7 +254,7 @@ def _rank_blocks(blocks: Iterator[tuple[int, torch.Tensor]], proto: _Protocol, m
     num_valid = int(valid.sum())
     if num_valid == 0:
         raise EvaluationError(
-            f"none of the {num_query} queries has a true match in the gallery (same pid, other camera, not junk); "
+            f"none of the {num_query} queries has a true match in the gallery ({proto.rule}); "
             "check that query and gallery come from the same dataset split and that pids/camids are parsed."
         )
     hist = np.bincount(np.minimum(first[valid], max_rank + 1).astype(np.int64), minlength=max_rank + 2)
@@ -286,14 +312,22 @@ def evaluate_rank(
     g_camids: IdsLike,
     max_rank: int = 50,
     chunk_size: int | None = None,
+    *,
+    cross_camera: bool = True,
+    q_image_ids: IdsLike | None = None,
+    g_image_ids: IdsLike | None = None,
 ) -> RankResult:
     """CMC (length `max_rank`), mAP and mINP of a (num_query, num_gallery) distance matrix, on its device.
 
     `chunk_size` is the number of query rows per block (default: a device-dependent element budget).
+    `cross_camera=False` replaces the same-camera removal with same-image removal: a gallery item with the query's
+    pid and its image id (`q_image_ids`, `g_image_ids`: equal ids = the same file) is removed; without image ids
+    nothing but junk is.
     """
     _check_max_rank(max_rank)
     distmat = _as_distmat(distmat)
-    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), distmat.shape, distmat.device)
+    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), distmat.shape, distmat.device, cross_camera,
+                      (q_image_ids, g_image_ids))
     return _rank_blocks(_row_blocks(distmat, chunk_size), proto, max_rank, distmat.shape[1])
 
 
@@ -312,15 +346,20 @@ def evaluate(
     k2: int = 6,
     lambda_value: float = 0.3,
     chunk_size: int | None = None,
+    cross_camera: bool = True,
+    q_image_ids: IdsLike | None = None,
+    g_image_ids: IdsLike | None = None,
 ) -> RankResult:
     """Evaluate from features on their device; without re-ranking, distances are consumed block by block.
 
     With `rerank`, k-reciprocal re-ranking (`re_ranking`) is applied, to L2-normalised features when
-    `metric="cosine"` and to the raw features when `metric="euclidean"`.
+    `metric="cosine"` and to the raw features when `metric="euclidean"`. `cross_camera`, `q_image_ids` and
+    `g_image_ids` choose the protocol as in `evaluate_rank`.
     """
     _check_max_rank(max_rank)
     q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
-    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), (q_feats.shape[0], g_feats.shape[0]), q_feats.device)
+    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), (q_feats.shape[0], g_feats.shape[0]), q_feats.device,
+                      cross_camera, (q_image_ids, g_image_ids))
     if not rerank:
         blocks = iter_distance_blocks(q_feats, g_feats, metric, chunk_size)
     else:
@@ -356,14 +395,19 @@ def match_ranks(
     q_camids: IdsLike,
     g_camids: IdsLike,
     chunk_size: int | None = None,
+    *,
+    cross_camera: bool = True,
+    q_image_ids: IdsLike | None = None,
+    g_image_ids: IdsLike | None = None,
 ) -> list[MatchRanks]:
     """Per query row, its true matches in rank order with their exact 1-based ranks, as the evaluator counts them.
 
     For the rows of a few chosen queries (plain or re-ranked distances): the ranks and gallery indices behind
-    a ranked-list picture, by the evaluator's own sort-free count.
+    a ranked-list picture, by the evaluator's own sort-free count. The protocol keywords are `evaluate_rank`'s.
     """
     distmat = _as_distmat(distmat)
-    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), distmat.shape, distmat.device)
+    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), distmat.shape, distmat.device, cross_camera,
+                      (q_image_ids, g_image_ids))
     out: list[MatchRanks] = []
     for start, block in _row_blocks(distmat, chunk_size):
         n, ranks, idx = _block_ranks(_as_distances(block).contiguous(), slice(start, start + block.shape[0]), proto)
@@ -372,8 +416,11 @@ def match_ranks(
     return out
 
 
-def chance_level(q_pids: IdsLike, g_pids: IdsLike, q_camids: IdsLike, g_camids: IdsLike) -> ChanceLevel:
-    """Exact expected rank-1 and mAP of a uniformly random ranking, under the protocol's removals.
+def chance_level(q_pids: IdsLike, g_pids: IdsLike, q_camids: IdsLike, g_camids: IdsLike, *,
+                 cross_camera: bool = True, q_image_ids: IdsLike | None = None,
+                 g_image_ids: IdsLike | None = None) -> ChanceLevel:
+    """Exact expected rank-1 and mAP of a uniformly random ranking, under the protocol's removals (the protocol
+    keywords are `evaluate_rank`'s).
 
     A valid query with n true matches among N valid gallery items: E[rank-1] = n / N and, since
     AP = 1/n sum_j rel_j (sum_{i<=j} rel_i) / j with E[rel_j] = n / N and E[rel_i rel_j] = n (n-1) / (N (N-1)),
@@ -382,20 +429,29 @@ def chance_level(q_pids: IdsLike, g_pids: IdsLike, q_camids: IdsLike, g_camids: 
     """
     cpu = torch.device("cpu")
     q_pids, g_pids = _as_ids(q_pids, "q_pids", None, cpu).numpy(), _as_ids(g_pids, "g_pids", None, cpu).numpy()
-    q_camids = _as_ids(q_camids, "q_camids", len(q_pids), cpu).numpy()
-    g_camids = _as_ids(g_camids, "g_camids", len(g_pids), cpu).numpy()
+    if cross_camera:
+        q_keys, g_keys = q_camids, g_camids
+        rule = "same pid, other camera, not junk"
+    else:
+        q_keys, g_keys = q_image_ids, g_image_ids
+        rule = "same pid, not the query's own image, not junk"
     keep = g_pids != -1
-    g_pids, g_camids = g_pids[keep], g_camids[keep]
-    # One integer per (pid, camera) view: pid * cameras + camera offset.
-    lo = int(min(g_camids.min(initial=0), q_camids.min(initial=0)))
-    span = int(max(g_camids.max(initial=0), q_camids.max(initial=0))) - lo + 1
+    g_pids = g_pids[keep]
     same_pid = _count_in(g_pids, q_pids)
-    same_view = _count_in(g_pids * span + (g_camids - lo), q_pids * span + (q_camids - lo))
+    if q_keys is None or g_keys is None:  # same-image removal without image ids: nothing but junk is removed
+        same_view = np.zeros_like(same_pid)
+    else:
+        q_keys = _as_ids(q_keys, "query keys", len(q_pids), cpu).numpy()
+        g_keys = _as_ids(g_keys, "gallery keys", len(keep), cpu).numpy()[keep]
+        # One integer per (pid, key) view: pid * span + key offset.
+        lo = int(min(g_keys.min(initial=0), q_keys.min(initial=0)))
+        span = int(max(g_keys.max(initial=0), q_keys.max(initial=0))) - lo + 1
+        same_view = _count_in(g_pids * span + (g_keys - lo), q_pids * span + (q_keys - lo))
     n = same_pid - same_view
     valid = (n > 0) & (q_pids != -1)
     if not valid.any():
-        raise EvaluationError(f"none of the {len(q_pids)} queries has a true match in the gallery (same pid, other "
-                              "camera, not junk); chance level is undefined.")
+        raise EvaluationError(f"none of the {len(q_pids)} queries has a true match in the gallery ({rule}); chance "
+                              "level is undefined.")
     n, size = n[valid].astype(np.float64), (int(keep.sum()) - same_view[valid]).astype(np.float64)
     harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, int(size.max()) + 1))])[size.astype(np.int64)]
     pairs = np.where(size > 1, (n - 1) * (size - harmonic) / np.maximum(size * (size - 1), 1.0), 0.0)
@@ -419,19 +475,23 @@ def topk_valid(
     g_camids: IdsLike,
     k: int = 10,
     chunk_size: int | None = None,
+    *,
+    cross_camera: bool = True,
+    q_image_ids: IdsLike | None = None,
+    g_image_ids: IdsLike | None = None,
 ) -> TopK:
     """The k nearest gallery items of each query after the protocol's removals, in (distance, index) order.
 
     For ranked-list pictures; a stable sort of each row, so meant for a handful of queries or small galleries.
+    The protocol is chosen as in `evaluate_rank`.
     """
     distmat = _as_distmat(distmat)
-    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), distmat.shape, distmat.device)
+    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), distmat.shape, distmat.device, cross_camera,
+                      (q_image_ids, g_image_ids))
     idx_parts, dist_parts = [], []
     for start, block in _row_blocks(distmat, chunk_size):
         rows = slice(start, start + block.shape[0])
-        removed = proto.junk | (
-            (proto.g_pids == proto.q_pids[rows, None]) & (proto.g_camids == proto.q_camids[rows, None])
-        )
+        removed = proto.removed(rows)
         order = torch.argsort(_as_distances(block), dim=1, stable=True)
         order = order.gather(1, torch.argsort(removed.gather(1, order).to(torch.uint8), dim=1, stable=True))
         order = order[:, :k]

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..data import ImageRecord, TestSet, build_test_set
+from ..data.datasets.base import CROSS_CAMERA, EvalProtocol
+from ..data.datasets.base import CROSS_CAMERA, EvalProtocol
 from ..utils.distributed import all_gather_rows, broadcast_buffers, dist_info, shard_bounds
 from ..utils.errors import ReIDError
 from .distance import compute_distance
@@ -43,6 +45,10 @@ class TestSetResult:
     ``query`` / ``gallery`` are the images that were ranked (junk, pid -1, never is); ``junk`` holds the gallery's
     junk when ``DATASETS.KEEP_JUNK`` loaded it, for pictures only. ``rerank_rows`` are the re-ranked distances of
     the queries a ``keep_rows`` selector chose (the whole re-ranked matrix, 3.8 GB on MSMT17, is not kept).
+    ``protocol`` says which gallery items were removed and why; ``protocol_args`` are the keywords that give
+    ``evaluate`` / ``topk_valid`` / ``match_ranks`` that protocol for ``query`` x ``gallery`` (ranked lists drawn
+    from these features pass them). ``identity_names`` (query then gallery, as the features) are the datasets'
+    names of the identities, "" where a dataset has none (show the pid then).
     """
 
     name: str
@@ -54,6 +60,9 @@ class TestSetResult:
     metric: str = "cosine"
     junk: Optional[Features] = None
     rerank_rows: Optional[QueryRows] = None
+    protocol: EvalProtocol = EvalProtocol(CROSS_CAMERA, "")
+    protocol_args: Dict[str, Any] = field(default_factory=lambda: {"cross_camera": True})
+    identity_names: List[str] = field(default_factory=list)
 
     def distance_rows(self, indices: Sequence[int], reranked: bool = False) -> torch.Tensor:
         """Distances of the queries ``indices`` to the gallery: the metric's, or the kept re-ranked rows."""
@@ -136,19 +145,33 @@ def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: Tes
                           shard=False) if junk else None
     if feats is None:
         return None
-    query, gallery = feats.split(sum(1 for i in ranked if i < num_query))
+    q_ranked = [i for i in ranked if i < num_query]
+    g_ranked = [i for i in ranked if i >= num_query]
+    query, gallery = feats.split(len(q_ranked))
     ids = (query.pids, gallery.pids, query.camids, gallery.camids)
+    protocol = _protocol_args(test_set, q_ranked, g_ranked)
     metric, max_rank = cfg.TEST.METRIC, cfg.TEST.MAX_RANK
-    ev = TestSetResult(name, evaluate(query.feats, gallery.feats, *ids, metric=metric, max_rank=max_rank), None,
-                       query, gallery, chance_level(*ids), metric, junk_feats)
+    ev = TestSetResult(name, evaluate(query.feats, gallery.feats, *ids, metric=metric, max_rank=max_rank, **protocol),
+                       None, query, gallery, chance_level(*ids, **protocol), metric, junk_feats,
+                       protocol=test_set.protocol, protocol_args=protocol,
+                       identity_names=[records[i].identity_name for i in ranked])
     if cfg.TEST.RERANK.ENABLED:
         r = cfg.TEST.RERANK
         distmat = reranked_distances(query.feats, gallery.feats, metric, k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
-        ev.rerank = evaluate_rank(distmat, *ids, max_rank=max_rank)
+        ev.rerank = evaluate_rank(distmat, *ids, max_rank=max_rank, **protocol)
         if keep_rows is not None:
             idx = np.asarray(list(keep_rows(ev)), dtype=np.int64)
             ev.rerank_rows = QueryRows(idx, distmat[torch.as_tensor(idx, device=distmat.device)].cpu())
     return ev
+
+
+def _protocol_args(test_set: TestSet, q_ranked: List[int], g_ranked: List[int]) -> Dict[str, Any]:
+    """The set's protocol keywords for the ranked (non-junk) query and gallery records."""
+    args = test_set.protocol_args()
+    if args["cross_camera"]:
+        return args
+    ids = np.asarray(test_set.image_ids, dtype=np.int64)
+    return {"cross_camera": False, "q_image_ids": ids[q_ranked], "g_image_ids": ids[g_ranked]}
 
 
 def evaluate_test_sets(cfg, model: nn.Module, device: torch.device, test_sets: Optional[Dict[str, TestSet]] = None,
@@ -166,11 +189,12 @@ def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
     """``metrics.json`` content: the first test set's metrics at top level, every set under ``datasets``.
 
     Values are fractions in [0, 1]; re-ranked metrics sit under ``rerank`` beside the plain ones, the chance
-    level of the split (expected rank-1 / mAP of a random ranking) under ``chance``.
+    level of the split (expected rank-1 / mAP of a random ranking) under ``chance``; ``protocol`` ("cross-camera"
+    or "same-image removal") and ``protocol_reason`` say which gallery items were removed and why.
     """
     per = {}
     for name, ev in evals.items():
-        entry = ev.result.as_dict()
+        entry = {**ev.result.as_dict(), "protocol": ev.protocol.name, "protocol_reason": ev.protocol.reason}
         if ev.chance is not None:
             entry["chance"] = {"rank1": ev.chance.rank1, "mAP": ev.chance.mAP}
         if ev.rerank is not None:
@@ -199,5 +223,7 @@ def result_rows(evals: Dict[str, TestSetResult]) -> List[ResultRow]:
 
 
 def format_results(evals: Dict[str, TestSetResult]) -> str:
-    """The results table as text, for logs."""
-    return format_rows(result_rows(evals))
+    """The results table as text, for logs, with a note for each set not scored by the cross-camera protocol."""
+    notes = [f"{name}: {ev.protocol.name} ({ev.protocol.reason})" for name, ev in evals.items()
+             if not ev.protocol.cross_camera]
+    return format_rows(result_rows(evals)) + "".join(f"\n{note}" for note in notes)

@@ -7,7 +7,8 @@ name registered anywhere in those modules is a valid choice at once: no list is 
 
 Parametrised entries: a registry built with a ``separator`` (the dataset registry uses ``":"``) accepts config
 values ``NAME<separator>ARGUMENT`` for entries registered with ``argument="METAVAR"``; e.g. an entry registered
-as ``register("folder", argument="PATH")`` is chosen by ``folder:/data/cams``. :meth:`Registry.split` parts a value
+as ``register("folder", argument="PATH")`` is chosen by ``folder:/data/cams`` (with ``argument_required=False``
+both ``Market1501`` and ``Market1501:/data/m`` are). :meth:`Registry.split` parts a value
 into (entry, argument) and :meth:`Registry.check` says whether a value names an entry with the argument it needs.
 """
 from __future__ import annotations
@@ -38,12 +39,15 @@ class Registry:
         self.optional = optional
         self.separator = separator
         self._obj: Dict[str, object] = {}
-        self._arguments: Dict[str, str] = {}  # entry -> metavar of the argument it takes after ``separator``
+        # entry -> (metavar of the argument it takes after ``separator``, whether it needs one)
+        self._arguments: Dict[str, Tuple[str, bool]] = {}
         self._loaded = not self.locations
 
-    def register(self, name: Optional[str] = None, obj: object = _DECORATE, argument: Optional[str] = None):
+    def register(self, name: Optional[str] = None, obj: object = _DECORATE, argument: Optional[str] = None,
+                 argument_required: bool = True):
         """``@register()`` / ``@register("name")`` decorate a class or function; ``register("name", value)`` adds
-        a value. ``argument`` (a metavar such as "PATH") makes the entry take ``name<separator>ARGUMENT``."""
+        a value. ``argument`` (a metavar such as "PATH") makes the entry take ``name<separator>ARGUMENT``,
+        which it needs unless ``argument_required`` is False."""
         if argument is not None and self.separator is None:
             raise ValueError(f"The {self.name} registry takes no arguments (it has no separator).")
 
@@ -55,7 +59,7 @@ class Registry:
                 raise ValueError(f"{key!r}: names in the {self.name} registry cannot contain {self.separator!r}")
             self._obj[key] = value
             if argument is not None:
-                self._arguments[key] = argument
+                self._arguments[key] = (argument, argument_required)
             return value
 
         return add if obj is _DECORATE else add(obj)  # type: ignore[arg-type]
@@ -84,8 +88,11 @@ class Registry:
 
     def choices(self) -> str:
         """The registered names as a config would write them: ``'avg', 'gem', 'max'``, ``'folder:PATH'``."""
-        shown = [repr(f"{n}{self.separator}{self._arguments[n]}" if n in self._arguments else n)
-                 for n in self.names()]
+        shown = []
+        for n in self.names():
+            metavar, required = self._arguments.get(n, ("", False))
+            shown.append(repr(n + (f"{self.separator}{metavar}" if required else f"[{self.separator}{metavar}]"
+                                   if metavar else "")))
         return ("'' (none), " if self.optional else "") + ", ".join(shown)
 
     def check(self, value: object, key: Optional[str] = None) -> None:
@@ -103,12 +110,15 @@ class Registry:
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ConfigError(f"{key} must be one of {self.choices()} (the {self.name} registry); got "
                               f"{value!r}.{hint}")
-        metavar = self._arguments.get(entry)
-        if metavar is not None and not argument:
-            raise ConfigError(f"{key}: {entry!r} needs an argument: write {entry}{self.separator}{metavar}; got "
-                              f"{value!r}.")
+        metavar, required = self._arguments.get(entry, (None, False))
         if metavar is None and argument is not None:
             raise ConfigError(f"{key}: the {self.name} {entry!r} takes no {self.separator!r} argument; got "
+                              f"{value!r}; write {entry!r}.")
+        if metavar is not None and argument is not None and not argument.strip():
+            raise ConfigError(f"{key}: the {metavar} after {self.separator!r} is empty in {value!r}; write "
+                              f"{entry}{self.separator}{metavar}.")
+        if metavar is not None and required and argument is None:
+            raise ConfigError(f"{key}: {entry!r} needs a {metavar}: write {entry}{self.separator}{metavar}; got "
                               f"{value!r}.")
 
     def get(self, name: str, key: Optional[str] = None):

@@ -19,7 +19,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -122,12 +122,15 @@ def rank_queries(
     junk: Optional[Features] = None,
     junk_rows: Optional[torch.Tensor | np.ndarray] = None,
     dataset: str = "",
+    protocol: Optional[Dict[str, Any]] = None,
 ) -> List[RankedQuery]:
     """Ranked lists of the queries ``query_indices`` from their distance rows ``dist_rows`` (S x G).
 
     ``result`` is the evaluation of the same distances (its per-query AP, INP and first-match rank are shown);
     ``query`` / ``gallery`` the ranked images (only their pids, cameras and paths are read). With ``junk`` and
     ``junk_rows`` (S x J distances to it), junk closer than a list's last tile is shown in it, greyed.
+    ``protocol``: the evaluation's protocol keywords for ``query`` x ``gallery`` (``TestSetResult.protocol_args``;
+    default: cross-camera).
     """
     idx = np.asarray(list(query_indices), dtype=np.int64)
     rows = torch.as_tensor(dist_rows) if not isinstance(dist_rows, torch.Tensor) else dist_rows
@@ -137,9 +140,12 @@ def rank_queries(
     if len(idx) == 0:
         return []
     ids = (query.pids[torch.as_tensor(idx)], gallery.pids, query.camids[torch.as_tensor(idx)], gallery.camids)
+    protocol = dict(protocol or {"cross_camera": True})
+    if protocol.get("q_image_ids") is not None:
+        protocol["q_image_ids"] = np.asarray(protocol["q_image_ids"])[idx]
     k = max(1, int(topk))
-    top = topk_valid(rows, *ids, k=min(k, rows.shape[1]))
-    matches = match_ranks(rows, *ids)
+    top = topk_valid(rows, *ids, k=min(k, rows.shape[1]), **protocol)
+    matches = match_ranks(rows, *ids, **protocol)
     junk_dist = None if junk is None or junk_rows is None else torch.as_tensor(junk_rows).double().cpu().numpy()
     dist = rows.double().cpu().numpy()
     out = []

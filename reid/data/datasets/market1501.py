@@ -9,8 +9,7 @@ from typing import List, Optional, Tuple
 from yacs.config import CfgNode
 
 from ...utils.errors import DatasetError
-from .base import (DATASET_REGISTRY, ImageRecord, ReIDDataset, find_dataset_folder, is_image_name, relabel,
-                   require_dir, require_nonempty)
+from .base import DATASET_REGISTRY, ImageRecord, ReIDDataset, is_image_name, relabel, require_dir, require_nonempty
 
 MARKET_LAYOUT = """\
   Market-1501-v15.09.15/        (or Market-1501/)
@@ -21,12 +20,14 @@ MARKET_LAYOUT = """\
 _JUNK = -1
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(argument="PATH", argument_required=False)
 class Market1501(ReIDDataset):
     """``bounding_box_train/``, ``query/``, ``bounding_box_test/``; file ``<pid>_c<cam>s<seq>_<frame>_<box>.jpg``.
 
     Train drops junk and relabels; query/gallery keep original ids, distractors (0) and, with
-    ``DATASETS.KEEP_JUNK``, junk (-1), which the evaluator ignores.
+    ``DATASETS.KEEP_JUNK``, junk (-1), which the evaluator ignores. ``Market1501:PATH`` reads the folder PATH
+    (absolute or relative to DATASETS.ROOT) instead of looking for the release's folder name, e.g. the output of
+    ``reid-mot2reid``.
     """
 
     FOLDERS = ("Market-1501-v15.09.15", "Market-1501")
@@ -35,8 +36,8 @@ class Market1501(ReIDDataset):
     PATTERN = re.compile(r"(-?\d{1,9})_c(\d{1,9})s\d+_\d+_\d+\.jpg", re.ASCII)
     MARKERS = ("bounding_box_train", "query", "bounding_box_test")
 
-    def __init__(self, root: str, cfg: CfgNode) -> None:
-        folder = find_dataset_folder(root, self.FOLDERS, self.LAYOUT, self.MARKERS)
+    def __init__(self, root: str, cfg: CfgNode, arg: Optional[str] = None) -> None:
+        folder = self.dataset_folder(root, arg)
         keep_junk = cfg.DATASETS.KEEP_JUNK
         train = relabel(r for r in self._parse_dir(folder / "bounding_box_train") if r.pid != _JUNK)
         query = [r for r in self._parse_dir(folder / "query") if keep_junk or r.pid != _JUNK]

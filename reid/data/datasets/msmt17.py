@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from yacs.config import CfgNode
 
 from ...utils.errors import DatasetError
-from .base import DATASET_REGISTRY, ImageRecord, ReIDDataset, find_dataset_folder, relabel, require_nonempty
+from .base import DATASET_REGISTRY, ImageRecord, ReIDDataset, relabel, require_nonempty, text_lines
 
 MSMT17_LAYOUT = """\
   MSMT17_V2/                    (or MSMT17_V1/ or MSMT17/; V2 is used when both exist)
@@ -19,12 +19,13 @@ MSMT17_LAYOUT = """\
                                 one image per line: "<pid>/<file>.jpg <pid>", paths relative to train/ or test/"""
 
 
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(argument="PATH", argument_required=False)
 class MSMT17(ReIDDataset):
     """Train = list_train + list_val (the standard 1,041 ids, relabelled); query/gallery keep the listed ids.
 
     File names are ``<pid>_<index>_<camera>_<date><time>_<frame>_<n>.jpg`` in both releases; the camera (01..15)
-    is the third underscore field (the second is the image's index within its identity).
+    is the third underscore field (the second is the image's index within its identity). ``MSMT17:PATH`` reads
+    the folder PATH (absolute or relative to DATASETS.ROOT) instead of looking for the release's folder name.
     """
 
     FOLDERS = ("MSMT17_V2", "MSMT17_V1", "MSMT17")
@@ -34,8 +35,8 @@ class MSMT17(ReIDDataset):
     PID_PATTERN = re.compile(r"\d{1,9}", re.ASCII)  # ASCII digits; int() of at most 9 of them never fails
     MARKERS = ("list_train.txt", "list_query.txt", "list_gallery.txt")
 
-    def __init__(self, root: str, cfg: CfgNode) -> None:
-        folder = find_dataset_folder(root, self.FOLDERS, self.LAYOUT, self.MARKERS)
+    def __init__(self, root: str, cfg: CfgNode, arg: Optional[str] = None) -> None:
+        folder = self.dataset_folder(root, arg)
         train_dir, test_dir = self._image_dir(folder, "train"), self._image_dir(folder, "test")
         train = relabel(self._parse_list(folder / "list_train.txt", train_dir)
                         + self._parse_list(folder / "list_val.txt", train_dir))
@@ -59,18 +60,8 @@ class MSMT17(ReIDDataset):
             raise DatasetError(f"Missing split file {str(list_file)!r}. Expected layout:\n{self.LAYOUT}\n"
                                f"(see datasets/README.md).")
         base = os.path.realpath(image_dir)
-        records = []
-        with open(list_file, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                where = f"{list_file} line {lineno}"
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise DatasetError(f"{where}: not UTF-8 text ({raw[:60]!r}); is {list_file.name} a split "
-                                       f"list of the MSMT17 release?") from None
-                if line.strip():
-                    records.append(self.parse_line(line, base, where))
-        return records
+        hint = f"is {list_file.name} a split list of the MSMT17 release?"
+        return [self.parse_line(line, base, where) for where, line in text_lines(list_file, hint)]
 
     @classmethod
     def parse_line(cls, line: str, base: str, where: str) -> ImageRecord:

@@ -150,7 +150,7 @@ def _shade(color: Color, factor: float) -> Color:
     return tuple(int(min(255, max(0, c * factor))) for c in color)
 
 
-def _background(cam: Camera, rng: np.random.Generator, h: int, w: int) -> Image.Image:
+def background(cam: Camera, rng: np.random.Generator, h: int, w: int) -> Image.Image:
     """The camera's scene (fixed kind and colours) with a per-image offset and low-frequency texture; computed at
     half the canvas size (it is smooth) and scaled up."""
     h2, w2 = h // 2, w // 2
@@ -349,7 +349,7 @@ def _draw_occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, h: int, 
         draw.rectangle([x, y, x + bw, y + bh], fill=color)
 
 
-def _apply_camera(img: Image.Image, cam: Camera, rng: np.random.Generator) -> np.ndarray:
+def apply_camera(img: Image.Image, cam: Camera, rng: np.random.Generator) -> np.ndarray:
     """Gamma, colour cast and gain (with a little per-image light change) as one lookup table, then blur and
     sensor noise."""
     light = np.exp(rng.normal(0.0, 0.06))
@@ -377,7 +377,15 @@ def render(ident: Identity, cam: Camera, rng: np.random.Generator, size: Tuple[i
         top += rng.uniform(-0.45, 0.45) * h
     pose = _Pose(view=view, facing=int(rng.choice([-1, 1])), swing=float(rng.uniform(-1, 1) * (0.1 + 0.35 * jitter)),
                  cx=cx, top=top, u=u)
-    img = _background(cam, rng, h, w)
+    img = background(cam, rng, h, w)
+    draw = _draw_person(img, ident, pose)
+    if rng.random() < 0.1 + 0.35 * d:
+        _draw_occluder(draw, rng, h, w)
+    return apply_camera(img.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None), cam, rng)
+
+
+def _draw_person(img: Image.Image, ident: Identity, pose: _Pose) -> ImageDraw.ImageDraw:
+    """The person, back to front: far arm, legs, torso, bag, near arm, head."""
     draw = ImageDraw.Draw(img)
     _draw_arms(draw, ident, pose, far=True)
     _draw_legs(draw, ident, pose)
@@ -385,6 +393,17 @@ def render(ident: Identity, cam: Camera, rng: np.random.Generator, size: Tuple[i
     _draw_bag(draw, ident, pose)
     _draw_arms(draw, ident, pose, far=False)
     _draw_head(draw, ident, pose)
-    if rng.random() < 0.1 + 0.35 * d:
-        _draw_occluder(draw, rng, h, w)
-    return _apply_camera(img.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None), cam, rng)
+    return draw
+
+
+def render_sprite(ident: Identity, height: int, view: str, facing: int, swing: float) -> Image.Image:
+    """The person alone on a transparent canvas (RGBA), ``height`` pixels tall (at ``ident.height`` 1.0), cropped
+    to its visible pixels: a walker to paste into a larger scene (tracking frames). ``swing`` is the signed limb
+    angle in radians, ``facing`` +1 (right) or -1 (left) for the side view."""
+    h = height * SUPERSAMPLE
+    w = h * 3 // 4
+    u = 0.96 * h * ident.height
+    canvas = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    _draw_person(canvas, ident, _Pose(view=view, facing=facing, swing=swing, cx=w / 2, top=h - 1.0 - u, u=u))
+    small = canvas.resize((w // SUPERSAMPLE, height), Image.BILINEAR, reducing_gap=None)
+    return small.crop(small.getchannel("A").point(lambda a: 255 if a >= 128 else 0).getbbox())
