@@ -11,11 +11,12 @@ from ...utils.errors import ConfigError
 
 
 class GeM(nn.Module):
-    """Generalised mean pooling with a learnable exponent p (p=1: average, p->inf: max)."""
+    """Generalised mean pooling with exponent p (p=1: average, p->inf: max), learnable unless ``learn=False``
+    (fast-reid's GeneralizedMeanPoolingP and GeneralizedMeanPooling)."""
 
-    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+    def __init__(self, p: float = 3.0, eps: float = 1e-6, learn: bool = True) -> None:
         super().__init__()
-        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.p = nn.Parameter(torch.tensor(float(p))) if learn else float(p)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -23,17 +24,17 @@ class GeM(nn.Module):
 
 
 _POOLS = {
-    "avg": lambda p: nn.AdaptiveAvgPool2d(1),
-    "max": lambda p: nn.AdaptiveMaxPool2d(1),
-    "gem": GeM,
+    "avg": lambda p, learn: nn.AdaptiveAvgPool2d(1),
+    "max": lambda p, learn: nn.AdaptiveMaxPool2d(1),
+    "gem": lambda p, learn: GeM(p, learn=learn),
 }
 
 
-def build_pooling(name: str, gem_p: float = 3.0) -> nn.Module:
+def build_pooling(name: str, gem_p: float = 3.0, gem_learn: bool = True) -> nn.Module:
     """``MODEL.HEADS.POOL`` -> pooling module producing (B, C, 1, 1)."""
     if name not in _POOLS:
         raise ConfigError(f"MODEL.HEADS.POOL must be one of {sorted(_POOLS)}, got {name!r}.")
-    return _POOLS[name](gem_p)
+    return _POOLS[name](gem_p, gem_learn)
 
 
 def horizontal_stripes(fmap: torch.Tensor, n: int) -> List[torch.Tensor]:
