@@ -82,6 +82,7 @@ def torchreid_model(arch: str, num_classes: int = 11, size=(64, 32), seed: int =
     require("torchreid")
     from torchreid.reid import models
 
+    torch.manual_seed(seed)  # the peer initialises from the global generator
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = models.build_model(arch, num_classes, pretrained=False, use_gpu=False)
@@ -106,6 +107,7 @@ def fastreid_model(conf: Dict[str, Any], num_classes: int = 7, seed: int = 0) ->
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.BACKBONE.PRETRAIN = False
     cfg.MODEL.HEADS.NUM_CLASSES = num_classes
+    torch.manual_seed(seed)  # the peer initialises from the global generator
     model = build_model(cfg)
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(8, 3, *conf["INPUT"]["SIZE_TEST"], generator=g) * 255

@@ -13,6 +13,7 @@ import torch
 from peer_models import fastreid_model, torchreid_model
 from reid import zoo
 from reid.api import ReIDModel
+from reid.checkpoint import convert
 from reid.checkpoint.convert import SOURCES, ConversionError, convert_checkpoint, torchreid
 from reid.checkpoint.convert.fastreid import _reid_opts, read_config
 from reid.config import cfg_to_dict, load_cfg
@@ -65,7 +66,8 @@ def test_test_tool_evaluates_a_converted_checkpoint_without_a_config(osnet, synt
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_of_converted_osnet_and_ibn_models_is_verified(fmt, osnet, ibn, tmp_path, capsys):
-    pytest.importorskip("onnxruntime") if fmt == "onnx" else None
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
     for weights in (osnet / "osnet.pt", ibn):
         out = tmp_path / f"{weights.stem}.{fmt}"
         argv = ["--weights", str(weights), "--format", fmt, "--output", str(out), "INPUT.SIZE_TEST", "[64, 32]"]
@@ -90,7 +92,7 @@ def test_convert_tool_prints_the_check_and_exits_1_on_a_mismatch(osnet, tmp_path
         peer.embed = lambda images: embed(images) + 0.01
         return peer
 
-    monkeypatch.setitem(convert_tool.convert_checkpoint.__globals__["PEERS"], "torchreid", shifted)
+    monkeypatch.setitem(convert.PEERS, "torchreid", shifted)
     with pytest.raises(ConversionError, match="does not reproduce"):
         convert_tool.main(argv)
     with pytest.raises(SystemExit) as code:

@@ -240,8 +240,11 @@ def plan(obj: Any, path: str | Path, peer_config: PeerConfig) -> Plan:
             if "conv1.weight" in state or "conv1.conv.weight" in state else
             "Pass the fast-reid config the checkpoint was trained with (its DEPTH, WITH_IBN, WITH_NL, POOL_LAYER, "
             "EMBEDDING_DIM and META_ARCHITECTURE must match the file).")
-    description = (f"fast-reid {meta} R{cfg.MODEL.BACKBONE.DEPTH}{'-ibn' if cfg.MODEL.BACKBONE.WITH_IBN else ''}"
-                   f"{' + non-local' if cfg.MODEL.BACKBONE.WITH_NL else ''} ({cfg.MODEL.HEADS.POOL} pooling)")
+    heads, bb = fr["MODEL"]["HEADS"], cfg.MODEL.BACKBONE
+    parts = [f"R{bb.DEPTH}{'-ibn' if bb.WITH_IBN else ''}" + (" + non-local" if bb.WITH_NL else ""),
+             heads["POOL_LAYER"]] + (["BNNeck"] if heads["WITH_BNNECK"] else []) + \
+        ([f"{heads['EMBEDDING_DIM']}-d"] if heads["EMBEDDING_DIM"] else [])
+    description = f"fast-reid {meta} {', '.join(parts)}"
     config_name = str(peer_config) if not isinstance(peer_config, Mapping) else "built-in recipe"
     return Plan("fastreid", description, cfg, _rules(meta, cfg.MODEL.HEADS.EMBEDDING_DIM > 0), state,
                 _classes(state), hint, {"peer_config": config_name, "fastreid_config": fr})
