@@ -26,7 +26,7 @@ setup(
     ],
     entry_points={
         "console_scripts": [f"reid-{name.replace('_', '-')}=reid.cli.{name}:entry" for name in (
-            "train", "test", "visualize", "extract", "search", "export", "plot_pair_weights", "mot2reid")],
+            "train", "test", "visualize", "extract", "search", "export", "convert", "plot_pair_weights", "mot2reid")],
     },
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],

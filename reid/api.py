@@ -32,6 +32,7 @@ from .evaluation.distance import iter_distance_blocks
 from .evaluation.extract import embed_batch
 from .utils.env import resolve_device
 from .utils.errors import ConfigError, DatasetError
+from .zoo import pretrained_checkpoint
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 Images = Union[ImageLike, Sequence[ImageLike], torch.Tensor]
@@ -80,6 +81,18 @@ class ReIDModel:
         target = resolve_device(device)
         model, cfg = load_for_inference(path, config, opts, target)
         return cls(model, cfg, target, str(Path(path).resolve()))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto",
+                        cache_dir: Optional[str | os.PathLike] = None, trust_pickle: bool = False) -> "ReIDModel":
+        """A published model by zoo name (e.g. "torchreid/osnet_x1_0_msmt17", "fastreid/market_sbs_R50-ibn"; see
+        ``reid.zoo.ZOO``) or a local checkpoint path.
+
+        A zoo model is downloaded into ``cache_dir`` (default $REID_HOME/zoo or ~/.cache/reid/zoo), converted once
+        (verified against the peer's own model when that is installed) and cached. Offline, the error names the
+        URL and the file to save it as. ``trust_pickle`` allows a publisher's file that needs full unpickling.
+        """
+        return cls.from_checkpoint(pretrained_checkpoint(name_or_path, cache_dir, trust_pickle), device=device)
 
     @property
     def input_size(self) -> Tuple[int, int]:

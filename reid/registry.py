@@ -33,6 +33,17 @@ META_ARCH_REGISTRY = Registry("meta-architecture", keys=("MODEL.META_ARCHITECTUR
 POOLING_REGISTRY = Registry("pooling", keys=("MODEL.HEADS.POOL",), locations=("reid.modeling.heads.pooling",))
 # Feature dimension -> module between the (pre-neck) feature and the classifier / test embedding.
 NECK_REGISTRY = Registry("neck", keys=("MODEL.HEADS.NECK",), locations=("reid.modeling.heads.embedding_head",))
+# (input channels, output size) -> module reducing the pooled feature when MODEL.HEADS.EMBEDDING_DIM > 0.
+REDUCTION_REGISTRY = Registry("reduction", keys=("MODEL.HEADS.REDUCTION",),
+                              locations=("reid.modeling.heads.embedding_head",))
+# Which side of the neck a feature is taken from (True: after the neck).
+NECK_SIDE_REGISTRY = Registry("neck side", keys=("MODEL.HEADS.NECK_FEAT", "MODEL.HEADS.TEST_FEAT"),
+                              locations=("reid.modeling.heads.embedding_head",))
+# IBN-Net variant of the ResNet trunk (used with MODEL.BACKBONE.WITH_IBN) -> its description.
+IBN_REGISTRY = Registry("IBN-Net type", keys=("MODEL.BACKBONE.IBN_TYPE",), locations=("reid.modeling.backbones.resnet",))
+# MGN's classifier layout -> whether each of the eight features has its own classifier.
+MGN_CLASSIFIER_REGISTRY = Registry("MGN classifier layout", keys=("MODEL.MGN.CLASSIFIER",),
+                                   locations=("reid.modeling.meta_arch.mgn",))
 # nn.Module(in_dim, num_classes, scale, margin) called as ``cls(features, labels=None)``.
 CLASSIFIER_REGISTRY = Registry("classifier", keys=("MODEL.HEADS.CLS_LAYER",), locations=("reid.modeling.losses",))
 # Loss classes with ``kind`` ("class" / "pair"), ``cfg_key`` and ``from_config(cfg)``.

@@ -45,19 +45,23 @@ def _outputs(seed=0, heads=2, n=16, dim=8, classes=4):
             "features": [torch.randn(n, dim, generator=g, requires_grad=True) for _ in range(heads)]}
 
 
-def test_criterion_sums_weighted_terms_over_heads():
+def test_criterion_averages_weighted_terms_over_heads():
+    """Each term is weight x the MEAN over heads (it used to be the sum): MGN's eight classification terms and
+    three pair terms then weigh like the one term of a Baseline, as fast-reid's MGN (1/8, 1/5) and MGN
+    re-implementations normalise them. Three logits heads and two feature heads make mean != sum / 2."""
     cfg = get_cfg()
     cfg.MODEL.LOSSES.NAME = ["CrossEntropyLoss", "PairwiseCircleLoss", "TripletLoss"]
     cfg.MODEL.LOSSES.CE.WEIGHT = 0.5
     cfg.MODEL.LOSSES.TRIPLET.WEIGHT = 2.0
     criterion = build_criterion(cfg)
-    out, pids = _outputs(), torch.arange(4).repeat_interleave(4)
+    out, pids = _outputs(heads=3), torch.arange(4).repeat_interleave(4)
+    out["features"] = out["features"][:2]
     terms = criterion(out, pids)
     assert list(terms) == ["loss_ce", "loss_circle", "loss_triplet"]
     ce, circle, trip = CrossEntropyLoss(0.1), PairwiseCircleLoss(0.25, 128.0), TripletLoss(0.3)
-    torch.testing.assert_close(terms["loss_ce"], 0.5 * sum(ce(t, pids) for t in out["logits"]))
-    torch.testing.assert_close(terms["loss_circle"], sum(circle(t, pids) for t in out["features"]))
-    torch.testing.assert_close(terms["loss_triplet"], 2.0 * sum(trip(t, pids) for t in out["features"]))
+    torch.testing.assert_close(terms["loss_ce"], 0.5 * sum(ce(t, pids) for t in out["logits"]) / 3)
+    torch.testing.assert_close(terms["loss_circle"], sum(circle(t, pids) for t in out["features"]) / 2)
+    torch.testing.assert_close(terms["loss_triplet"], 2.0 * sum(trip(t, pids) for t in out["features"]) / 2)
     sum(terms.values()).backward()
     assert all(t.grad is not None for t in out["logits"] + out["features"])
 

@@ -7,6 +7,7 @@ from reid.config import load_cfg
 from reid.modeling import build_model
 from reid.modeling.heads import horizontal_stripes
 from reid.modeling.losses import build_criterion
+from reid.utils.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -51,6 +52,8 @@ def test_shapes_at_384x128_and_branch_strides():
 
 
 def test_embedding_is_the_eight_heads_on_global_maps_and_stripes():
+    """Heads are built branch by branch (g; p2, p21, p22; p3, p31, p32, p33); the embedding lists the three global
+    features first, then the stripes (fast-reid's order, so an imported fast-reid MGN gives its exact vector)."""
     torch.manual_seed(0)
     model = build_model(load_cfg(None, TINY), num_classes=5)
     x = torch.randn(3, 3, 96, 32)
@@ -58,8 +61,23 @@ def test_embedding_is_the_eight_heads_on_global_maps_and_stripes():
     g, p2, p3 = (b(shared) for b in model.branches)
     assert g.shape[2] * 2 == p2.shape[2] == 6  # part maps: 6 rows, split 3 + 3 and 2 + 2 + 2
     inputs = [g, p2, p2[:, :, :3], p2[:, :, 3:], p3, p3[:, :, :2], p3[:, :, 2:4], p3[:, :, 4:]]
-    expected = torch.cat([head(m) for head, m in zip(model.heads, inputs)], dim=1)
+    per_head = [head(m) for head, m in zip(model.heads, inputs)]
+    expected = torch.cat([per_head[i] for i in (0, 1, 4, 2, 3, 5, 6, 7)], dim=1)
     assert torch.allclose(model(x), expected, atol=1e-6)
+
+
+def test_fastreid_layout_keeps_global_stride_and_concat_classifier_sees_all_features():
+    cfg = load_cfg(None, TINY + ["MODEL.MGN.GLOBAL_STRIDE", "1", "MODEL.MGN.CLASSIFIER", "concat",
+                                 "MODEL.HEADS.REDUCTION", "conv"])
+    model = build_model(cfg, num_classes=7).train()
+    assert model.branches[0].layer4[0].downsample[0].stride == (1, 1)
+    assert all(head.classifier is None for head in model.heads)
+    assert model.classifier.weight.shape == (7, 8 * 256)  # one classifier on the 2048-d concatenation
+    assert [type(m).__name__ for m in model.heads[0].reduction] == ["Conv2d"]  # fast-reid: conv, then the BNNeck
+    out = model(torch.randn(4, 3, 96, 32), torch.arange(4))
+    assert [tuple(t.shape) for t in out["logits"]] == [(4, 7)] and len(out["features"]) == 3
+    with pytest.raises(ConfigError, match="WITH_NL"):
+        build_model(load_cfg(None, MGN + ["MODEL.BACKBONE.WITH_NL", "True"]))
 
 
 @pytest.mark.parametrize("n", [2, 3])

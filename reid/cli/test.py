@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
 
-from ..checkpoint import load_for_inference
+from ..checkpoint import load_checkpoint, load_for_inference, resolve_config
 from ..config import dump_cfg
 from ..evaluation.testsets import TestSetResult, build_test_sets, evaluate_test_sets, format_results, metrics_dict, \
     write_metrics
@@ -18,7 +18,8 @@ EPILOG = """examples:
   reid-test --config configs/Market1501/resnet50_circle.yml MODEL.WEIGHTS m.pt TEST.RERANK.ENABLED True
 
 (python tools/test.py ... is the same command.) Without MODEL.WEIGHTS the freshly initialised model is evaluated
-(the untrained baseline). Classifier weights in the checkpoint are ignored: evaluation uses the embedding only.
+(the untrained baseline). With MODEL.WEIGHTS and no --config, the config stored in the checkpoint is used with the
+KEY VALUE overrides merged over it (e.g. a checkpoint written by reid-convert: reid-test MODEL.WEIGHTS m.pt). Classifier weights in the checkpoint are ignored: evaluation uses the embedding only.
 Writes OUTPUT_DIR/metrics.json (with a "rerank" entry when TEST.RERANK.ENABLED), report.html and plots/
 (VIS.REPORT), and prints a results table."""
 
@@ -53,7 +54,12 @@ def build_parser():
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    run_test(cfg_from_args(build_parser().parse_args(argv)))
+    args = build_parser().parse_args(argv)
+    cfg = cfg_from_args(args)
+    if cfg.MODEL.WEIGHTS and not args.config:  # the checkpoint's own model and input settings, then the overrides
+        cfg = resolve_config(load_checkpoint(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS file"), cfg.MODEL.WEIGHTS,
+                             opts=args.opts)
+    run_test(cfg)
     return 0
 
 

@@ -21,24 +21,37 @@ _C.MODEL.COMPILE = False  # torch.compile the training forward (slow first itera
 _C.MODEL.SYNC_BN = False  # under DDP, SyncBatchNorm: BN statistics over the whole batch of all GPUs (CUDA only)
 
 _C.MODEL.BACKBONE = CN()
-_C.MODEL.BACKBONE.NAME = "resnet"  # registered in reid.modeling.BACKBONE_REGISTRY
+_C.MODEL.BACKBONE.NAME = "resnet"  # BACKBONE_REGISTRY: resnet, osnet_x1_0 ... osnet_x0_25, osnet_ain_x1_0, ...
 _C.MODEL.BACKBONE.DEPTH = 50  # ResNet depth: 18, 34, 50, 101, 152 (torchvision definitions)
 _C.MODEL.BACKBONE.LAYERS = []  # blocks per stage, overriding DEPTH's (e.g. [1, 1, 1, 1] for a tiny CPU model)
 _C.MODEL.BACKBONE.WIDTH = 64  # channels of the stem / first stage (torchvision: 64); smaller = faster
 _C.MODEL.BACKBONE.LAST_STRIDE = 1  # stride of the last stage: 1 doubles the final map (bag of tricks)
 _C.MODEL.BACKBONE.PRETRAIN = False  # initialise from ImageNet weights (torchvision download or PRETRAIN_PATH)
-_C.MODEL.BACKBONE.PRETRAIN_PATH = ""  # local ImageNet state-dict file; empty = torchvision's download
+_C.MODEL.BACKBONE.PRETRAIN_PATH = ""  # local ImageNet state dict in its publisher's format; empty = download
+_C.MODEL.BACKBONE.WITH_IBN = False  # ResNet with IBN-Net instance + batch norm (Pan et al. 2018; fast-reid's key)
+_C.MODEL.BACKBONE.IBN_TYPE = "a"  # "a": IN in half of bn1, layer1-3; "b": IN in the stem and after layer1-2 (Pan)
+_C.MODEL.BACKBONE.WITH_NL = False  # non-local blocks (Wang et al. 2018) where fast-reid puts them (AGW / SBS)
+_C.MODEL.BACKBONE.NL_INTER_CHANNELS = 1  # non-local embedding width: 1 as fast-reid builds it; 0 = half (Wang et al.)
+_C.MODEL.BACKBONE.MAXPOOL_CEIL = False  # stem max-pool unpadded, ceil mode (fast-reid); False: padding 1 (torchvision)
 
 _C.MODEL.HEADS = CN()
 _C.MODEL.HEADS.POOL = "avg"  # global pooling: "avg", "max" or "gem"
-_C.MODEL.HEADS.GEM_P = 3.0  # initial (learnable) GeM exponent
+_C.MODEL.HEADS.GEM_P = 3.0  # initial GeM exponent (Radenovic et al. 2018: 3)
+_C.MODEL.HEADS.GEM_LEARN = True  # learnable GeM exponent (fast-reid's GeneralizedMeanPoolingP); False: fixed (AGW)
 _C.MODEL.HEADS.NECK = "bnneck"  # "bnneck" (BN before the classifier, bag of tricks) or "none"
-_C.MODEL.HEADS.EMBEDDING_DIM = 0  # >0 adds a 1x1 conv + BN + ReLU reduction; 0: backbone channels (MGN: 256, paper)
+_C.MODEL.HEADS.EMBEDDING_DIM = 0  # >0: a REDUCTION to this size after pooling; 0: backbone channels (MGN: 256, paper)
+_C.MODEL.HEADS.REDUCTION = "conv_bn_relu" # "conv_bn_relu" (MGN paper), "conv" (fast-reid), "linear_bn_relu" (torchreid)
+_C.MODEL.HEADS.NECK_FEAT = "before"  # feature the pair losses see: "before" / "after" the neck (fast-reid; SBS: after)
+_C.MODEL.HEADS.TEST_FEAT = "after"  # test embedding "after" the neck (bag of tricks) or "before" (BoT TEST.NECK_FEAT)
 _C.MODEL.HEADS.NUM_CLASSES = 0  # 0 = number of training identities, filled in from the dataset
 _C.MODEL.HEADS.CLS_LAYER = "circle"  # classifier: "linear", "circle" (class-level Circle) or "cosface"
 # Class-level Circle on re-ID, scale 128 / m 0.25: Circle loss paper (Sun et al. 2020, Sec. 4.1).
 _C.MODEL.HEADS.SCALE = 128.0  # gamma of class-level Circle / s of CosFace
 _C.MODEL.HEADS.MARGIN = 0.25  # m of class-level Circle / CosFace (CosFace paper: 0.35)
+
+_C.MODEL.MGN = CN()
+_C.MODEL.MGN.GLOBAL_STRIDE = 2  # layer4 stride of the global branch: 2 (MGN paper) or 1 (fast-reid)
+_C.MODEL.MGN.CLASSIFIER = "heads"  # "heads": one per feature (MGN paper); "concat": one on all 8 (Circle loss Sec. 4.1)
 
 _C.MODEL.LOSSES = CN()
 _C.MODEL.LOSSES.NAME = ["CrossEntropyLoss", "PairwiseCircleLoss"]  # registered in LOSS_REGISTRY; weighted sum
@@ -144,7 +157,7 @@ _C.SOLVER.WEIGHT_DECAY_BIAS = 5e-4  # weight decay of biases and norm parameters
 _C.SOLVER.IMS_PER_BATCH = 64  # images per batch (over all GPUs); P x K with K = DATALOADER.NUM_INSTANCE
 _C.SOLVER.MAX_EPOCHS = 120  # training epochs
 _C.SOLVER.SCHED = "multistep"  # "multistep" or "cosine" (after warm-up)
-_C.SOLVER.STEPS = [40, 90]  # epochs at which multistep multiplies the LR by GAMMA
+_C.SOLVER.STEPS = [40, 90]  # epochs where multistep multiplies the LR by GAMMA (fast-reid; the BoT code: [40, 70])
 _C.SOLVER.GAMMA = 0.1  # multistep decay factor
 _C.SOLVER.ETA_MIN_LR = 1e-7  # final LR of the cosine schedule
 _C.SOLVER.WARMUP_EPOCHS = 10  # linear warm-up length in epochs (0 disables)

@@ -96,6 +96,10 @@ def _check_ranges(cfg: CfgNode) -> None:
     _need(t.EVAL_PERIOD > 0, f"TEST.EVAL_PERIOD must be positive, got {t.EVAL_PERIOD}.")
     _need(t.IMS_PER_BATCH > 0, f"TEST.IMS_PER_BATCH must be positive, got {t.IMS_PER_BATCH}.")
     _need(t.MAX_RANK > 0, f"TEST.MAX_RANK must be positive, got {t.MAX_RANK}.")
+    bb, mgn = cfg.MODEL.BACKBONE, cfg.MODEL.MGN
+    _need(bb.NL_INTER_CHANNELS >= 0, f"MODEL.BACKBONE.NL_INTER_CHANNELS must be >= 0, got {bb.NL_INTER_CHANNELS}.")
+    _need(mgn.GLOBAL_STRIDE in (1, 2), f"MODEL.MGN.GLOBAL_STRIDE must be 1 or 2, got {mgn.GLOBAL_STRIDE}.")
+    _need(cfg.MODEL.HEADS.GEM_P > 0, f"MODEL.HEADS.GEM_P must be positive, got {cfg.MODEL.HEADS.GEM_P}.")
     cmc_rank = re.fullmatch(r"rank(\d+)", t.BEST_METRIC)
     _need(cmc_rank is None or int(cmc_rank.group(1)) <= t.MAX_RANK,
           f"TEST.BEST_METRIC {t.BEST_METRIC!r} needs TEST.MAX_RANK >= {cmc_rank and cmc_rank.group(1)}, got "

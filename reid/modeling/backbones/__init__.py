@@ -1,4 +1,5 @@
-"""Backbones behind BACKBONE_REGISTRY."""
+"""Backbones behind BACKBONE_REGISTRY (importing a module registers it): ResNet (+ IBN, non-local), OSNet."""
+from . import osnet  # noqa: F401 - registers osnet_x1_0 ... osnet_ain_x0_25
 from .registry import BACKBONE_REGISTRY
 from .resnet import ResNet, build_resnet_backbone, load_imagenet, set_stage_stride
 

@@ -1,48 +1,119 @@
-"""ResNet backbones with torchvision's block definitions and parameter names.
+"""ResNet backbones with torchvision's block definitions and parameter names, and the re-ID variants built on them.
 
 Width and blocks per stage are configurable so that the same code builds ResNet50 for real data and a tiny
 network for CPU runs and tests; with the standard width the state dict matches torchvision's, so ImageNet
-weights load unchanged.
+weights load unchanged. Options, each keeping its publisher's parameter names:
+
+- IBN-a / IBN-b (Pan et al., ECCV 2018), as in Pan et al.'s code, fast-reid and torchreid: ``bn1.IN`` /
+  ``bn1.BN`` inside blocks, an InstanceNorm ``bn1`` stem and ``IN`` after the residual sum;
+- non-local blocks after the last blocks of layer2 and layer3 (fast-reid's ``WITH_NL``, used by AGW and SBS),
+  stored as ``NL_<stage>.<i>`` as fast-reid stores them;
+- fast-reid's stem max-pool (no padding, ceil mode), which shifts the pooling windows by one pixel.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import List, Sequence, Type, Union
+from typing import Dict, List, Sequence, Tuple, Type, Union
 
 import torch
 from torch import nn
 from torchvision.models import resnet as tv
 
-from ...utils.errors import CheckpointError, ConfigError
+from ...registry import IBN_REGISTRY
+from ...utils.errors import ConfigError
+from .layers import IBN, NonLocal
+from .pretrained import imagenet_state_dict, load_backbone_weights
 from .registry import BACKBONE_REGISTRY
 
-Block = Type[Union[tv.BasicBlock, tv.Bottleneck]]
+
+class _PostNorm:
+    """A residual block with IBN-b's optional InstanceNorm ``IN`` between the residual sum and the last ReLU."""
+
+    IN: nn.Module | None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.residual(x) + (x if self.downsample is None else self.downsample(x))
+        if self.IN is not None:
+            out = self.IN(out)
+        return self.relu(out)
+
+
+class BasicBlock(_PostNorm, tv.BasicBlock):
+    """torchvision's basic block (same parameters) with IBN-b's optional post-sum InstanceNorm."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.IN = None
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+
+
+class Bottleneck(_PostNorm, tv.Bottleneck):
+    """torchvision's bottleneck (same parameters) with IBN-b's optional post-sum InstanceNorm."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.IN = None
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.bn3(self.conv3(out))
+
+
+Block = Type[Union[BasicBlock, Bottleneck]]
+
+
+def _out_channels(block: nn.Module) -> int:
+    return block.bn3.num_features if isinstance(block, tv.Bottleneck) else block.bn2.num_features
 
 # depth -> (block, blocks per stage, torchvision weights enum)
 _DEPTHS = {
-    18: (tv.BasicBlock, [2, 2, 2, 2], tv.ResNet18_Weights),
-    34: (tv.BasicBlock, [3, 4, 6, 3], tv.ResNet34_Weights),
-    50: (tv.Bottleneck, [3, 4, 6, 3], tv.ResNet50_Weights),
-    101: (tv.Bottleneck, [3, 4, 23, 3], tv.ResNet101_Weights),
-    152: (tv.Bottleneck, [3, 8, 36, 3], tv.ResNet152_Weights),
+    18: (BasicBlock, [2, 2, 2, 2], tv.ResNet18_Weights),
+    34: (BasicBlock, [3, 4, 6, 3], tv.ResNet34_Weights),
+    50: (Bottleneck, [3, 4, 6, 3], tv.ResNet50_Weights),
+    101: (Bottleneck, [3, 4, 23, 3], tv.ResNet101_Weights),
+    152: (Bottleneck, [3, 8, 36, 3], tv.ResNet152_Weights),
 }
+# Non-local blocks per stage where fast-reid puts them (after the last n blocks of each stage).
+_NON_LOCAL = {50: (0, 2, 3, 0), 101: (0, 2, 9, 0)}
+# Pan et al.'s ImageNet IBN-Nets (IBN-Net GitHub release v1.0); the name carries the sha256 prefix.
+_IBN_URL = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/resnet{depth}_ibn_{kind}-{hash}.pth"
+_IBN_HASHES = {(18, "a"): "2f571257", (34, "a"): "94bc1577", (50, "a"): "d9d0bb7b", (101, "a"): "59ea0ac6",
+               (18, "b"): "bc2f3c11", (34, "b"): "04134c37", (50, "b"): "9ca61e85", (101, "b"): "c55f6dba"}
+IBN_REGISTRY.register("a", "instance norm in half of the first BN of the blocks of layer1-3 (IBN-Net-a)")
+IBN_REGISTRY.register("b", "instance norm in the stem and after layer1-2 (IBN-Net-b)")
 
 
 class ResNet(nn.Module):
-    """torchvision's ResNet trunk (no pooling, no fc) with a configurable base width and last stride."""
+    """torchvision's ResNet trunk (no pooling, no fc) with a configurable base width and last stride, and the
+    IBN, non-local and stem max-pool options of the re-ID toolkits (see the module docstring)."""
 
-    def __init__(self, block: Block, layers: Sequence[int], width: int = 64, last_stride: int = 1) -> None:
+    def __init__(self, block: Block, layers: Sequence[int], width: int = 64, last_stride: int = 1, ibn: str = "",
+                 non_local: Sequence[int] = (0, 0, 0, 0), nl_inter: int = 1, maxpool_ceil: bool = False) -> None:
         super().__init__()
         self.inplanes = width
         self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = nn.InstanceNorm2d(width, affine=True) if ibn == "b" else nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool = (nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True) if maxpool_ceil
+                        else nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         strides = (1, 2, 2, last_stride)
         for i, (blocks, stride) in enumerate(zip(layers, strides)):
             setattr(self, f"layer{i + 1}", self._make_layer(block, width * 2**i, blocks, stride))
         self.out_channels = width * 8 * block.expansion
         self._init_weights()
+        self._add_ibn(ibn)
+        # stage index -> {block index -> non-local module index}; the modules live in NL_<stage> (fast-reid's names)
+        self.non_local: Dict[int, Dict[int, int]] = {}
+        for i, n in enumerate(non_local):
+            blocks = len(getattr(self, f"layer{i + 1}"))
+            n = min(n, blocks)
+            if n:
+                channels = _out_channels(getattr(self, f"layer{i + 1}")[-1])
+                setattr(self, f"NL_{i + 1}", nn.ModuleList(
+                    NonLocal(channels, nl_inter or channels // 2) for _ in range(n)))
+                self.non_local[i + 1] = {b: j for j, b in enumerate(range(blocks - n, blocks))}
 
     def _make_layer(self, block: Block, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
@@ -70,12 +141,31 @@ class ResNet(nn.Module):
             elif isinstance(m, tv.BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
 
+    def _add_ibn(self, ibn: str) -> None:
+        """IBN-a: an IBN in place of bn1 in every block of layer1-3. IBN-b: an InstanceNorm after the residual sum
+        of the last block of layer1 and layer2 (the stem's InstanceNorm is made in __init__). Pan et al.'s layout."""
+        for stage in (self.layer1, self.layer2, self.layer3) if ibn == "a" else ():
+            for blk in stage:
+                blk.bn1 = IBN(blk.bn1.num_features)
+        for stage in (self.layer1, self.layer2) if ibn == "b" else ():
+            stage[-1].IN = nn.InstanceNorm2d(_out_channels(stage[-1]), affine=True)
+
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for i in range(1, 5):
+            after = self.non_local.get(i)
+            if after is None:
+                x = getattr(self, f"layer{i}")(x)
+                continue
+            blocks = getattr(self, f"NL_{i}")
+            for b, blk in enumerate(getattr(self, f"layer{i}")):
+                x = blk(x)
+                if b in after:
+                    x = blocks[after[b]](x)
+        return x
 
 
 def set_stage_stride(stage: nn.Sequential, stride: int) -> None:
@@ -90,50 +180,28 @@ def set_stage_stride(stage: nn.Sequential, stride: int) -> None:
     first.stride = stride
 
 
-def _imagenet_state_dict(depth: int, path: str) -> dict:
-    """ImageNet weights from a local file, or torchvision's download; a clear error when neither works."""
-    if path:
-        if not Path(path).is_file():
-            raise CheckpointError(f"MODEL.BACKBONE.PRETRAIN_PATH {path!r} does not exist. Point it at a torchvision "
-                                  f"ResNet{depth} ImageNet state dict (e.g. resnet{depth}-*.pth).")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user error
-            raise CheckpointError(f"Cannot read ImageNet weights from {path!r} (loaded with weights_only=True): "
-                                  f"{e}") from None
-        return state.get("state_dict", state) if isinstance(state, dict) else state
-    weights = _DEPTHS[depth][2].IMAGENET1K_V1
-    try:
-        return weights.get_state_dict(progress=True)
-    except Exception as e:  # noqa: BLE001 - network or cache failure
-        raise CheckpointError(
-            f"Could not download torchvision's ImageNet weights for ResNet{depth} ({type(e).__name__}: {e}). "
-            f"Download {weights.url} elsewhere and set MODEL.BACKBONE.PRETRAIN_PATH to the file, or set "
-            f"MODEL.BACKBONE.PRETRAIN False to train from random initialisation."
-        ) from None
+def _imagenet_source(depth: int, ibn: str) -> Tuple[str, str]:
+    """(URL of the ImageNet weights, their name) for this depth and IBN type."""
+    if not ibn:
+        return _DEPTHS[depth][2].IMAGENET1K_V1.url, f"ResNet{depth}"
+    if (depth, ibn) not in _IBN_HASHES:
+        raise ConfigError(f"No published ImageNet weights for ResNet{depth}-IBN-{ibn}; Pan et al. release depths "
+                          f"18, 34, 50 and 101. Set MODEL.BACKBONE.PRETRAIN False or another DEPTH.")
+    return _IBN_URL.format(depth=depth, kind=ibn, hash=_IBN_HASHES[depth, ibn]), f"ResNet{depth}-IBN-{ibn}"
 
 
-def load_imagenet(model: ResNet, depth: int, path: str = "") -> None:
-    """Load ImageNet weights into ``model``, ignoring torchvision's fc; any other mismatch is an error."""
-    state = {k: v for k, v in _imagenet_state_dict(depth, path).items() if not k.startswith("fc.")}
-    own = model.state_dict()
-    bad_shape = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    if bad_shape or missing or unexpected:
-        raise CheckpointError(
-            f"ImageNet weights do not fit this ResNet{depth} (width {model.conv1.out_channels}): "
-            f"{len(bad_shape)} shape mismatches {bad_shape[:5]}, {len(missing)} missing {missing[:5]}, "
-            f"{len(unexpected)} unexpected {unexpected[:5]}. Pretrained weights need MODEL.BACKBONE.WIDTH 64 "
-            f"and no MODEL.BACKBONE.LAYERS override."
-        )
-    model.load_state_dict(state, strict=False)
+def load_imagenet(model: ResNet, depth: int, path: str = "", ibn: str = "") -> None:
+    """Load ImageNet weights into ``model`` (torchvision's, or Pan et al.'s IBN-Nets) from ``path`` or a download,
+    ignoring the ImageNet fc; non-local blocks, which ImageNet training did not have, keep their identity init."""
+    url, what = _imagenet_source(depth, ibn)
+    state = imagenet_state_dict(path, url, what, check_hash=True)
+    load_backbone_weights(model, state, f"{what} (width {model.conv1.out_channels})",
+                          "Pretrained weights need MODEL.BACKBONE.WIDTH 64, no MODEL.BACKBONE.LAYERS override, and "
+                          "the DEPTH / WITH_IBN / IBN_TYPE of the file.", new=("NL_",))
 
 
-@BACKBONE_REGISTRY.register("resnet")
-def build_resnet_backbone(cfg) -> ResNet:
-    """ResNet of ``MODEL.BACKBONE.DEPTH`` (or explicit ``LAYERS``) and ``WIDTH``, ImageNet-initialised on request."""
-    bb = cfg.MODEL.BACKBONE
+def _check(bb) -> Tuple[Block, List[int], str, Tuple[int, ...]]:
+    """The block, blocks per stage, IBN type ('' = none) and non-local counts that ``MODEL.BACKBONE`` asks for."""
     if bb.DEPTH not in _DEPTHS:
         raise ConfigError(f"MODEL.BACKBONE.DEPTH must be one of {sorted(_DEPTHS)}, got {bb.DEPTH}.")
     block, layers, _ = _DEPTHS[bb.DEPTH]
@@ -143,7 +211,26 @@ def build_resnet_backbone(cfg) -> ResNet:
         layers = list(bb.LAYERS)
     if bb.WIDTH < 1 or bb.LAST_STRIDE not in (1, 2):
         raise ConfigError("MODEL.BACKBONE.WIDTH must be positive and MODEL.BACKBONE.LAST_STRIDE 1 or 2.")
-    model = ResNet(block, layers, width=bb.WIDTH, last_stride=bb.LAST_STRIDE)
+    IBN_REGISTRY.check(bb.IBN_TYPE)
+    non_local: Tuple[int, ...] = (0, 0, 0, 0)
+    if bb.WITH_NL:
+        if bb.DEPTH not in _NON_LOCAL:
+            raise ConfigError(f"MODEL.BACKBONE.WITH_NL places non-local blocks as fast-reid does, which it defines "
+                              f"for DEPTH 50 and 101 only; got DEPTH {bb.DEPTH}.")
+        non_local = _NON_LOCAL[bb.DEPTH]
+    if bb.NL_INTER_CHANNELS < 0:
+        raise ConfigError(f"MODEL.BACKBONE.NL_INTER_CHANNELS must be >= 0, got {bb.NL_INTER_CHANNELS}.")
+    return block, layers, bb.IBN_TYPE if bb.WITH_IBN else "", non_local
+
+
+@BACKBONE_REGISTRY.register("resnet")
+def build_resnet_backbone(cfg) -> ResNet:
+    """ResNet of ``MODEL.BACKBONE.DEPTH`` (or explicit ``LAYERS``) and ``WIDTH`` with the IBN / non-local / stem
+    options of ``MODEL.BACKBONE``, ImageNet-initialised on request."""
+    bb = cfg.MODEL.BACKBONE
+    block, layers, ibn, non_local = _check(bb)
+    model = ResNet(block, layers, width=bb.WIDTH, last_stride=bb.LAST_STRIDE, ibn=ibn, non_local=non_local,
+                   nl_inter=bb.NL_INTER_CHANNELS, maxpool_ceil=bb.MAXPOOL_CEIL)
     if bb.PRETRAIN:
-        load_imagenet(model, bb.DEPTH, bb.PRETRAIN_PATH)
+        load_imagenet(model, bb.DEPTH, bb.PRETRAIN_PATH, ibn)
     return model

@@ -12,11 +12,12 @@ from ...registry import POOLING_REGISTRY
 
 @POOLING_REGISTRY.register("gem")
 class GeM(nn.Module):
-    """Generalised mean pooling with a learnable exponent p (p=1: average, p->inf: max)."""
+    """Generalised mean pooling with exponent p (p=1: average, p->inf: max), learnable unless ``learn=False``
+    (fast-reid's GeneralizedMeanPoolingP and GeneralizedMeanPooling)."""
 
-    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+    def __init__(self, p: float = 3.0, eps: float = 1e-6, learn: bool = True) -> None:
         super().__init__()
-        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.p = nn.Parameter(torch.tensor(float(p))) if learn else float(p)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -24,18 +25,18 @@ class GeM(nn.Module):
 
 
 @POOLING_REGISTRY.register("avg")
-def average_pooling(gem_p: float) -> nn.Module:
+def average_pooling(p: float, learn: bool = True) -> nn.Module:
     return nn.AdaptiveAvgPool2d(1)
 
 
 @POOLING_REGISTRY.register("max")
-def max_pooling(gem_p: float) -> nn.Module:
+def max_pooling(p: float, learn: bool = True) -> nn.Module:
     return nn.AdaptiveMaxPool2d(1)
 
 
-def build_pooling(name: str, gem_p: float = 3.0) -> nn.Module:
+def build_pooling(name: str, gem_p: float = 3.0, gem_learn: bool = True) -> nn.Module:
     """``MODEL.HEADS.POOL`` -> pooling module producing (B, C, 1, 1)."""
-    return POOLING_REGISTRY.get(name)(gem_p)
+    return POOLING_REGISTRY.get(name, "MODEL.HEADS.POOL")(gem_p, learn=gem_learn)
 
 
 def horizontal_stripes(fmap: torch.Tensor, n: int) -> List[torch.Tensor]:

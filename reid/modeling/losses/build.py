@@ -1,4 +1,4 @@
-"""``build_criterion(cfg)``: the weighted sum of the losses named in MODEL.LOSSES.NAME, over every head."""
+"""``build_criterion(cfg)``: the weighted sum of the losses named in MODEL.LOSSES.NAME, each averaged over heads."""
 from __future__ import annotations
 
 import math
@@ -14,10 +14,12 @@ _INPUTS = {"class": "logits", "pair": "features"}  # which model output each kin
 
 
 class Criterion(nn.Module):
-    """``criterion(outputs, pids)`` -> {"loss_<name>": weight * sum over heads of loss(head, pids)}.
+    """``criterion(outputs, pids)`` -> {"loss_<name>": weight * mean over heads of loss(head, pids)}.
 
     Class losses (``kind = "class"``) see every tensor of ``outputs["logits"]``, pair losses every tensor of
-    ``outputs["features"]``; the total loss is the sum of the returned terms.
+    ``outputs["features"]``; the total loss is the sum of the returned terms. Averaging over heads (fast-reid's MGN
+    weighs its eight classification terms by 1/8, its pair terms by 1/5) keeps a multi-head model's loss on the
+    scale of a one-head model's, so the weights and the learning rate mean the same for both.
     """
 
     def __init__(self, terms: Sequence[Tuple[str, nn.Module, float]]) -> None:
@@ -33,7 +35,7 @@ class Criterion(nn.Module):
             if not heads:
                 raise ReIDError(f"MODEL.LOSSES.NAME includes {type(loss).__name__} (a {loss.kind} loss), but the "
                                 f"model returned no {key!r}; remove the loss or use a model that outputs {key}.")
-            terms[name] = self.weights[name] * sum(loss(head, pids) for head in heads)
+            terms[name] = self.weights[name] * sum(loss(head, pids) for head in heads) / len(heads)
         return terms
 
     def extra_repr(self) -> str:

@@ -1,14 +1,16 @@
 """Multiple Granularity Network (Wang et al., ACM MM 2018): one global and two striped part branches.
 
-A ResNet is shared up to ``layer3[0]``; each branch owns a copy of the rest of ``layer3`` and of ``layer4``. The
-global branch downsamples in ``layer4`` (stride 2, as in the paper; fast-reid keeps stride 1 there), the part
-branches keep stride 1 and cut their map into 2 and 3 horizontal stripes. Every global or stripe feature goes
-through its own head (pool -> 1x1 conv + BN + ReLU to 256-d -> BNNeck -> classifier), eight in all, built from
-one branch table. ``MODEL.BACKBONE.LAST_STRIDE`` is not used: the strides are part of the architecture.
+A ResNet (IBN variants included) is shared up to ``layer3[0]``; each branch owns a copy of the rest of ``layer3``
+and of ``layer4``. The global branch downsamples in ``layer4`` with ``MODEL.MGN.GLOBAL_STRIDE`` (2 as in the
+paper; fast-reid keeps 1), the part branches keep stride 1 and cut their map into 2 and 3 horizontal stripes.
+Every global or stripe feature goes through its own head (pool -> reduction to 256-d -> BNNeck), eight in all,
+built from one branch table. ``MODEL.BACKBONE.LAST_STRIDE`` is not used: the strides are part of the architecture.
 
-Train outputs: ``logits`` of all eight heads (classification loss on every 256-d feature) and ``features``: the
-three global 256-d reduced, pre-BNNeck features, which the pair losses see (the paper's triplet loss is on the
-reduced global features). Test embedding: the eight BN-ed 256-d features concatenated (2048-d).
+Classifiers: one per head (``MODEL.MGN.CLASSIFIER heads``, the MGN paper) or one on the concatenation of the eight
+BN-ed features (``concat``, the Circle loss paper's MGN, Sec. 4.1). Train outputs: those ``logits`` and
+``features``, the three global features the pair losses see (the paper's triplet loss is on the reduced global
+features). Test embedding: the eight 256-d features concatenated (2048-d), the three global ones first and then
+the stripes, branch by branch (fast-reid's order: b1, b2, b3, b21, b22, b31, b32, b33).
 """
 from __future__ import annotations
 
@@ -19,45 +21,64 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from ...registry import MGN_CLASSIFIER_REGISTRY
 from ...utils.errors import ConfigError
 from ..backbones import ResNet, build_backbone, set_stage_stride
 from ..heads import EmbeddingHead, horizontal_stripes
+from ..losses import build_classifier
 from .registry import META_ARCH_REGISTRY
 
-# (branch name, stride of its layer4, stripe counts of its heads: 1 = the whole map, i.e. a global feature)
-BRANCHES: Tuple[Tuple[str, int, Tuple[int, ...]], ...] = (
-    ("global", 2, (1,)),
-    ("part2", 1, (1, 2)),
-    ("part3", 1, (1, 3)),
+# (branch name, stripe counts of its heads: 1 = the whole map, i.e. a global feature). A branch with only a global
+# feature downsamples in layer4 (MODEL.MGN.GLOBAL_STRIDE); the part branches keep stride 1.
+BRANCHES: Tuple[Tuple[str, Tuple[int, ...]], ...] = (
+    ("global", (1,)),
+    ("part2", (1, 2)),
+    ("part3", (1, 3)),
 )
 REDUCED_DIM = 256  # per-head feature size of the paper, used when MODEL.HEADS.EMBEDDING_DIM is 0
+MGN_CLASSIFIER_REGISTRY.register("heads", True)  # one classifier per feature (the MGN paper)
+MGN_CLASSIFIER_REGISTRY.register("concat", False)  # one on the concatenated 2048-d feature (Circle loss, Sec. 4.1)
+
+
+def _check(cfg, base: nn.Module) -> None:
+    mgn = cfg.MODEL.MGN
+    if not isinstance(base, ResNet):
+        raise ConfigError(f"MGN is built from a ResNet; MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME!r} gives a "
+                          f"{type(base).__name__}. Use MODEL.BACKBONE.NAME resnet.")
+    if base.non_local:
+        raise ConfigError("MGN copies the ResNet's stages into its branches without non-local blocks (as fast-reid "
+                          "does); set MODEL.BACKBONE.WITH_NL False.")
+    if mgn.GLOBAL_STRIDE not in (1, 2):
+        raise ConfigError(f"MODEL.MGN.GLOBAL_STRIDE must be 1 or 2, got {mgn.GLOBAL_STRIDE}.")
+    MGN_CLASSIFIER_REGISTRY.check(mgn.CLASSIFIER)
 
 
 @META_ARCH_REGISTRY.register("MGN")
 class MGN(nn.Module):
-    """Eval: images -> (B, 8 x 256) embedding. Train: images, pids -> {"logits": [8 x (B, C)],
+    """Eval: images -> (B, 8 x 256) embedding. Train: images, pids -> {"logits": [8 or 1 x (B, C)],
     "features": [3 x (B, 256)]}."""
 
     def __init__(self, cfg, num_classes: int) -> None:
         super().__init__()
         base = build_backbone(cfg)  # ImageNet weights (when configured) are loaded before the branches are copied
-        if not isinstance(base, ResNet):
-            raise ConfigError(f"MGN is built from a ResNet; MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME!r} gives a "
-                              f"{type(base).__name__}. Use MODEL.BACKBONE.NAME resnet.")
+        _check(cfg, base)
         self.shared = nn.Sequential(OrderedDict(
             [(name, getattr(base, name)) for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2")]
             + [("layer3", base.layer3[:1])]
         ))
         self.branches = nn.ModuleList()
-        for _, stride, _ in BRANCHES:
+        self.splits = [splits for _, splits in BRANCHES]
+        for splits in self.splits:
             branch = nn.Sequential(OrderedDict(layer3=copy.deepcopy(base.layer3[1:]),
                                                layer4=copy.deepcopy(base.layer4)))
-            set_stage_stride(branch.layer4, stride)
+            set_stage_stride(branch.layer4, cfg.MODEL.MGN.GLOBAL_STRIDE if splits == (1,) else 1)
             self.branches.append(branch)
         dim = cfg.MODEL.HEADS.EMBEDDING_DIM or REDUCED_DIM
-        self.splits = [splits for _, _, splits in BRANCHES]
-        self.heads = nn.ModuleList(EmbeddingHead(cfg, base.out_channels, num_classes, embedding_dim=dim)
+        per_head = MGN_CLASSIFIER_REGISTRY.get(cfg.MODEL.MGN.CLASSIFIER)
+        self.heads = nn.ModuleList(EmbeddingHead(cfg, base.out_channels, num_classes, embedding_dim=dim,
+                                                 classifier=per_head)
                                    for splits in self.splits for n in splits for _ in range(n))
+        self.classifier = None if per_head else build_classifier(cfg, dim * len(self.heads), num_classes)
         self.num_classes = num_classes
         self.embedding_dim = dim * len(self.heads)
 
@@ -66,19 +87,18 @@ class MGN(nn.Module):
     ) -> Union[torch.Tensor, Dict[str, List[torch.Tensor]]]:
         shared = self.shared(images)
         heads = iter(self.heads)
-        embeddings, logits, global_feats = [], [], []
+        outputs: Dict[bool, List[Tuple[EmbeddingHead, torch.Tensor, torch.Tensor]]] = {True: [], False: []}
         for branch, splits in zip(self.branches, self.splits):
             fmap = branch(shared)
             for n in splits:
                 for stripe in horizontal_stripes(fmap, n):
-                    out = next(heads)(stripe, pids)
-                    if not self.training:
-                        embeddings.append(out)
-                        continue
-                    feat, cls = out
-                    logits.append(cls)
-                    if n == 1:
-                        global_feats.append(feat)
+                    head = next(heads)
+                    outputs[n == 1].append((head, *head.features(stripe)))
+        ordered = outputs[True] + outputs[False]  # global features first, then the stripes
         if not self.training:
-            return torch.cat(embeddings, dim=1)
-        return {"logits": logits, "features": global_feats}
+            return torch.cat([head.test_feature(before, after) for head, before, after in ordered], dim=1)
+        if self.classifier is None:
+            logits = [head.classifier(after, pids) for head, _, after in ordered]
+        else:
+            logits = [self.classifier(torch.cat([after for _, _, after in ordered], dim=1), pids)]
+        return {"logits": logits, "features": [head.pair_feature(b, a) for head, b, a in outputs[True]]}
