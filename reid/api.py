@@ -74,7 +74,8 @@ class ReIDModel:
         """Load a checkpoint written by the Trainer (or a bare state dict together with ``config``).
 
         The model is rebuilt from the config stored in the checkpoint (see ``reid.checkpoint.resolve_config`` for
-        ``config`` and ``opts``); classifier weights are not loaded (embedding only), every other weight must fit exactly.
+        ``config`` and ``opts``); classifier weights are not loaded (embedding only), every other weight must fit
+        exactly.
         ``device`` is "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". (``reid.checkpoint.
         load_for_inference`` does the loading.)
         """

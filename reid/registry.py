@@ -40,7 +40,8 @@ REDUCTION_REGISTRY = Registry("reduction", keys=("MODEL.HEADS.REDUCTION",),
 NECK_SIDE_REGISTRY = Registry("neck side", keys=("MODEL.HEADS.NECK_FEAT", "MODEL.HEADS.TEST_FEAT"),
                               locations=("reid.modeling.heads.embedding_head",))
 # IBN-Net variant of the ResNet trunk (used with MODEL.BACKBONE.WITH_IBN) -> its description.
-IBN_REGISTRY = Registry("IBN-Net type", keys=("MODEL.BACKBONE.IBN_TYPE",), locations=("reid.modeling.backbones.resnet",))
+IBN_REGISTRY = Registry("IBN-Net type", keys=("MODEL.BACKBONE.IBN_TYPE",),
+                        locations=("reid.modeling.backbones.resnet",))
 # MGN's classifier layout -> whether each of the eight features has its own classifier.
 MGN_CLASSIFIER_REGISTRY = Registry("MGN classifier layout", keys=("MODEL.MGN.CLASSIFIER",),
                                    locations=("reid.modeling.meta_arch.mgn",))

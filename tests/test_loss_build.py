@@ -68,7 +68,7 @@ def test_criterion_averages_weighted_terms_over_heads():
 
 def test_miner_from_config_combines_ms_mining_with_other_weightings():
     cfg = get_cfg()
-    cfg.MODEL.LOSSES.BINOMIAL.MINER = "MultiSimilarityMiner"  # seed 003's "Binomial + VTHM"
+    cfg.MODEL.LOSSES.BINOMIAL.MINER = "MultiSimilarityMiner"  # the GPW paper's "Binomial + VTHM"
     cfg.MODEL.LOSSES.MS.EPSILON = 0.05
     built = BinomialDevianceLoss.from_config(cfg)
     assert isinstance(built.miner, MultiSimilarityMiner) and built.miner.epsilon == 0.05

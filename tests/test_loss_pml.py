@@ -97,7 +97,7 @@ def test_pml_default_triplet_reducer_averages_over_nonzero_triplets_only():
 
 
 def test_contrastive_matches_pml_up_to_the_average():
-    """PML averages positive and negative pair losses separately; seed 003 sums per anchor, 1/m over anchors."""
+    """PML averages positive and negative pair losses separately; GPW paper sums per anchor, 1/m over anchors."""
     ours = ContrastiveLoss(margin=0.5)
     theirs = losses.ContrastiveLoss(pos_margin=1.0, neg_margin=0.5, distance=distances.CosineSimilarity(),
                                     reducer=reducers.SumReducer())

@@ -1,5 +1,5 @@
-"""reid.analysis.pair_weights: Theorem 3.1 of seed 003 for every registered pair loss, and the weights it reads
-equal the closed forms seed 003 derives (eqs. 6, 10-11, 13-16)."""
+"""reid.analysis.pair_weights: Theorem 3.1 of the GPW paper for every registered pair loss, and the weights it reads
+equal the closed forms the GPW paper derives (eqs. 6, 10-11, 13-16)."""
 from __future__ import annotations
 
 import numpy as np
@@ -56,16 +56,16 @@ def _weights(loss, seed=2):
     x, labels = batch(seed)
     sim, w = pair_weights(loss, x, labels)
     pos, neg = pair_masks(labels)
-    return sim, w * N_ANCHORS, pos, neg  # undo the 1/m average: per-anchor weights as in seed 003
+    return sim, w * N_ANCHORS, pos, neg  # undo the 1/m average: per-anchor weights as in the GPW paper
 
 
-def test_contrastive_weights_are_indicators():  # seed 003 eq. 6, Fig. 1a
+def test_contrastive_weights_are_indicators():  # GPW paper eq. 6, Fig. 1a
     sim, w, pos, neg = _weights(ContrastiveLoss(margin=0.5))
     torch.testing.assert_close(w[pos], torch.ones_like(w[pos]))
     torch.testing.assert_close(w[neg], (sim[neg] > 0.5).double())
 
 
-def test_binomial_weights_are_sigmoids():  # seed 003 eqs. 13-14, Fig. 1d (with the alpha, beta factors)
+def test_binomial_weights_are_sigmoids():  # GPW paper eqs. 13-14, Fig. 1d (with the alpha, beta factors)
     sim, w, pos, neg = _weights(BinomialDevianceLoss(alpha=2.0, beta=50.0, base=0.5))
     n_pos, n_neg = pos.sum(1, keepdim=True).double(), neg.sum(1, keepdim=True).double()
     expected_pos = 2.0 / n_pos * torch.sigmoid(2.0 * (0.5 - sim))
@@ -74,7 +74,7 @@ def test_binomial_weights_are_sigmoids():  # seed 003 eqs. 13-14, Fig. 1d (with 
     torch.testing.assert_close(w[neg], expected_neg.expand_as(w)[neg])
 
 
-def test_lifted_weights_are_softmaxes():  # seed 003 eqs. 10-11, Fig. 1c
+def test_lifted_weights_are_softmaxes():  # GPW paper eqs. 10-11, Fig. 1c
     sim, w, pos, neg = _weights(LiftedStructureLoss(margin=1.0))
     for i in range(N_ANCHORS):
         p, n = pos[i], neg[i]
@@ -82,7 +82,7 @@ def test_lifted_weights_are_softmaxes():  # seed 003 eqs. 10-11, Fig. 1c
         torch.testing.assert_close(w[i, n], torch.softmax(sim[i, n], 0))
 
 
-def test_ms_weights_are_raw_on_mined_pairs():  # seed 003 eqs. 15-16 (RAW) on the VTHM-mined pairs
+def test_ms_weights_are_raw_on_mined_pairs():  # GPW paper eqs. 15-16 (RAW) on the VTHM-mined pairs
     sim, w, pos, neg = _weights(MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5, epsilon=0.1))
     pos_m, neg_m = MultiSimilarityMiner(0.1)(sim, pos, neg)
     assert torch.all(w[(pos & ~pos_m) | (neg & ~neg_m)] == 0)
@@ -95,7 +95,7 @@ def test_ms_weights_are_raw_on_mined_pairs():  # seed 003 eqs. 15-16 (RAW) on th
             assert w[i, k].item() == pytest.approx((1 / (rel + torch.exp(-50.0 * (sim[i, k] - 0.5)))).item())
 
 
-def test_triplet_weights_sit_on_the_hardest_pairs():  # seed 003 eq. 8 on d = sqrt(2 - 2s): weight 1/d
+def test_triplet_weights_sit_on_the_hardest_pairs():  # GPW paper eq. 8 on d = sqrt(2 - 2s): weight 1/d
     sim, w, pos, neg = _weights(TripletLoss(margin=0.3, normalize=True))
     dist = (2 - 2 * sim).sqrt()
     for i in range(N_ANCHORS):

@@ -1,4 +1,5 @@
-"""Theorem 3.1 of seed 003 (GPW): a pair loss L(S) is gradient-equivalent to
+"""Theorem 3.1 of the GPW paper (Wang et al. 2019, "A Unified View of Deep Metric Learning via Gradient
+Analysis"): a pair loss L(S) is gradient-equivalent to
 sum_i [ sum_{k in N_i} w_ik s_ik - sum_{j in P_i} w_ij s_ij ] with w = |dL/ds|. We read w by autograd."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Figures of the loss library: GPW pair weights vs similarity (seed 003, Fig. 1, plus MS and Circle) and the
+"""Figures of the loss library: GPW pair weights vs similarity (GPW paper, Fig. 1, plus MS and Circle) and the
 Circle loss decision boundary beside the straight one of losses optimising s_n - s_p (Circle paper, Fig. 1).
 
 Every number plotted comes from the library itself: weights from ``sim_pair_weights`` (autograd through the
@@ -25,7 +25,7 @@ from ..modeling.losses import (BinomialDevianceLoss, ContrastiveLoss, LiftedStru
 from ..utils.errors import ReIDError  # noqa: E402
 from .pair_weights import sim_pair_weights  # noqa: E402
 
-POS_COLOR, NEG_COLOR = "#1a9641", "#2b6cb0"  # seed 003: green solid = positive pairs, blue dotted = negative
+POS_COLOR, NEG_COLOR = "#1a9641", "#2b6cb0"  # GPW paper: green solid = positive pairs, blue dotted = negative
 PAIR_WEIGHTS_FILE = "pair_weights.png"
 BOUNDARY_FILE = "circle_decision_boundary.png"
 
@@ -37,7 +37,7 @@ class Panel:
 
 
 def default_panels() -> List[Panel]:
-    """The four losses of seed 003's Fig. 1, then MS and pair-wise Circle, at the library defaults."""
+    """The four losses of the GPW paper's Fig. 1, then MS and pair-wise Circle, at the library defaults."""
     return [
         Panel("(a) Contrastive, $\\lambda$ = 0.5", ContrastiveLoss(margin=0.5)),
         Panel("(b) Triplet, batch-hard, margin 0.3\n(Euclidean on unit vectors)", TripletLoss(0.3, normalize=True)),

@@ -1,4 +1,5 @@
-"""``reid-extract`` / ``tools/extract.py``: embed a folder (or a list) of images with a trained checkpoint into an .npz."""
+"""``reid-extract`` / ``tools/extract.py``: embed a folder (or a list) of images with a trained checkpoint into
+an .npz."""
 from __future__ import annotations
 
 from typing import Optional, Sequence

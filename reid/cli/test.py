@@ -19,7 +19,8 @@ EPILOG = """examples:
 
 (python tools/test.py ... is the same command.) Without MODEL.WEIGHTS the freshly initialised model is evaluated
 (the untrained baseline). With MODEL.WEIGHTS and no --config, the config stored in the checkpoint is used with the
-KEY VALUE overrides merged over it (e.g. a checkpoint written by reid-convert: reid-test MODEL.WEIGHTS m.pt). Classifier weights in the checkpoint are ignored: evaluation uses the embedding only.
+KEY VALUE overrides merged over it (e.g. a checkpoint written by reid-convert: reid-test MODEL.WEIGHTS m.pt).
+Classifier weights in the checkpoint are ignored: evaluation uses the embedding only.
 Writes OUTPUT_DIR/metrics.json (with a "rerank" entry when TEST.RERANK.ENABLED), report.html and plots/
 (VIS.REPORT), and prints a results table."""
 

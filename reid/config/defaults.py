@@ -1,7 +1,9 @@
 """Every configuration key of reid, with its default and a one-line comment.
 
 Keys not defined here are rejected when a YAML file or a command-line override names them. Where a default
-comes from a paper or a peer toolkit, the source is written next to it.
+comes from a paper or a peer toolkit, the source is written next to it. "GPW paper" is Wang et al., "A Unified
+View of Deep Metric Learning via Gradient Analysis" (ICLR 2019 submission), whose General Pair Weighting view
+the MS loss paper (Wang et al., CVPR 2019) published.
 """
 from .node import CfgNode as CN
 
@@ -66,13 +68,13 @@ _C.MODEL.LOSSES.CIRCLE.GAMMA = 128.0  # scale (Circle loss paper, re-ID setting)
 _C.MODEL.LOSSES.CIRCLE.WEIGHT = 1.0  # weight in the total loss
 _C.MODEL.LOSSES.CIRCLE.MINER = ""  # pair miner in MINER_REGISTRY ("" = all pairs, "MultiSimilarityMiner", ...)
 
-# Multi-Similarity (Wang et al. 2019, Sec. 5.1; = seed 003 Sec. 6: alpha 2, beta 50, lambda 0.5, epsilon 0.1).
+# Multi-Similarity (Wang et al., CVPR 2019, Sec. 5.1; = GPW paper Sec. 6: alpha 2, beta 50, lambda 0.5, epsilon 0.1).
 _C.MODEL.LOSSES.MS = CN()
 _C.MODEL.LOSSES.MS.ALPHA = 2.0  # positive scale alpha (MS loss paper)
 _C.MODEL.LOSSES.MS.BETA = 50.0  # negative scale beta (MS loss paper)
 _C.MODEL.LOSSES.MS.BASE = 0.5  # similarity threshold lambda (MS loss paper)
 _C.MODEL.LOSSES.MS.EPSILON = 0.1  # mining margin epsilon, also of MINER "MultiSimilarityMiner" (MS loss paper)
-_C.MODEL.LOSSES.MS.MINE = True  # False: weighting only, no mining (seed 003's "RAW" ablation)
+_C.MODEL.LOSSES.MS.MINE = True  # False: weighting only, no mining (the GPW paper's "RAW" ablation)
 _C.MODEL.LOSSES.MS.WEIGHT = 1.0  # weight in the total loss
 
 # Batch-hard triplet (Hermans et al. 2017) with the bag-of-tricks settings (Luo et al. 2019).
@@ -82,24 +84,24 @@ _C.MODEL.LOSSES.TRIPLET.SOFT_MARGIN = False  # log(1 + exp(d_ap - d_an)) instead
 _C.MODEL.LOSSES.TRIPLET.NORM_FEAT = False  # L2-normalise features first (bag of tricks: False, raw features)
 _C.MODEL.LOSSES.TRIPLET.WEIGHT = 1.0  # weight in the total loss
 
-# Contrastive on cosine similarity, seed 003 eq. 5: positives (1 - s), negatives [s - lambda]_+.
+# Contrastive on cosine similarity, GPW paper eq. 5: positives (1 - s), negatives [s - lambda]_+.
 _C.MODEL.LOSSES.CONTRASTIVE = CN()
-_C.MODEL.LOSSES.CONTRASTIVE.MARGIN = 0.5  # lambda (seed 003 gives none; its authors' XBM, Wang et al. 2020: 0.5)
+_C.MODEL.LOSSES.CONTRASTIVE.MARGIN = 0.5  # lambda (GPW paper: none; its authors' XBM, Wang et al. 2020: 0.5)
 _C.MODEL.LOSSES.CONTRASTIVE.MINER = ""  # pair miner in MINER_REGISTRY ("" = all pairs)
 _C.MODEL.LOSSES.CONTRASTIVE.WEIGHT = 1.0  # weight in the total loss
 
-# Lifted structure, seed 003 eq. 9 (generalised form of Oh Song et al. 2016, Hermans et al. 2017).
+# Lifted structure, GPW paper eq. 9 (generalised form of Oh Song et al. 2016, Hermans et al. 2017).
 _C.MODEL.LOSSES.LIFTED = CN()
 _C.MODEL.LOSSES.LIFTED.MARGIN = 1.0  # lambda in exp(lambda + s_n) (Oh Song et al. 2016: alpha = 1)
 _C.MODEL.LOSSES.LIFTED.MINER = ""  # pair miner in MINER_REGISTRY ("" = all pairs)
 _C.MODEL.LOSSES.LIFTED.WEIGHT = 1.0  # weight in the total loss
 
-# Binomial deviance, seed 003 eq. 12 (Yi et al. 2014: alpha 2, threshold 0.5, negative cost 25 -> beta 50).
+# Binomial deviance, GPW paper eq. 12 (Yi et al. 2014: alpha 2, threshold 0.5, negative cost 25 -> beta 50).
 _C.MODEL.LOSSES.BINOMIAL = CN()
-_C.MODEL.LOSSES.BINOMIAL.ALPHA = 2.0  # positive sharpness (seed 003 Sec. 6; Yi et al. 2014)
-_C.MODEL.LOSSES.BINOMIAL.BETA = 50.0  # negative sharpness (seed 003 Sec. 6; Yi et al.'s alpha * C = 2 * 25)
-_C.MODEL.LOSSES.BINOMIAL.BASE = 0.5  # similarity threshold lambda (seed 003 Sec. 6; Yi et al. 2014's beta)
-_C.MODEL.LOSSES.BINOMIAL.MINER = ""  # "" = all pairs; "MultiSimilarityMiner" = seed 003's Binomial+VTHM
+_C.MODEL.LOSSES.BINOMIAL.ALPHA = 2.0  # positive sharpness (GPW paper Sec. 6; Yi et al. 2014)
+_C.MODEL.LOSSES.BINOMIAL.BETA = 50.0  # negative sharpness (GPW paper Sec. 6; Yi et al.'s alpha * C = 2 * 25)
+_C.MODEL.LOSSES.BINOMIAL.BASE = 0.5  # similarity threshold lambda (GPW paper Sec. 6; Yi et al. 2014's beta)
+_C.MODEL.LOSSES.BINOMIAL.MINER = ""  # "" = all pairs; "MultiSimilarityMiner" = the GPW paper's Binomial+VTHM
 _C.MODEL.LOSSES.BINOMIAL.WEIGHT = 1.0  # weight in the total loss
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -180,7 +182,7 @@ _C.TEST.METRIC = "cosine"  # "cosine" (on L2-normalised features) or "euclidean"
 _C.TEST.FLIP = False  # average the embeddings of each image and its horizontal flip
 _C.TEST.MAX_RANK = 50  # length of the CMC curve
 _C.TEST.BEST_METRIC = "mAP"  # first test set's metric choosing model_best.pt: rank1/5/10, mAP, mINP (detectron2)
-_C.TEST.CROSS_CAMERA = True  # drop same-id same-camera gallery items (Zheng et al. 2015); False: only a query's own file
+_C.TEST.CROSS_CAMERA = True  # drop same-id same-camera gallery items (Zheng et al. 2015); False: a query's own file
 _C.TEST.RERANK = CN()
 _C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking (Zhong et al. 2017); tools/test.py reports both
 _C.TEST.RERANK.K1 = 20  # k1 of k-reciprocal neighbours (Zhong et al. 2017)

@@ -116,7 +116,8 @@ def read_sequence(folder: Path) -> MotSequence:
     img_dir = folder / seq.get("imDir", "img1")
     ext = seq.get("imExt", ".jpg")
     if not img_dir.is_dir():
-        raise DatasetError(f"MOT sequence {str(folder)!r} has no frame folder {str(img_dir)!r}; expected:\n{MOT_LAYOUT}")
+        raise DatasetError(f"MOT sequence {str(folder)!r} has no frame folder {str(img_dir)!r}; expected:\n"
+                           f"{MOT_LAYOUT}")
     if "imWidth" in seq and "imHeight" in seq:
         try:
             width, height = int(seq["imWidth"]), int(seq["imHeight"])

@@ -1,7 +1,7 @@
-"""Binomial deviance loss (Yi et al. 2014) in seed 003's form (eq. 12), on cosine similarity:
+"""Binomial deviance loss (Yi et al. 2014) in the GPW paper's form (eq. 12), on cosine similarity:
 L = 1/m sum_i [ 1/|P_i| sum_{P_i} log(1 + exp(-alpha (s_ij - lambda)))
               + 1/|N_i| sum_{N_i} log(1 + exp(beta (s_ik - lambda))) ].
-GPW weights (eqs. 13-14): sigmoids centred at lambda (seed 003 Fig. 1d)."""
+GPW weights (eqs. 13-14): sigmoids centred at lambda (GPW paper Fig. 1d)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -20,7 +20,7 @@ class BinomialDevianceLoss(ScaledPairLoss):
     cfg_key = "BINOMIAL"
     average = "all"
 
-    # alpha = 2, beta = 50, lambda = 0.5: seed 003 Sec. 6 ("in both Equation (13) and (17)"); the same as
+    # alpha = 2, beta = 50, lambda = 0.5: GPW paper Sec. 6 ("in both Equation (13) and (17)"); the same as
     # Yi et al. 2014's alpha = 2, beta = 0.5 (threshold), cost C = 25 on negatives (beta = alpha * C).
     def __init__(self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5,
                  miner: Optional[PairMiner] = None) -> None:

@@ -1,4 +1,4 @@
-"""Circle loss (Sun et al., CVPR 2020; seeds 000/001), pair-wise and class-level, from one pair of terms.
+"""Circle loss (Sun et al., CVPR 2020), pair-wise and class-level, from one pair of terms.
 
 L = softplus( logsumexp_j(gamma a_n^j (s_n^j - D_n)) + logsumexp_i(-gamma a_p^i (s_p^i - D_p)) ),
 a_p = [1 + m - s_p]_+, a_n = [s_n + m]_+ (detached: the paper treats them as constants), D_p = 1 - m, D_n = m.

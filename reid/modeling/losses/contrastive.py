@@ -1,6 +1,6 @@
-"""Contrastive loss on cosine similarity, seed 003 eq. 5 (Hadsell et al. 2006 in GPW form):
+"""Contrastive loss on cosine similarity, GPW paper eq. 5 (Hadsell et al. 2006 in GPW form):
 per anchor sum_{P_i} (1 - s_ij) + sum_{N_i} [s_ik - lambda]_+, averaged over all anchors.
-GPW weights: 1 for every positive, 1 for negatives above lambda, 0 below (seed 003 Fig. 1a)."""
+GPW weights: 1 for every positive, 1 for negatives above lambda, 0 below (GPW paper Fig. 1a)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -18,7 +18,7 @@ class ContrastiveLoss(MarginPairLoss):
     cfg_key = "CONTRASTIVE"
     average = "all"
 
-    # lambda = 0.5: seed 003 gives no value; 0.5 is its authors' setting in XBM (Wang et al. 2020, CVPR).
+    # lambda = 0.5: the GPW paper gives no value; 0.5 is its authors' setting in XBM (Wang et al. 2020, CVPR).
     def __init__(self, margin: float = 0.5, miner: Optional[PairMiner] = None) -> None:
         super().__init__(margin, miner)
 

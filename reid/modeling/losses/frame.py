@@ -3,7 +3,8 @@
 Every pair loss is written on the batch's cosine-similarity matrix ``S`` (N x N) and boolean ``pos_mask`` /
 ``neg_mask`` (same id without the diagonal / different id). ``PairLoss.forward(embeddings, labels)`` builds
 them once and calls ``forward_sim(S, pos_mask, neg_mask)``; because that entry point takes ``S`` itself,
-``reid.analysis.pair_weights`` can hand it a leaf ``S`` and read ``W = |dL/dS|`` by autograd (GPW, seed 003).
+``reid.analysis.pair_weights`` can hand it a leaf ``S`` and read ``W = |dL/dS|`` by autograd (GPW paper,
+Wang et al. 2019).
 
 Numerics: the similarity and all loss arithmetic run in float32 (float64 stays float64) with autocast turned
 off, and every exponential goes through a masked log-sum-exp, so gamma = 256 cannot overflow under fp16/bf16

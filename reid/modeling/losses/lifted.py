@@ -1,8 +1,8 @@
-"""Lifted structure loss in seed 003's form (eq. 9: the generalised, per-anchor version of Hermans et al.
+"""Lifted structure loss in the GPW paper's form (eq. 9: the generalised, per-anchor version of Hermans et al.
 2017 of Oh Song et al. 2016), on cosine similarity:
 L = 1/m sum_i [ log sum_{P_i} exp(-s_ij) + log sum_{N_i} exp(lambda + s_ik) ]_+ .
 GPW weights (eqs. 10-11): softmax of -s over the positives, softmax of s over the negatives, while the hinge
-is active (seed 003 Fig. 1c)."""
+is active (GPW paper Fig. 1c)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -20,7 +20,7 @@ class LiftedStructureLoss(MarginPairLoss):
     cfg_key = "LIFTED"
     average = "all"
 
-    # lambda = 1: the margin alpha = 1 of Oh Song et al. 2016 (seed 003 gives no value).
+    # lambda = 1: the margin alpha = 1 of Oh Song et al. 2016 (the GPW paper gives no value).
     def __init__(self, margin: float = 1.0, miner: Optional[PairMiner] = None) -> None:
         super().__init__(margin, miner)
 

@@ -13,13 +13,13 @@ from .registry import MINER_REGISTRY
 
 @MINER_REGISTRY.register("MultiSimilarityMiner")
 class MultiSimilarityMiner(PairMiner):
-    """MS loss mining (Wang et al. 2019; seed 003's valid-triplet hard mining, VTHM), margin ``epsilon``.
+    """MS loss mining (Wang et al. 2019; the GPW paper's valid-triplet hard mining, VTHM), margin ``epsilon``.
 
     A negative k of anchor i is kept if s_ik > min_{j in P_i} s_ij - epsilon; a positive j if
     s_ij < max_{k in N_i} s_ik + epsilon. An anchor without positives keeps no negatives and vice versa.
     """
 
-    def __init__(self, epsilon: float = 0.1) -> None:  # 0.1: MS loss paper / seed 003 Sec. 6
+    def __init__(self, epsilon: float = 0.1) -> None:  # 0.1: MS loss paper / GPW paper Sec. 6
         super().__init__()
         if not epsilon >= 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
