@@ -126,6 +126,9 @@ KILLED_RUN = textwrap.dedent("""
         out = original(self, batch)
         calls[0] += 1
         if calls[0] == stop_after:
+            # Checkpoints are written in the background: a kill loses the write in flight (the previous file stays
+            # intact, see the writer tests); this run is killed once epoch 2's checkpoint is on disk.
+            self.checkpointer.wait()
             open(marker, "w").close()
             time.sleep(600)
         return out

@@ -77,7 +77,7 @@ class Trainer(TrainerBase):
         self.test_sets: Optional[Dict[str, TestSet]] = None  # built at the first evaluation, then reused
         self.register_hooks(hooks)
         self.checkpointer = Checkpointer(self.model, cfg, self.output_dir, save_to_disk=self.rank == 0,
-                                         optional=("scaler", "hooks"), optimizer=self.optimizer,
+                                         optional=("scaler", "hooks"), async_write=True, optimizer=self.optimizer,
                                          scheduler=self.scheduler, scaler=self.scaler, hooks=HookStates(self.hooks))
         if resume:
             self.resume()
@@ -139,8 +139,11 @@ class Trainer(TrainerBase):
         return self.checkpointer.state_dict(epoch)
 
     def save(self, name: str, epoch: int) -> Path:
-        """Write ``OUTPUT_DIR/name`` (rank 0 only); returns its path."""
-        return self.checkpointer.save(name, epoch)
+        """Write ``OUTPUT_DIR/name`` (rank 0 only) and wait until it is on disk; returns its path. (The hooks'
+        periodic checkpoints are written in the background while training goes on.)"""
+        path = self.checkpointer.save(name, epoch)
+        self.checkpointer.wait()
+        return path
 
     def _last_checkpoint(self) -> Path:
         path = self.output_dir / LAST
@@ -195,4 +198,10 @@ class Trainer(TrainerBase):
         self.logger.info("Training %s for %d epochs (%d iterations each) on %s x %d process(es)",
                          self.cfg.MODEL.META_ARCHITECTURE, self.max_epochs, self.iters_per_epoch, self.device,
                          self.world_size)
-        return super().train()
+        try:
+            return super().train()  # a successful run ends with every checkpoint on disk (PeriodicCheckpointer)
+        except BaseException:
+            # The checkpoint being written in the background is finished before the error propagates (a crashed
+            # run resumes from it); a failure to write it is logged, the original error raised.
+            self.checkpointer.wait(raise_error=False)
+            raise
