@@ -57,6 +57,9 @@ _C.MODEL.MGN.CLASSIFIER = "heads"  # "heads": one per feature (MGN paper); "conc
 
 _C.MODEL.LOSSES = CN()
 _C.MODEL.LOSSES.NAME = ["CrossEntropyLoss", "PairwiseCircleLoss"]  # registered in LOSS_REGISTRY; weighted sum
+# Under DDP, pair losses on all GPUs' features and labels, gathered with gradients (the all-gather of SimCLR-style
+# contrastive training): the loss of the whole IMS_PER_BATCH batch whatever the number of GPUs.
+_C.MODEL.LOSSES.GATHER_FEATURES = True  # False: each GPU's pair losses see only its IMS_PER_BATCH / GPUs images
 
 _C.MODEL.LOSSES.CE = CN()
 _C.MODEL.LOSSES.CE.EPSILON = 0.1  # label smoothing (bag of tricks, Luo et al. 2019)
