@@ -161,6 +161,9 @@ class GpuTrainPipeline:
     def set_epoch(self, epoch: int) -> None:
         self.loader.set_epoch(epoch)
 
+    def close(self) -> None:
+        """Nothing to stop: no worker processes (decoding threads end with each epoch)."""
+
     def _plan(self) -> Tuple[List[np.ndarray], List[torch.Tensor], List[AugmentParams]]:
         """This epoch's batches: indices on the host, and indices and augmentation parameters on the device (each
         copied once per epoch: a copy per batch would synchronise with the GPU at every step)."""
