@@ -147,10 +147,9 @@ def environment(device: torch.device) -> dict:
                                "matmul": torch.backends.cuda.matmul.fp32_precision}}
 
 
-def release(trainer: Optional[Trainer], device: torch.device) -> None:
-    """Stop the loader's workers and give the memory back before the next set-up is built."""
-    if trainer is not None:
-        trainer.train_loader.close()
+def free_memory(device: torch.device) -> None:
+    """Collect the last set-up's trainer (hooks and trainer refer to each other: only the collector frees them) and
+    give its GPU memory back before the next set-up is built and its peak memory measured."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -195,8 +194,9 @@ def measure_throughput(model: str, variant: str, batch: int, args: argparse.Name
                 "settings": variant_settings(variant), "tiny": args.tiny, **environment(device)}
         if variant in COMPILED:
             line["compile_s"] = first_step_s  # the first call compiles forward and backward
-        del batches
-        release(trainer, device)
+        trainer.train_loader.close()
+        del batches, trainer
+    free_memory(device)
     return line
 
 
@@ -212,7 +212,8 @@ def measure_epoch(model: str, variant: str, args: argparse.Namespace) -> dict:
         total_s = time.perf_counter() - start
         epoch = json.loads((Path(out) / HISTORY).read_text().splitlines()[0])
         device = trainer.device
-        release(trainer, device)
+        del trainer
+    free_memory(device)
     return {"bench": "train_epoch", "model": model, "variant": variant, "batch": batch, "total_s": total_s,
             "setup_s": setup_s, "train_s": epoch["time_s"], "images_per_s": epoch["images_per_s"],
             "eval_and_checkpoints_s": total_s - setup_s - epoch["time_s"],
