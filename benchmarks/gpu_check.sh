@@ -89,7 +89,8 @@ step() {
 if ! "$PY" -c "import yacs" 2>/dev/null; then
     if compgen -G ".whl/*.whl" > /dev/null; then
         SITE=$(mktemp -d "${TMPDIR:-/tmp}/reid_site.XXXXXX")
-        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" .whl/*.whl >> "$LOG" 2>&1
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" .whl/*.whl \
+            >> "$LOG" 2>&1
         export PYTHONPATH="$PYTHONPATH:$SITE"
         note "installed $(ls .whl | tr '\n' ' ')into $SITE"
     else
@@ -99,7 +100,10 @@ fi
 
 # -- 1. environment ---------------------------------------------------------------------------------------------
 ENV=$OUT/env.txt
-{ echo "gpu_check.sh $(date -u +%FT%TZ) $([[ $SMOKE == 1 ]] && echo '--cpu-smoke')"; echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)"; } > "$ENV"
+{
+    echo "gpu_check.sh $(date -u +%FT%TZ) $([[ $SMOKE == 1 ]] && echo '--cpu-smoke')"
+    echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+} > "$ENV"
 if command -v nvidia-smi > /dev/null; then
     step env-nvidia-smi 20 "$ENV" nvidia-smi
 else
@@ -143,7 +147,8 @@ cat "$DATA/end_to_end/log.txt" >> "$OUT/end_to_end.txt" 2>/dev/null
 # -- 7. torch.compile, with the time left ----------------------------------------------------------------------
 COMPILE=$OUT/compile.jsonl
 if [[ $SMOKE == 1 ]]; then
-    echo '{"step": "compile", "skipped": "--cpu-smoke: compiling the training step takes minutes on a CPU"}' > "$COMPILE"
+    echo '{"step": "compile", "skipped": "--cpu-smoke: compiling the training step takes minutes on a CPU"}' \
+        > "$COMPILE"
     note "compile: skipped in --cpu-smoke"
 elif ((BUDGET - SECONDS >= 100)); then
     # A cold compile, as a user's first run has it: inductor's on-disk caches (warmed by step 3) are not used.

@@ -46,8 +46,8 @@ class TrainerBase:
     """Runs epochs of ``train_step`` over ``train_loader`` and calls the registered hooks around them.
 
     A subclass provides ``model`` (the module trained), ``train_loader`` (iterable of batch dicts with
-    ``set_epoch`` and ``close``, which stops its workers when training ends), ``optimizer``, ``train_step(batch) -> loss terms`` and sets ``start_epoch``, ``max_epochs``
-    and ``iters_per_epoch``.
+    ``set_epoch`` and ``close``, which stops its workers when training ends), ``optimizer``,
+    ``train_step(batch) -> loss terms`` and sets ``start_epoch``, ``max_epochs`` and ``iters_per_epoch``.
     What the loop shares with hooks:
 
     - ``epoch``, ``iter``: the running epoch (0-based) and iteration within it;

@@ -14,7 +14,8 @@ from .triplet import TripletLoss
 
 __all__ = [
     "LOSS_REGISTRY", "CLASSIFIER_REGISTRY", "MINER_REGISTRY", "build_criterion", "build_classifier", "build_miner",
-    "trains_classifier", "Criterion", "PairLoss", "PairMiner", "cosine_similarity", "pair_masks", "circle_logits", "cosface_logits",
+    "trains_classifier", "Criterion", "PairLoss", "PairMiner", "cosine_similarity", "pair_masks", "circle_logits",
+    "cosface_logits",
     "CrossEntropyLoss", "PairwiseCircleLoss", "MultiSimilarityLoss", "TripletLoss", "ContrastiveLoss",
     "LiftedStructureLoss", "BinomialDevianceLoss", "MultiSimilarityMiner", "BatchHardMiner",
     "LinearClassifier", "CircleClassifier", "CosFaceClassifier",
