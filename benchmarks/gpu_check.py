@@ -78,12 +78,9 @@ def bench_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 @contextmanager
-def sync_recorder(device: torch.device, found: Dict[tuple, dict]) -> Iterator[None]:
-    """Inside the block every synchronising CUDA call is recorded in ``found`` (keyed by the reid frames of its
-    Python stack) instead of raised. A no-op without CUDA."""
-    if device.type != "cuda":
-        yield
-        return
+def recorded_sync_warnings(found: Dict[tuple, dict]) -> Iterator[None]:
+    """Inside the block, warnings about synchronising CUDA calls are recorded in ``found`` (keyed by the repository
+    frames of the Python stack that made them, with a count and the innermost frames) instead of printed."""
 
     def record(message, category, filename, lineno, file=None, line=None) -> None:
         if "synchroniz" not in str(message):
@@ -97,6 +94,17 @@ def sync_recorder(device: torch.device, found: Dict[tuple, dict]) -> Iterator[No
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = record  # restored by catch_warnings
+        yield
+
+
+@contextmanager
+def sync_recorder(device: torch.device, found: Dict[tuple, dict]) -> Iterator[None]:
+    """Inside the block every synchronising CUDA call is recorded in ``found`` instead of raised (torch's sync
+    debug mode "warn" reports each one). A no-op without CUDA."""
+    if device.type != "cuda":
+        yield
+        return
+    with recorded_sync_warnings(found):
         torch.cuda.synchronize(device)
         torch.cuda.set_sync_debug_mode("warn")
         try:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +51,22 @@ def test_gpu_check_cpu_smoke_runs_every_step(tmp_path):
     assert {"model_best.pt", "model_final.pt", "report.html", "metrics.json"} <= set(summary["files"])
     assert "Resumed from" in (out / "end_to_end.txt").read_text()
     assert "skipped" in _jsonl(out / "compile.jsonl")[0]
+
+
+def _step_that_synchronises():
+    warnings.warn("called a synchronizing CUDA operation")  # what torch's sync debug mode "warn" reports
+
+
+def test_sync_probe_records_each_synchronising_call_with_its_stack():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_check import recorded_sync_warnings
+
+    found = {}
+    with recorded_sync_warnings(found):
+        for _ in range(3):
+            _step_that_synchronises()
+        warnings.warn("an unrelated warning")  # not a synchronisation: ignored
+    (entry,) = found.values()
+    assert entry["count"] == 3 and entry["message"] == "called a synchronizing CUDA operation"
+    file, line, function, code = entry["stack"][-1]
+    assert file == "tests/test_gpu_check.py" and function == "_step_that_synchronises" and "warnings.warn" in code
