@@ -72,11 +72,15 @@ def run_end_to_end(make_cfg, tmp_path, device: str) -> None:
         assert (run / "report.html").is_file()
         assert load_checkpoint(run / "model_last.pt")["epoch"] == 2
         assert load_checkpoint(run / "model_best.pt")["best"]["epoch"] in (1, 2)
+    # The resumed run redoes epoch 2 as the straight run did. Not bit for bit on a GPU (atomics in some backward
+    # kernels, cuBLAS handles made before CUBLAS_WORKSPACE_CONFIG): Adam turns a gradient that differs in its 7th
+    # digit near zero into an update of up to 2 x LR (7e-4), hence the tolerances.
     a, b = (load_checkpoint(tmp_path / out / "model_final.pt")["model"] for out in ("straight", "resumed"))
-    # Deterministic algorithms: the resumed run redoes epoch 2 as the straight run did (a tolerance, not bit
-    # equality, because cuBLAS's workspace setting only applies to handles created after it is set).
     for k, v in a.items():
-        torch.testing.assert_close(b[k], v, rtol=1e-3, atol=1e-4, msg=k)
+        torch.testing.assert_close(b[k], v, rtol=1e-2, atol=2e-3, msg=k)
+    losses = [[json.loads(line)["loss_total"] for line in (tmp_path / out / "train_log.jsonl").read_text().splitlines()
+               if '"loss_total"' in line] for out in ("straight", "resumed")]
+    assert len(losses[0]) == len(losses[1]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-3)
     assert resumed["mAP"] == pytest.approx(straight["mAP"], abs=0.02)
 
 
