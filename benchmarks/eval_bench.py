@@ -2,7 +2,8 @@
 
 Random features of the real sizes with a realistic identity / camera structure (identity centre + camera shift +
 per-image noise in a low-dimensional latent space, projected to `--dim`). Each measurement runs in a fresh
-subprocess so its peak RSS is its own; one JSON line is printed per measurement.
+subprocess so its peak RSS is its own; on a GPU an untimed warm-up on a small slice loads the CUDA libraries
+first. One JSON line is printed per measurement.
 
     python benchmarks/eval_bench.py --dataset market --device cpu
     python benchmarks/eval_bench.py --dataset msmt17 --device cuda
@@ -46,6 +47,7 @@ class Split:
 SPLITS = {
     "market": Split(3368, 15913, 2793, 3819, 750, 6),
     "msmt17": Split(11659, 82161, 0, 0, 3060, 15),
+    "tiny": Split(100, 400, 40, 20, 30, 4),  # a smoke run in a second (benchmarks/gpu_check.sh --cpu-smoke)
 }
 LATENT = 64  # identity structure lives in a low-dimensional space, as in real embeddings
 
@@ -93,33 +95,48 @@ def device_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def run_measurement(fn, device: str, repeat: int) -> tuple[dict, object]:
-    """Best-of-`repeat` wall time, peak RSS of this process and peak GPU memory around `fn`."""
+def run_measurement(fn, device: str, repeat: int, warmup=None) -> tuple[dict, object]:
+    """Wall time of each of `repeat` runs of `fn` (the best is `wall_s`), peak RSS of this process and, on a GPU, the
+    peak memory of each run. On a GPU `warmup` (the same work on a small slice) runs first, untimed: the first
+    CUDA call loads libraries and creates handles, which would otherwise be timed as part of the first run."""
+    out: dict = {}
+    if device.startswith("cuda") and warmup is not None:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        warmup()
+        torch.cuda.synchronize()
+        out["warmup_s"] = round(time.perf_counter() - start, 4)
     rss_before = _rss_mb()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
         gpu_before = torch.cuda.memory_allocated() / 2**20
-    times, cpu_times, result = [], [], None
+    times, cpu_times, peaks, result = [], [], [], None
     for _ in range(repeat):
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
         start, cpu_start = time.perf_counter(), time.process_time()
         result = fn()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
+            peaks.append(round(torch.cuda.max_memory_allocated() / 2**20, 1))
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
-    out = {
+    out.update({
         "wall_s": round(min(times), 4),
         "wall_s_all": [round(t, 4) for t in times],
         "cpu_s_all": [round(t, 4) for t in cpu_times],  # all threads: wall_s x threads when nothing else runs
         "rss_before_mb": round(rss_before, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch_threads": torch.get_num_threads(),
-    }
+    })
     if device.startswith("cuda"):
-        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        out["peak_gpu_mb"] = max(peaks)
+        out["peak_gpu_mb_all"] = peaks  # per run, inputs included
         out["gpu_inputs_mb"] = round(gpu_before, 1)
     return out, result
+
+
+WARMUP_ROWS = (256, 2048)  # queries and gallery items of the warm-up slice
 
 
 def _rss_mb() -> float:
@@ -138,11 +155,15 @@ def worker(args: argparse.Namespace) -> dict:
     setup_worker(args)
     q, g, q_pids, g_pids, q_cams, g_cams = make_split(args.dataset, args.dim, device=args.device)
     ids = (q_pids, g_pids, q_cams, g_cams)
+    nq, ng = WARMUP_ROWS
+    few = (q_pids[:nq], g_pids[:ng], q_cams[:nq], g_cams[:ng])
     if args.impl == "reid" and args.mode == "distmat":
         distmat = compute_distance(q, g)
-        stats, result = run_measurement(lambda: evaluate_rank(distmat, *ids), args.device, args.repeat)
+        stats, result = run_measurement(lambda: evaluate_rank(distmat, *ids), args.device, args.repeat,
+                                        warmup=lambda: evaluate_rank(distmat[:nq, :ng], *few))
     elif args.impl == "reid":
-        stats, result = run_measurement(lambda: evaluate(q, g, *ids), args.device, args.repeat)
+        stats, result = run_measurement(lambda: evaluate(q, g, *ids), args.device, args.repeat,
+                                        warmup=lambda: evaluate(q[:nq], g[:ng], *few))
     else:
         sys.path.insert(0, str(ROOT / "tests"))
         from test_eval_rank import brute_force_rank
@@ -156,8 +177,11 @@ def worker(args: argparse.Namespace) -> dict:
     return {**stats, **_metrics(result)}
 
 
-def spawn(script: str, argv: list[str]) -> dict:
-    """Run `script --worker argv` in a fresh process and return the JSON it prints last (or the error)."""
+def spawn(script: str, argv: list[str], in_process=None) -> dict:
+    """Run `script --worker argv` in a fresh process and return the JSON it prints last (or the error);
+    `in_process(argv)` measures in this process instead (no start-up cost; peak RSS then includes earlier work)."""
+    if in_process is not None:
+        return in_process(argv)
     done = subprocess.run([sys.executable, script, "--worker", *argv], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -199,6 +223,8 @@ def base_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dim", type=int, default=2048, help="feature dimension")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure in this process, not a fresh one per measurement (quick smoke runs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="reid", help=argparse.SUPPRESS)
     return parser
@@ -209,8 +235,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=["distmat", "features", "both"], default=None,
                         help="evaluate_rank from a distance matrix, evaluate from features, or both "
                              "(default: both for market, features for msmt17)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the argsort-based NumPy evaluator")
+    parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported, all listed)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the argsort-based NumPy evaluator and the peer toolkits' check")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
@@ -220,21 +247,24 @@ def main() -> None:
     common = {**common_fields("eval", args), "num_query": split.num_query,
               "num_gallery": split.num_gallery + split.num_junk}
     argv = worker_argv(args)
+    local = (lambda a: worker(parser.parse_args(["--worker", *a]))) if args.in_process else None
     for m in (["distmat", "features"] if mode == "both" else [mode]):
-        ours = spawn(__file__, [*argv, "--impl", "reid", "--mode", m, "--repeat", str(args.repeat)])
+        ours = spawn(__file__, [*argv, "--impl", "reid", "--mode", m, "--repeat", str(args.repeat)], local)
         line = {**common, "what": "evaluate_rank(distmat)" if m == "distmat" else "evaluate(features)",
                 "impl": "reid", **ours}
         if args.no_baseline:
             line["baseline"] = "skipped: --no-baseline"
         else:
-            base = spawn(__file__, [*argv, "--impl", "numpy_argsort", "--mode", m, "--repeat", "1"])
+            base = spawn(__file__, [*argv, "--impl", "numpy_argsort", "--mode", m, "--repeat", "1"], local)
             print(json.dumps({**common, "what": line["what"], "impl": "numpy_argsort_reference", **base}))
             if "wall_s" in base and "wall_s" in ours:
                 line["baseline_wall_s"] = base["wall_s"]
                 line["speedup_vs_baseline"] = round(base["wall_s"] / ours["wall_s"], 2)
                 line["same_metrics_as_baseline"] = all(
                     abs(ours[k] - base[k]) < 1e-9 for k in ("rank1", "mAP", "mINP"))
-        line["peers"] = peer_status({"fastreid": "fastreid.evaluation.rank", "torchreid": "torchreid.metrics.rank"})
+        if not args.no_baseline:
+            line["peers"] = peer_status({"fastreid": "fastreid.evaluation.rank",
+                                         "torchreid": "torchreid.metrics.rank"})
         print(json.dumps(line), flush=True)
 
 

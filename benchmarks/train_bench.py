@@ -1,21 +1,35 @@
-"""Training benchmark: images/second and peak GPU memory of the real training step, fast vs conventional input.
+"""Training benchmark: steady-state images/second of the real training step, and what each speed setting adds.
 
-For ResNet50 (256x128) and MGN (384x128), P x K = 16 x 4, each measured in the same run with
-  conventional: DATALOADER.PIPELINE workers (PIL decode + CPU transforms in loader workers), fp32, NCHW, foreach Adam
-  fast:         DATALOADER.PIPELINE gpu (decoded uint8 cache, batched augmentation on the device), bf16 autocast,
-                channels-last, fused Adam (and torch.compile with --compile)
-on the built-in synthetic dataset (Market-1501 layout, JPEG files on disk, generated on first use into --root).
-Throughput is the steady state: ``Trainer.train_step`` over ``--iters`` batches after ``--warmup`` batches, the
-device synchronised at both ends. Then one full synthetic epoch end to end per pipeline (building the trainer,
-including decoding the cache, one epoch, evaluation, checkpoints). One JSON line per measurement.
+For ResNet50 (256x128) and MGN (384x128) with P x K batches (K = 4), on the built-in synthetic set (JPEG files in
+the Market-1501 layout, generated into --root, a temporary folder unless given), each line one set-up measured in
+the same run as the conventional one it is compared with:
 
-    python benchmarks/train_bench.py --device cuda                  # H100 figures (ids/images: Market-1501 sized)
-    python benchmarks/train_bench.py --device cuda --compile --iters 200
-    python benchmarks/train_bench.py --tiny                         # seconds on a CPU: tiny models and data (CI)
+    conventional    DATALOADER.PIPELINE workers (PIL decode + per-image CPU augmentation in loader workers), fp32
+                    (convolutions in TF32, torch's default on CUDA: the line reports fp32_precision), NCHW, eager
+    gpu_pipeline    + the decoded uint8 cache with batched augmentation on the device (DATALOADER.PIPELINE gpu)
+    bf16            + bf16 autocast (SOLVER.AMP bf16)
+    channels_last   + channels-last memory layout (MODEL.CHANNELS_LAST)
+    compile         + torch.compile (MODEL.COMPILE)
+    fast            gpu_pipeline + bf16 + channels_last;  fast_compile: + compile
+
+Each of the four factors is switched on alone, so the speed-up splits into its parts; every set-up uses the fused
+Adam step (SOLVER.FUSED, the default). Measurement: the real ``Trainer.train_step`` (forward, losses, backward,
+optimizer step). A warm-up runs first, at least --warmup steps and never fewer than the loader's prefetched batches
+(workers x prefetch factor, or the fast pipeline's host prefetch) plus 5, so the timed steps do not consume batches
+made before the clock started; then --iters steps (200) are timed with the device synchronised at both ends.
+The first step's time is reported apart (``first_step_s``: cuDNN autotuning, and compilation for the compile
+set-ups, where it is also ``compile_s``); ``images_per_s`` is the steady state without it. Each line says where the
+image cache sits (``cache``: device / host, its size). One JSON line per measurement on stdout (the log on stderr).
+
+    python benchmarks/train_bench.py --device cuda                               # ResNet50 and MGN, batch 64
+    python benchmarks/train_bench.py --device cuda --models resnet50 --batches 64,256
+    python benchmarks/train_bench.py --device cuda --variants fast --compile     # + compile, fast_compile
+    python benchmarks/train_bench.py --tiny                                      # seconds on a CPU (the CI test)
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -23,6 +37,7 @@ import platform
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -39,14 +54,23 @@ CONFIGS = {"resnet50": ROOT / "configs/Market1501/resnet50_circle.yml",
            "mgn": ROOT / "configs/Market1501/mgn_circle.yml"}
 TINY_SIZES = {"resnet50": "[64, 32]", "mgn": "[96, 32]"}
 
+BASELINE = {"DATALOADER.PIPELINE": "workers", "SOLVER.AMP": "off", "MODEL.CHANNELS_LAST": "False",
+            "MODEL.COMPILE": "False", "SOLVER.FUSED": "True"}
+FACTORS = {"gpu_pipeline": {"DATALOADER.PIPELINE": "gpu"}, "bf16": {"SOLVER.AMP": "bf16"},
+           "channels_last": {"MODEL.CHANNELS_LAST": "True"}, "compile": {"MODEL.COMPILE": "True"}}
+VARIANTS: Dict[str, Dict[str, str]] = {
+    "conventional": {},
+    **FACTORS,
+    "fast": {**FACTORS["gpu_pipeline"], **FACTORS["bf16"], **FACTORS["channels_last"]},
+    "fast_compile": {**FACTORS["gpu_pipeline"], **FACTORS["bf16"], **FACTORS["channels_last"], **FACTORS["compile"]},
+}
+COMPILED = ("compile", "fast_compile")
+EXTRA_WARMUP = 5  # steps after the prefetched batches are drained, before the clock starts
 
-def pipeline_settings(name: str, workers: int, compile_model: bool) -> List[str]:
-    """Config overrides of the two input/precision set-ups compared."""
-    if name == "conventional":
-        return ["DATALOADER.PIPELINE", "workers", "DATALOADER.NUM_WORKERS", str(workers), "SOLVER.AMP", "off",
-                "MODEL.CHANNELS_LAST", "False", "SOLVER.FUSED", "False", "MODEL.COMPILE", "False"]
-    return ["DATALOADER.PIPELINE", "gpu", "DATALOADER.NUM_WORKERS", str(workers), "SOLVER.AMP", "bf16",
-            "MODEL.CHANNELS_LAST", "True", "SOLVER.FUSED", "True", "MODEL.COMPILE", str(compile_model)]
+
+def variant_settings(variant: str) -> Dict[str, str]:
+    """The config values of a set-up (the baseline's, overridden by the variant's)."""
+    return {**BASELINE, **VARIANTS[variant]}
 
 
 def data_settings(args: argparse.Namespace) -> List[str]:
@@ -54,29 +78,25 @@ def data_settings(args: argparse.Namespace) -> List[str]:
     return ["DATASETS.ROOT", args.root, "DATASETS.NAMES", "['Synthetic']", "DATASETS.TESTS", "['Synthetic']",
             syn + "NUM_TRAIN_IDS", str(args.ids), syn + "IMAGES_PER_ID", str(args.images_per_id),
             syn + "NUM_TEST_IDS", str(args.test_ids), syn + "NUM_DISTRACTORS", str(args.test_ids),
-            syn + "NUM_JUNK", str(args.test_ids // 4)]
+            syn + "NUM_JUNK", str(args.test_ids // 4),
+            # the fast pipeline's cache is decoded once, into a file later set-ups reuse (then copied to the GPU)
+            "DATALOADER.CACHE_RAM_GB", "0.0", "DATALOADER.CACHE_DIR", str(Path(args.root) / "cache")]
 
 
-def model_settings(model: str, args: argparse.Namespace) -> List[str]:
-    opts = ["MODEL.BACKBONE.PRETRAIN", "False", "MODEL.DEVICE", args.device, "SOLVER.IMS_PER_BATCH", str(args.batch),
-            "DATALOADER.NUM_INSTANCE", "4", "VIS.REPORT", "False", "SOLVER.LOG_PERIOD", "1000000"]
+def model_settings(model: str, batch: int, args: argparse.Namespace) -> List[str]:
+    opts = ["MODEL.BACKBONE.PRETRAIN", "False", "MODEL.DEVICE", args.device, "SOLVER.IMS_PER_BATCH", str(batch),
+            "DATALOADER.NUM_INSTANCE", "4", "DATALOADER.NUM_WORKERS", str(args.workers), "VIS.REPORT", "False",
+            "SOLVER.LOG_PERIOD", "1000000"]
     if args.tiny:
         opts += ["MODEL.BACKBONE.DEPTH", "18", "MODEL.BACKBONE.LAYERS", "[1, 1, 1, 1]", "MODEL.BACKBONE.WIDTH", "8",
                  "INPUT.SIZE_TRAIN", TINY_SIZES[model], "INPUT.SIZE_TEST", TINY_SIZES[model]]
     return opts
 
 
-def build_cfg(model: str, pipeline: str, args: argparse.Namespace, output_dir: str, *extra: str):
-    return load_cfg(CONFIGS[model], data_settings(args) + model_settings(model, args)
-                    + pipeline_settings(pipeline, args.workers, args.compile)
+def build_cfg(model: str, variant: str, batch: int, args: argparse.Namespace, output_dir: str, *extra: str):
+    settings = [x for kv in variant_settings(variant).items() for x in kv]
+    return load_cfg(CONFIGS[model], data_settings(args) + model_settings(model, batch, args) + settings
                     + ["OUTPUT_DIR", output_dir, *extra])
-
-
-def cfg_value(cfg, key: str):
-    """The value of a dotted key such as ``SOLVER.AMP``."""
-    for part in key.split("."):
-        cfg = cfg[part]
-    return cfg
 
 
 def endless(trainer: Trainer) -> Iterator[Dict[str, object]]:
@@ -86,6 +106,24 @@ def endless(trainer: Trainer) -> Iterator[Dict[str, object]]:
         trainer.train_loader.set_epoch(epoch)
         yield from trainer.train_loader
         epoch += 1
+
+
+def prefetched_batches(trainer: Trainer) -> int:
+    """Batches the input pipeline prepares ahead of the training step (ready before the clock would start)."""
+    loader = trainer.train_loader
+    cache = getattr(loader, "cache", None)
+    if cache is not None:  # the fast pipeline: none when the cache is on the device, else 2 gathered ahead
+        return 0 if cache.on_device is not None else 2
+    return loader.num_workers * (loader.prefetch_factor or 0) if loader.num_workers else 0
+
+
+def cache_report(trainer: Trainer) -> Optional[dict]:
+    """Where the fast pipeline's decoded cache sits, and its size; None for the workers pipeline."""
+    cache = getattr(trainer.train_loader, "cache", None)
+    if cache is None:
+        return None
+    return {"on_device": cache.on_device is not None, "mb": round(cache.nbytes / 1e6, 1),
+            "where": str(cache.on_device.device) if cache.on_device is not None else "host"}
 
 
 def sync(device: torch.device) -> None:
@@ -104,13 +142,23 @@ def cpu_name() -> str:
 def environment(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": f"{device.type}: {name}", "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "load_avg_1min": os.getloadavg()[0]}
+            "load_avg_1min": round(os.getloadavg()[0], 2),
+            "fp32_precision": {"conv": torch.backends.cudnn.conv.fp32_precision,
+                               "matmul": torch.backends.cuda.matmul.fp32_precision}}
 
 
-def measure_throughput(model: str, pipeline: str, args: argparse.Namespace) -> dict:
-    """Steady-state training images/s and peak GPU memory of one model and pipeline."""
+def free_memory(device: torch.device) -> None:
+    """Collect the last set-up's trainer (hooks and trainer refer to each other: only the collector frees them) and
+    give its GPU memory back before the next set-up is built and its peak memory measured."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def measure_throughput(model: str, variant: str, batch: int, args: argparse.Namespace) -> dict:
+    """Steady-state training images/s, first-step time and peak GPU memory of one model, set-up and batch."""
     with tempfile.TemporaryDirectory(prefix="train_bench_") as out:
-        cfg = build_cfg(model, pipeline, args, out)
+        cfg = build_cfg(model, variant, batch, args, out)
         start = time.perf_counter()
         trainer = Trainer(cfg)
         setup_s = time.perf_counter() - start
@@ -119,31 +167,44 @@ def measure_throughput(model: str, pipeline: str, args: argparse.Namespace) -> d
             torch.cuda.reset_peak_memory_stats(device)
         trainer.model.train()
         batches = endless(trainer)
-        for _ in range(args.warmup):
+        drained = prefetched_batches(trainer)
+        warmup = max(args.warmup, drained + EXTRA_WARMUP)
+        sync(device)
+        start = time.perf_counter()
+        trainer.train_step(next(batches))
+        sync(device)
+        first_step_s = time.perf_counter() - start
+        for _ in range(warmup - 1):
             trainer.train_step(next(batches))
         sync(device)
         start, images = time.perf_counter(), 0
         for _ in range(args.iters):
-            batch = next(batches)
-            trainer.train_step(batch)
-            images += batch["images"].shape[0]
+            b = next(batches)
+            trainer.train_step(b)
+            images += b["images"].shape[0]
         sync(device)
         elapsed = time.perf_counter() - start
-        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-        settings = {key: cfg_value(cfg, key) for key in pipeline_settings(pipeline, 0, False)[::2]}
+        peak = round(torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None
+        line = {"bench": "train_throughput", "model": model, "variant": variant, "batch": batch,
+                "input": list(cfg.INPUT.SIZE_TRAIN), "images_per_s": images / elapsed, "iters": args.iters,
+                "timed_s": elapsed, "warmup_iters": warmup, "prefetched_batches_drained": drained,
+                "first_step_s": first_step_s, "setup_s": setup_s, "peak_gpu_mb": peak,
+                "cache": cache_report(trainer), "loader_workers": trainer.train_loader.num_workers
+                if cfg.DATALOADER.PIPELINE == "workers" else None,
+                "settings": variant_settings(variant), "tiny": args.tiny, **environment(device)}
+        if variant in COMPILED:
+            line["compile_s"] = first_step_s  # the first call compiles forward and backward
+        trainer.train_loader.close()
         del batches, trainer
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    return {"bench": "train_throughput", "model": model, "pipeline": pipeline, "images_per_s": images / elapsed,
-            "peak_gpu_mb": peak, "iters": args.iters, "warmup": args.warmup, "batch": cfg.SOLVER.IMS_PER_BATCH,
-            "input": list(cfg.INPUT.SIZE_TRAIN), "setup_s": setup_s, "settings": settings, "tiny": args.tiny,
-            **environment(device)}
+    free_memory(device)
+    return line
 
 
-def measure_epoch(model: str, pipeline: str, args: argparse.Namespace) -> dict:
+def measure_epoch(model: str, variant: str, args: argparse.Namespace) -> dict:
     """One synthetic epoch end to end: trainer construction (data, cache), training, evaluation, checkpoints."""
     with tempfile.TemporaryDirectory(prefix="train_bench_") as out:
-        cfg = build_cfg(model, pipeline, args, out, "SOLVER.MAX_EPOCHS", "1", "SOLVER.WARMUP_EPOCHS", "0")
+        batch = int(args.batches.split(",")[0])
+        cfg = build_cfg(model, variant, batch, args, out, "SOLVER.MAX_EPOCHS", "1", "SOLVER.WARMUP_EPOCHS", "0")
         start = time.perf_counter()
         trainer = Trainer(cfg)
         setup_s = time.perf_counter() - start
@@ -151,36 +212,53 @@ def measure_epoch(model: str, pipeline: str, args: argparse.Namespace) -> dict:
         total_s = time.perf_counter() - start
         epoch = json.loads((Path(out) / HISTORY).read_text().splitlines()[0])
         device = trainer.device
-    return {"bench": "train_epoch", "model": model, "pipeline": pipeline, "total_s": total_s, "setup_s": setup_s,
-            "train_s": epoch["time_s"], "images_per_s": epoch["images_per_s"],
+        del trainer
+    free_memory(device)
+    return {"bench": "train_epoch", "model": model, "variant": variant, "batch": batch, "total_s": total_s,
+            "setup_s": setup_s, "train_s": epoch["time_s"], "images_per_s": epoch["images_per_s"],
             "eval_and_checkpoints_s": total_s - setup_s - epoch["time_s"],
             "train_images": args.ids * args.images_per_id, "rank1": metrics["rank1"], "tiny": args.tiny,
             **environment(device)}
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="MODEL.DEVICE: auto, cpu, cuda, cuda:N")
     p.add_argument("--models", default="resnet50,mgn", help="comma-separated: resnet50, mgn")
-    p.add_argument("--iters", type=int, default=50, help="measured iterations per model and pipeline")
-    p.add_argument("--warmup", type=int, default=15, help="iterations before measuring (cuDNN autotune, compile)")
-    p.add_argument("--batch", type=int, default=64, help="SOLVER.IMS_PER_BATCH (P x K with K = 4)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DATALOADER.NUM_WORKERS")
-    p.add_argument("--compile", action="store_true", help="torch.compile in the fast set-up")
-    p.add_argument("--root", default=str(Path(tempfile.gettempdir()) / "reid_train_bench"),
-                   help="DATASETS.ROOT for the synthetic set (kept between runs)")
+    p.add_argument("--batches", default="64", help="comma-separated SOLVER.IMS_PER_BATCH values (P x K, K = 4)")
+    p.add_argument("--variants", default="conventional,gpu_pipeline,bf16,channels_last,fast",
+                   help=f"comma-separated set-ups of {', '.join(VARIANTS)}; conventional is always measured first")
+    p.add_argument("--compile", action="store_true", help="also the compile and fast_compile set-ups")
+    p.add_argument("--iters", type=int, default=200, help="timed iterations per set-up")
+    p.add_argument("--warmup", type=int, default=10,
+                   help=f"least untimed iterations first (raised to the prefetched batches + {EXTRA_WARMUP})")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="DATALOADER.NUM_WORKERS: loader processes of the workers pipeline, decode threads of gpu")
+    p.add_argument("--root", default=None, help="DATASETS.ROOT for the synthetic set; default: a temporary folder "
+                                                "removed at the end (give one to keep the generated set)")
     p.add_argument("--ids", type=int, default=751, help="training identities (Market-1501: 751)")
     p.add_argument("--images-per-id", type=int, default=17, help="images per identity (Market-1501: ~17)")
     p.add_argument("--test-ids", type=int, default=100, help="test identities (evaluation cost of the epoch run)")
-    p.add_argument("--epoch-model", default="resnet50", help="model of the end-to-end epoch ('' skips it)")
+    p.add_argument("--epoch-model", default="", help="also time one whole epoch of this model ('': none)")
     p.add_argument("--tiny", action="store_true",
-                   help="CPU smoke run: ResNet18-like width 8, tiny inputs and data, 3 iterations")
+                   help="CPU smoke run: ResNet18-like width 8, tiny inputs and data, 3 timed iterations")
     args = p.parse_args(argv)
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown --variants {unknown}; choose from {list(VARIANTS)}")
     if args.tiny:
         args.ids, args.images_per_id, args.test_ids = 8, 6, 8
-        args.iters, args.warmup, args.batch, args.workers = 3, 1, 16, 0
-        args.root = str(Path(args.root) / "tiny")
+        args.iters, args.warmup, args.batches, args.workers = 3, 1, "16", 0
     return args
+
+
+def variants(args: argparse.Namespace) -> List[str]:
+    """The set-ups to measure, the conventional baseline first."""
+    chosen = [v for v in args.variants.split(",") if v != "conventional"]
+    if args.compile:
+        chosen += [v for v in COMPILED if v not in chosen]
+    return ["conventional", *chosen]
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -189,15 +267,21 @@ def main(argv: Optional[List[str]] = None) -> None:
     logging.getLogger("reid").addHandler(logging.StreamHandler(sys.stderr))
     if args.tiny:
         torch.set_num_threads(1)  # tiny models: thread synchronisation would cost more than it saves
-    for model in args.models.split(","):
-        conventional = measure_throughput(model, "conventional", args)
-        print(json.dumps(conventional), flush=True)
-        fast = measure_throughput(model, "fast", args)
-        fast["speedup_vs_conventional"] = fast["images_per_s"] / conventional["images_per_s"]
-        print(json.dumps(fast), flush=True)
-    if args.epoch_model:
-        for pipeline in ("conventional", "fast"):
-            print(json.dumps(measure_epoch(args.epoch_model, pipeline, args)), flush=True)
+    with ExitStack() as stack:
+        if args.root is None:
+            args.root = stack.enter_context(tempfile.TemporaryDirectory(prefix="reid_train_bench_"))
+        for model in args.models.split(","):
+            for batch in (int(b) for b in args.batches.split(",")):
+                baseline = None
+                for variant in variants(args):
+                    line = measure_throughput(model, variant, batch, args)
+                    baseline = baseline or line["images_per_s"]
+                    line["conventional_images_per_s"] = baseline
+                    line["speedup_vs_conventional"] = line["images_per_s"] / baseline
+                    print(json.dumps(line), flush=True)
+        if args.epoch_model:
+            for variant in ("conventional", "fast"):
+                print(json.dumps(measure_epoch(args.epoch_model, variant, args)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """Shared fixtures; GPU tests are marked ``gpu`` and skip on machines without CUDA."""
 import logging
+import os
+import socket
+import time
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 # A few dozen synthetic images and a ResNet of width 8 (the DDP test's sizes): a training run takes seconds on a CPU.
 TINY_TRAINING = ["DATASETS.NAMES", "['Synthetic']", "DATASETS.TESTS", "['Synthetic']",
@@ -19,7 +23,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:  # not `"gpu" in item.keywords`: that matches a folder named gpu
             item.add_marker(skip)
 
 
@@ -70,3 +74,27 @@ def data_log():
     yield handler.messages
     logger.removeHandler(handler)
     logger.setLevel(old_level)
+
+
+def spawn_ranks(rank_main, args: tuple, world: int, timeout_s: float) -> None:
+    """Run ``rank_main(rank, port, *args)`` in ``world`` fresh processes (a DDP group on a free local port, see
+    :func:`torchrun_environment`); fail the test when they do not finish within ``timeout_s`` (a rank hung in a
+    collective) or one of them raises."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.start_processes(rank_main, args=(port, *args), nprocs=world, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout_s
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"the {world}-process run did not finish in {timeout_s} s")
+
+
+def torchrun_environment(rank: int, world: int, port: int) -> None:
+    """The variables torchrun sets for process ``rank`` of a one-machine group (one intra-op thread: the ranks
+    share two cores)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)

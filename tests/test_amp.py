@@ -82,12 +82,3 @@ def test_fused_optimizer_on_cuda(tiny_train_cfg, name):
 
     cfg = tiny_train_cfg("SOLVER.FUSED", "True", "SOLVER.OPTIMIZER", name)
     assert build_optimizer(cfg, build_model(cfg, num_classes=3).cuda()).defaults["fused"]
-
-
-@pytest.mark.gpu
-def test_fast_settings_train_on_cuda(tiny_train_cfg):
-    trainer = _trainer(tiny_train_cfg, "MODEL.DEVICE", "cuda", "DATALOADER.PIPELINE", "gpu", "SOLVER.AMP", "bf16",
-                       "MODEL.CHANNELS_LAST", "True", "MODEL.COMPILE", "True")
-    assert trainer.train_loader.cache.on_device is not None
-    means = trainer.train_epoch(0)
-    assert means and all(torch.isfinite(torch.tensor(v)) for v in means.values())

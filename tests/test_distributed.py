@@ -4,16 +4,14 @@ Checks the evidence the issue asks for: the ranks trained on disjoint batches of
 (and BN statistics) are identical afterwards, and the test set was scored once (rank 0), its embedding split
 between the ranks, with metrics.json, the history and the log written once.
 """
-import os
-import socket
-import time
 from collections import Counter
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from reid.data import IdentitySampler
+
+from conftest import TINY_TRAINING, spawn_ranks, torchrun_environment
 
 WORLD = 2
 TIMEOUT_S = 120
@@ -39,9 +37,7 @@ class _Recording:
 
 def _rank_main(rank: int, port: int, cfg, out: str) -> None:
     """One process of the group, as torchrun would start it (environment variables), plus instrumentation."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    torchrun_environment(rank, WORLD, port)
     from reid.evaluation import testsets as evaluation
     from reid.engine.launch import distributed
     from reid.engine.trainer import Trainer
@@ -69,29 +65,14 @@ def _rank_main(rank: int, port: int, cfg, out: str) -> None:
                     "paths": [r.path for r in trainer.train_loader.records]}, f"{out}/rank{rank}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ddp_run(synthetic_root, tmp_path_factory):
     from reid.config import load_cfg
 
-    from conftest import TINY_TRAINING
-
     out = tmp_path_factory.mktemp("ddp")
     cfg = load_cfg(None, ["DATASETS.ROOT", synthetic_root, "OUTPUT_DIR", str(out / "run"), *TINY_TRAINING,
                           "SOLVER.MAX_EPOCHS", "2", "DATALOADER.PIPELINE", "gpu"])
-    ctx = mp.start_processes(_rank_main, args=(_free_port(), cfg, str(out)), nprocs=WORLD, join=False,
-                             start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"the {WORLD}-process run did not finish in {TIMEOUT_S} s")
+    spawn_ranks(_rank_main, (cfg, str(out)), WORLD, TIMEOUT_S)
     return cfg, out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 

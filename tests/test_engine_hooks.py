@@ -31,6 +31,9 @@ class _Loader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def close(self) -> None:
+        pass
+
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.epoch)
         for _ in range(self.iters):

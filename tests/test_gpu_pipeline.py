@@ -1,6 +1,7 @@
 """The fast input pipeline against the workers path: same batches, same tensors without augmentation and with it
 (but for the erased pixels' random values), seeded and resumable randomness, and exact resume of a training run
 that uses it. The augmentation itself is tested in test_augment.py."""
+import numpy as np
 import pytest
 import torch
 
@@ -89,11 +90,54 @@ def test_resumed_training_with_the_gpu_pipeline_is_exact(tiny_train_cfg, tmp_pat
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("device_gb", ["8.0", "0.0"], ids=["cache-on-gpu", "pinned-host-cache"])
+@pytest.mark.parametrize("device_gb", ["-1.0", "8.0", "0.0"], ids=["cache-on-gpu-auto", "cache-on-gpu",
+                                                                     "pinned-host-cache"])
 def test_cuda_batches_equal_the_workers_path(tiny_train_cfg, device_gb):
     cfg = tiny_train_cfg(*NO_AUG, "DATALOADER.CACHE_DEVICE_GB", device_gb)
     pipeline, _ = build_gpu_train_loader(cfg, torch.device("cuda"))
     assert (pipeline.cache.on_device is not None) == (device_gb != "0.0")
+    assert (pipeline.cache.host is None) == (device_gb != "0.0")  # the host copy is released after the upload
     for a, b in zip(build_train_loader(cfg)[0], pipeline):
         assert b["images"].is_cuda and a["paths"] == b["paths"]
         assert torch.allclose(a["images"], b["images"].cpu(), atol=1e-5)
+
+
+def _fake_gpu(monkeypatch, free_bytes: int) -> torch.device:
+    """A CUDA device as the image cache sees it: ``free_bytes`` free, uploads kept as CPU tensors."""
+    from reid.data.gpu_pipeline import ImageCache
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_bytes, 80 * 10**9))
+    monkeypatch.setattr(ImageCache, "_to_device", lambda self, device: torch.from_numpy(np.array(self.host)))
+    return torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize("ram_gb", ["32.0", "0.0"], ids=["ram", "memory-mapped"])
+def test_cache_goes_to_the_gpu_within_half_its_free_memory_and_releases_the_host_copy(tiny_train_cfg, tmp_path,
+                                                                                     monkeypatch, ram_gb):
+    from reid.data.gpu_pipeline import ImageCache, device_cache_budget
+
+    cfg = tiny_train_cfg("DATALOADER.CACHE_RAM_GB", ram_gb)
+    assert cfg.DATALOADER.CACHE_DEVICE_GB == -1  # the default: chosen from the GPU's free memory
+    loader, _ = build_train_loader(cfg)
+    records = loader.dataset.records
+    on_cpu = ImageCache(records, cfg, CPU)
+    assert on_cpu.on_device is None and on_cpu.host is not None  # a CPU device never holds a device copy
+    nbytes = on_cpu.nbytes
+    cuda = _fake_gpu(monkeypatch, free_bytes=2 * nbytes)  # half of it is exactly the cache
+    assert device_cache_budget(-1, cuda) == nbytes and device_cache_budget(8.0, cuda) == 8e9
+    assert device_cache_budget(-1, CPU) == 0
+    cache = ImageCache(records, cfg, cuda)
+    assert cache.host is None and torch.equal(cache.on_device, torch.from_numpy(np.array(on_cpu.host)))
+    if ram_gb == "0.0":  # the memory-mapped file stays on disk for later runs
+        assert len(list((tmp_path / "out" / "cache").glob("train-*.npy"))) == 1
+    _fake_gpu(monkeypatch, free_bytes=2 * nbytes - 2)  # one byte short: stays on the host
+    kept = ImageCache(records, cfg, cuda)
+    assert kept.on_device is None and np.array_equal(np.asarray(kept.host), np.asarray(on_cpu.host))
+
+
+def test_cache_device_gb_accepts_sizes_and_auto_only(tiny_train_cfg):
+    from reid.utils.errors import ConfigError
+
+    assert tiny_train_cfg("DATALOADER.CACHE_DEVICE_GB", "0.0").DATALOADER.CACHE_DEVICE_GB == 0
+    with pytest.raises(ConfigError, match=r"CACHE_DEVICE_GB must be >= 0 .* or -1"):
+        tiny_train_cfg("DATALOADER.CACHE_DEVICE_GB", "-2.0")

@@ -126,6 +126,9 @@ KILLED_RUN = textwrap.dedent("""
         out = original(self, batch)
         calls[0] += 1
         if calls[0] == stop_after:
+            # Checkpoints are written in the background: a kill loses the write in flight (the previous file stays
+            # intact, see the writer tests); this run is killed once epoch 2's checkpoint is on disk.
+            self.checkpointer.wait()
             open(marker, "w").close()
             time.sleep(600)
         return out
@@ -324,3 +327,38 @@ def test_in_process_augmentation_neither_uses_nor_moves_the_global_random_state(
         torch.rand(7), np.random.rand(3), random.random()
         states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
     assert _same(again, reference)
+
+
+class _WorkerPids:
+    """Wraps TrainImages: every batch also says which process loaded it."""
+
+    def __init__(self, images) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitems__(self, keys):
+        return {**self.images.__getitems__(keys), "worker": os.getpid()}
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_persistent_workers_give_the_batches_of_a_fresh_loader_every_epoch(tiny_train_cfg):
+    """The workers live across epochs (no restart per epoch) and need no per-epoch state: the sampler's epoch
+    stays in the main process and each batch's key carries its augmentation seed."""
+    from reid.data import build_train_loader
+    from reid.data.build import TrainLoader
+
+    cfg = tiny_train_cfg("DATALOADER.NUM_WORKERS", "2")
+    built, _ = build_train_loader(cfg)
+    assert built.persistent_workers
+    loader = TrainLoader(_WorkerPids(built.dataset), built.batch_size, built.index_sampler, built.sampler.base_seed,
+                         num_workers=2, pin_memory=False)
+    workers = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        batches = list(loader)
+        workers.append({b["worker"] for b in batches})
+        fresh, _ = build_train_loader(cfg)  # new workers, as after a restart at this epoch
+        assert _same([(b["paths"], b["images"]) for b in batches], _epoch(fresh, epoch))
+    assert workers[0] == workers[1] == workers[2] and len(workers[0]) == 2 and os.getpid() not in workers[0]

@@ -2,9 +2,10 @@
 
 A checkpointable is anything with ``state_dict()`` / ``load_state_dict(state)`` (optimizer, LR schedule,
 GradScaler, the engine's hooks). The file keeps the layout of CONTRIBUTING.md ("Checkpoints"): ``model`` (weights),
-one entry per checkpointable under its name, ``epoch``, ``rng`` (Python/NumPy/torch generator states) and what
-rebuilding the model for inference needs (``cfg``, ``num_classes``, ``meta_architecture``). Files are written
-atomically by :func:`save_checkpoint` and read safely by :func:`load_checkpoint`.
+one entry per checkpointable under its name, ``epoch``, ``rng`` (Python/NumPy/torch generator states, the CUDA one
+of the model's GPU) and what rebuilding the model for inference needs (``cfg``, ``num_classes``,
+``meta_architecture``). Files are written atomically by :func:`save_checkpoint` (in a background thread with
+``async_write``, see ``writer.py``) and read safely by :func:`load_checkpoint`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Protocol
 
+import torch
 from torch import nn
 
 from ..config import cfg_to_dict
@@ -19,6 +21,7 @@ from ..utils.env import get_rng_state, set_rng_state
 from ..utils.errors import CheckpointError
 from .io import load_checkpoint, save_checkpoint
 from .state import load_model_state
+from .writer import AsyncCheckpointWriter
 
 BEST = "model_best.pt"
 
@@ -42,11 +45,14 @@ class Checkpointer:
 
     ``save_to_disk`` is False on every rank but 0 under DDP (their :meth:`save` writes nothing). Entries named in
     ``optional`` may be missing from a file (written before they existed, e.g. ``scaler`` or ``hooks``); the
-    others must be there.
+    others must be there. With ``async_write`` :meth:`save` returns once the state is copied to host memory and a
+    background thread writes the file; :meth:`wait` blocks until it is on disk (and raises a failed write's error,
+    as the next :meth:`save` does).
     """
 
     def __init__(self, model: nn.Module, cfg, save_dir: str | Path, *, save_to_disk: bool = True,
-                 optional: Iterable[str] = (), **checkpointables: Checkpointable) -> None:
+                 optional: Iterable[str] = (), async_write: bool = False,
+                 **checkpointables: Checkpointable) -> None:
         reserved = {"model", "epoch", "rng", "cfg", "num_classes", "meta_architecture"} & set(checkpointables)
         if reserved:
             raise ValueError(f"checkpointable names {sorted(reserved)} are reserved for the checkpoint's own keys")
@@ -54,20 +60,39 @@ class Checkpointer:
         self.save_to_disk = save_to_disk
         self.optional = frozenset(optional)
         self.checkpointables: Dict[str, Checkpointable] = dict(checkpointables)
+        self.writer = AsyncCheckpointWriter() if async_write and save_to_disk else None
+
+    @property
+    def device(self) -> Optional[torch.device]:
+        """The model's device: its GPU's random state is the one stored and restored."""
+        first = next(self.model.parameters(), None)
+        return first.device if first is not None else None
 
     def state_dict(self, epoch: int, model: Optional[nn.Module] = None) -> Dict[str, Any]:
         """The checkpoint content after ``epoch`` epochs; ``model`` replaces the weights stored as ``model`` (e.g.
         the EMA weights in model_final.pt), the architecture record always describes the trained model."""
         return {"model": (model if model is not None else self.model).state_dict(),
                 **{name: obj.state_dict() for name, obj in self.checkpointables.items()},
-                "epoch": epoch, "rng": get_rng_state(), **model_record(self.cfg, self.model)}
+                "epoch": epoch, "rng": get_rng_state(self.device), **model_record(self.cfg, self.model)}
 
     def save(self, name: str, epoch: int, model: Optional[nn.Module] = None, **extra: Any) -> Path:
-        """Write ``save_dir/name`` atomically (rank 0 only) with ``extra`` top-level entries; returns its path."""
+        """Write ``save_dir/name`` atomically (rank 0 only) with ``extra`` top-level entries; returns its path
+        (with ``async_write`` the file is complete after :meth:`wait`)."""
         path = self.save_dir / name
-        if self.save_to_disk:
-            save_checkpoint(path, {**self.state_dict(epoch, model), **extra})
+        if not self.save_to_disk:
+            return path
+        state = {**self.state_dict(epoch, model), **extra}
+        if self.writer is not None:
+            self.writer.submit(path, state)
+        else:
+            save_checkpoint(path, state)
         return path
+
+    def wait(self, raise_error: bool = True) -> None:
+        """Block until the checkpoint being written is on disk; a failed write's error is raised, or logged with
+        ``raise_error=False`` (for a caller already handling another exception). A no-op for synchronous writes."""
+        if self.writer is not None:
+            self.writer.wait(raise_error)
 
     def resume(self, path: str | Path) -> Dict[str, Any]:
         """Restore the model, every checkpointable and the RNG states from ``path``; returns the file's content
@@ -85,7 +110,7 @@ class Checkpointer:
             elif obj.state_dict():  # an empty state (a disabled GradScaler's) has nothing to restore
                 logger.warning("%s has no %r state (written by an older version or another config); this run's "
                                "%s starts afresh.", path, name, name)
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self.device)
         return state
 
     @staticmethod

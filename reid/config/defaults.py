@@ -57,6 +57,9 @@ _C.MODEL.MGN.CLASSIFIER = "heads"  # "heads": one per feature (MGN paper); "conc
 
 _C.MODEL.LOSSES = CN()
 _C.MODEL.LOSSES.NAME = ["CrossEntropyLoss", "PairwiseCircleLoss"]  # registered in LOSS_REGISTRY; weighted sum
+# Under DDP, pair losses on all GPUs' features and labels, gathered with gradients (the all-gather of SimCLR-style
+# contrastive training): the loss of the whole IMS_PER_BATCH batch whatever the number of GPUs.
+_C.MODEL.LOSSES.GATHER_FEATURES = True  # False: each GPU's pair losses see only its IMS_PER_BATCH / GPUs images
 
 _C.MODEL.LOSSES.CE = CN()
 _C.MODEL.LOSSES.CE.EPSILON = 0.1  # label smoothing (bag of tricks, Luo et al. 2019)
@@ -146,7 +149,7 @@ _C.DATALOADER.PIPELINE = "workers"  # "workers": decode + CPU transforms per ima
 _C.DATALOADER.CACHE_SIZE = []  # (height, width) kept in the "gpu" cache; [] = INPUT.SIZE_TRAIN, else resized per batch
 _C.DATALOADER.CACHE_RAM_GB = 32.0  # "gpu" cache held in RAM up to this size, else a memory-mapped file in CACHE_DIR
 _C.DATALOADER.CACHE_DIR = ""  # memory-mapped caches (reused by later runs on the same images); "" = OUTPUT_DIR/cache
-_C.DATALOADER.CACHE_DEVICE_GB = 8.0  # "gpu" cache copied onto the training GPU when at most this size (0 = never)
+_C.DATALOADER.CACHE_DEVICE_GB = -1.0  # "gpu" cache onto the GPU up to this size; -1 = half its free memory; 0 = never
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.SOLVER = CN()

@@ -139,8 +139,10 @@ def _check_ranges(cfg: CfgNode) -> None:
     cache = list(d.CACHE_SIZE)
     _need(not cache or (len(cache) == 2 and all(isinstance(x, int) and x > 0 for x in cache)),
           f"DATALOADER.CACHE_SIZE must be [] or [height, width] of positive ints, got {cache!r}.")
-    _need(d.CACHE_RAM_GB >= 0 and d.CACHE_DEVICE_GB >= 0,
-          f"DATALOADER.CACHE_RAM_GB and CACHE_DEVICE_GB must be >= 0, got {d.CACHE_RAM_GB} and {d.CACHE_DEVICE_GB}.")
+    _need(d.CACHE_RAM_GB >= 0, f"DATALOADER.CACHE_RAM_GB must be >= 0, got {d.CACHE_RAM_GB}.")
+    _need(d.CACHE_DEVICE_GB >= 0 or d.CACHE_DEVICE_GB == -1,
+          f"DATALOADER.CACHE_DEVICE_GB must be >= 0 (GB; 0 = keep the cache off the GPU) or -1 (half the GPU's free "
+          f"memory), got {d.CACHE_DEVICE_GB}.")
 
 
 # VIS.* lower bounds (the ranked-list and report drawing options).

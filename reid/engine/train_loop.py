@@ -46,8 +46,8 @@ class TrainerBase:
     """Runs epochs of ``train_step`` over ``train_loader`` and calls the registered hooks around them.
 
     A subclass provides ``model`` (the module trained), ``train_loader`` (iterable of batch dicts with
-    ``set_epoch``), ``optimizer``, ``train_step(batch) -> loss terms`` and sets ``start_epoch``, ``max_epochs``
-    and ``iters_per_epoch``.
+    ``set_epoch`` and ``close``, which stops its workers when training ends), ``optimizer``,
+    ``train_step(batch) -> loss terms`` and sets ``start_epoch``, ``max_epochs`` and ``iters_per_epoch``.
     What the loop shares with hooks:
 
     - ``epoch``, ``iter``: the running epoch (0-based) and iteration within it;
@@ -99,9 +99,12 @@ class TrainerBase:
     def train(self) -> dict:
         """Epochs ``start_epoch`` to ``max_epochs`` with their hooks; returns ``results``."""
         self.start_time = time.perf_counter()
-        self._call("before_train")
-        for epoch in range(self.start_epoch, self.max_epochs):
-            self.train_epoch(epoch)
+        try:
+            self._call("before_train")
+            for epoch in range(self.start_epoch, self.max_epochs):
+                self.train_epoch(epoch)
+        finally:
+            self.train_loader.close()  # persistent loader workers end with training, also a failed one
         self._call("after_train")
         return self.results
 

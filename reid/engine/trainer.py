@@ -23,7 +23,7 @@ from ..config import dump_cfg, validate
 from ..data import TestSet
 from ..evaluation.testsets import build_test_sets, evaluate_test_sets, format_results, metrics_dict
 from ..modeling import build_model
-from ..modeling.losses import build_criterion
+from ..modeling.losses import build_criterion, trains_classifier
 from ..registry import AMP_REGISTRY, PIPELINE_REGISTRY
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils.distributed import broadcast_object, dist_info, rank_zero_first, shared_seed
@@ -35,6 +35,32 @@ from .hooks import (BestCheckpointer, ConsoleWriter, EMAHook, EvalHook, HistoryW
                     LRScheduler, NonFiniteGuard, PeriodicCheckpointer, ReportHook, TensorBoardWriter)
 from .launch import process_device, to_sync_batchnorm
 from .train_loop import TrainerBase
+
+
+MIN_IDENTITIES_PER_GPU = 4  # below this, each GPU's BatchNorm (and un-gathered pair losses) see too few identities
+
+
+def identities_per_gpu_warning(cfg, world_size: int) -> Optional[str]:
+    """A warning when P x K batches split over ``world_size`` GPUs leave each GPU fewer than 4 identities, else None.
+
+    IMS_PER_BATCH is the batch over all GPUs: with 8 GPUs at 64 images and K = 4 each GPU holds 2 identities. Pair
+    losses see the whole batch with MODEL.LOSSES.GATHER_FEATURES, BatchNorm statistics stay per GPU (unless
+    MODEL.SYNC_BN)."""
+    if world_size == 1 or cfg.DATALOADER.SAMPLER != "identity":
+        return None
+    k = cfg.DATALOADER.NUM_INSTANCE
+    ids = cfg.SOLVER.IMS_PER_BATCH // world_size // k
+    if ids >= MIN_IDENTITIES_PER_GPU:
+        return None
+    share = (f"Each of the {world_size} GPUs trains on {ids} identities x {k} images (SOLVER.IMS_PER_BATCH "
+             f"{cfg.SOLVER.IMS_PER_BATCH} is the batch over all GPUs)")
+    fix = f"raise SOLVER.IMS_PER_BATCH to at least {MIN_IDENTITIES_PER_GPU * k * world_size}"
+    if cfg.MODEL.LOSSES.GATHER_FEATURES:
+        bn = "" if cfg.MODEL.SYNC_BN else " or set MODEL.SYNC_BN True"
+        return (f"{share}: the pair losses see the whole batch (MODEL.LOSSES.GATHER_FEATURES), but BatchNorm "
+                f"statistics come from {ids * k} images per GPU; {fix}{bn}.")
+    return (f"{share}: each GPU's pair losses see only {k - 1} positives and {(ids - 1) * k} negatives per anchor; "
+            f"set MODEL.LOSSES.GATHER_FEATURES True or {fix}.")
 
 
 class Trainer(TrainerBase):
@@ -66,6 +92,9 @@ class Trainer(TrainerBase):
         with rank_zero_first():  # a synthetic set or an image cache file is written once
             self.train_loader, train_set = build_pipeline(cfg, self.device, self.rank, self.world_size)
         self.logger.info("Training data:\n%s", train_set.summary())
+        warning = identities_per_gpu_warning(cfg, self.world_size)
+        if warning:
+            self.logger.warning(warning)
         self.model = self._build_model(train_set.num_train_pids)
         self.criterion = build_criterion(cfg).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
@@ -77,7 +106,7 @@ class Trainer(TrainerBase):
         self.test_sets: Optional[Dict[str, TestSet]] = None  # built at the first evaluation, then reused
         self.register_hooks(hooks)
         self.checkpointer = Checkpointer(self.model, cfg, self.output_dir, save_to_disk=self.rank == 0,
-                                         optional=("scaler", "hooks"), optimizer=self.optimizer,
+                                         optional=("scaler", "hooks"), async_write=True, optimizer=self.optimizer,
                                          scheduler=self.scheduler, scaler=self.scaler, hooks=HookStates(self.hooks))
         if resume:
             self.resume()
@@ -119,6 +148,11 @@ class Trainer(TrainerBase):
         if cfg.MODEL.WEIGHTS:
             load_model_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)
             self.logger.info("Loaded model weights from %s (classifier re-initialised)", cfg.MODEL.WEIGHTS)
+        if not trains_classifier(cfg):
+            fixed = [n for n, p in model.named_parameters() if not p.requires_grad]
+            self.logger.info("MODEL.LOSSES.NAME has no classification loss: no classifier is built, and the %d "
+                             "parameter tensors no configured loss reaches stay as initialised: %s", len(fixed),
+                             ", ".join(fixed[:8]) + (" ..." if len(fixed) > 8 else ""))
         model = model.to(self.device)
         if cfg.MODEL.CHANNELS_LAST:
             model = model.to(memory_format=torch.channels_last)
@@ -139,8 +173,11 @@ class Trainer(TrainerBase):
         return self.checkpointer.state_dict(epoch)
 
     def save(self, name: str, epoch: int) -> Path:
-        """Write ``OUTPUT_DIR/name`` (rank 0 only); returns its path."""
-        return self.checkpointer.save(name, epoch)
+        """Write ``OUTPUT_DIR/name`` (rank 0 only) and wait until it is on disk; returns its path. (The hooks'
+        periodic checkpoints are written in the background while training goes on.)"""
+        path = self.checkpointer.save(name, epoch)
+        self.checkpointer.wait()
+        return path
 
     def _last_checkpoint(self) -> Path:
         path = self.output_dir / LAST
@@ -195,4 +232,10 @@ class Trainer(TrainerBase):
         self.logger.info("Training %s for %d epochs (%d iterations each) on %s x %d process(es)",
                          self.cfg.MODEL.META_ARCHITECTURE, self.max_epochs, self.iters_per_epoch, self.device,
                          self.world_size)
-        return super().train()
+        try:
+            return super().train()  # a successful run ends with every checkpoint on disk (PeriodicCheckpointer)
+        except BaseException:
+            # The checkpoint being written in the background is finished before the error propagates (a crashed
+            # run resumes from it); a failure to write it is logged, the original error raised.
+            self.checkpointer.wait(raise_error=False)
+            raise

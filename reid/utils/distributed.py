@@ -69,6 +69,49 @@ def shard_bounds(total: int, rank: int, world: int) -> Tuple[int, int]:
     return rank * total // world, (rank + 1) * total // world
 
 
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over all ranks, in place (returned for convenience); unchanged without a process group."""
+    if dist_info()[1] > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """``all_gather`` of equally shaped tensors, concatenated in rank order, whose backward hands each rank the
+    gradient of its own rows summed over all ranks.
+
+    Every rank computes the same loss ``L`` on the gathered rows, so the gradient of rank r's rows is the sum of
+    what every rank's copy of ``L`` sends them, i.e. ``W * dL/dx_r``; DistributedDataParallel's average over the W
+    ranks then gives every parameter exactly ``dL/dtheta``, the single-process gradient on the whole batch (the
+    all-gather of SimCLR-style contrastive training). fast-reid's ``GatherLayer`` (from OpenSelfSup; disabled in
+    its triplet loss) returns only the rank's own copy's gradient, so DDP's average is 1/W of this one.
+    """
+
+    @staticmethod
+    def forward(ctx, part: torch.Tensor) -> torch.Tensor:
+        rank, world = dist_info()
+        part = part.contiguous()
+        pieces = [torch.empty_like(part) for _ in range(world)]
+        dist.all_gather(pieces, part)
+        ctx.rows = (rank * part.shape[0], (rank + 1) * part.shape[0])
+        return torch.cat(pieces)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()  # reduced in place: never the caller's buffer
+        dist.all_reduce(grad)
+        lo, hi = ctx.rows
+        return grad[lo:hi]
+
+
+def all_gather_with_grad(part: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``part`` (the same shape on all ranks, e.g. a batch of embeddings) concatenated in rank order,
+    differentiable (see :class:`_AllGatherWithGrad`); ``part`` itself without a process group."""
+    if dist_info()[1] == 1:
+        return part
+    return _AllGatherWithGrad.apply(part)
+
+
 def all_gather_rows(part: torch.Tensor, total: int) -> torch.Tensor:
     """Every rank's ``part`` (its ``shard_bounds`` rows of a ``total``-row tensor) concatenated in rank order."""
     world = dist_info()[1]

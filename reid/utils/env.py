@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -38,8 +38,20 @@ def seed_all(seed: int, deterministic: bool = False) -> int:
     return seed
 
 
-def get_rng_state() -> Dict[str, Any]:
-    """RNG states of Python, NumPy and torch (CPU and every GPU), storable with weights_only loading."""
+def _cuda_index(device: Optional[torch.device]) -> int:
+    """The index of ``device`` when it is a GPU, else the current GPU's (the one ``distributed()`` selects for the
+    process's LOCAL_RANK)."""
+    if device is not None and device.type == "cuda" and device.index is not None:
+        return device.index
+    return torch.cuda.current_device()
+
+
+def get_rng_state(device: Optional[torch.device] = None) -> Dict[str, Any]:
+    """RNG states of Python, NumPy, torch's CPU generator and the generator of ``device``'s GPU (default: the
+    current GPU), storable with weights_only loading.
+
+    One GPU's state, not one per visible GPU: each process trains on one GPU, and a checkpoint written on an 8-GPU
+    machine must resume on a machine with fewer."""
     py = random.getstate()
     np_state = np.random.get_state()
     state = {
@@ -49,16 +61,26 @@ def get_rng_state() -> Dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state(_cuda_index(device))
     return state
 
 
-def set_rng_state(state: Dict[str, Any]) -> None:
-    """Inverse of :func:`get_rng_state`."""
+def set_rng_state(state: Dict[str, Any], device: Optional[torch.device] = None) -> None:
+    """Inverse of :func:`get_rng_state`: the stored GPU state goes to ``device``'s GPU (default: the current one).
+
+    Checkpoints of earlier versions hold a list with one state per GPU of the machine that wrote them; the entry
+    of this GPU's index is used (the last one when that machine had fewer GPUs)."""
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or not torch.cuda.is_available():
+        return
+    index = _cuda_index(device)
+    if isinstance(cuda, (list, tuple)):
+        if not cuda:
+            return
+        cuda = cuda[min(index, len(cuda) - 1)]
+    torch.cuda.set_rng_state(cuda, index)

@@ -4,7 +4,9 @@
 They run after the other hooks of an epoch (evaluation included), so a checkpoint holds every hook's state as of
 the end of that epoch and a resumed run continues exactly. model_final.pt and model_best.pt store the evaluated
 weights as ``model`` (``trainer.eval_model``: the EMA weights when SOLVER.EMA is on); model_last.pt stores the
-trained ones, the EMA weights being in its ``hooks`` entry.
+trained ones, the EMA weights being in its ``hooks`` entry. The trainer's checkpointer writes in a background thread
+(``reid.checkpoint.writer``): a save returns once the state is in host memory, the next save waits for the
+previous one, and the final checkpoint is on disk when ``after_train`` returns (the report links it).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ...checkpoint import BEST, FINAL, LAST
 from .base import PRIORITY_CHECKPOINT, HookBase
 
 logger = logging.getLogger("reid")
+
 
 class PeriodicCheckpointer(HookBase):
     """``trainer.checkpointer`` writes model_last.pt every ``period`` epochs and after the last one, and
@@ -33,6 +36,7 @@ class PeriodicCheckpointer(HookBase):
 
     def after_train(self) -> None:
         self.trainer.checkpointer.save(FINAL, self.trainer.max_epochs, model=self.trainer.eval_model)
+        self.trainer.checkpointer.wait()  # every file on disk (or the write's error raised) before the report
 
 
 class BestCheckpointer(HookBase):

@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 
+from ...utils.distributed import all_reduce_sum, dist_info
 from ...utils.errors import ReIDError
 from .base import PRIORITY_HIGH, HookBase
 
@@ -43,6 +44,8 @@ class NonFiniteGuard(HookBase):
     The first bad step is recorded on the device every iteration (no sync); it is read back every ``period``
     iterations (SOLVER.LOG_PERIOD) and at the end of each epoch, before anything is logged or saved, so weights
     trained on a non-finite loss are never checkpointed. ``last_good`` is the checkpoint named in the error.
+    Under DDP each check sums every rank's first bad iteration (one small all-reduce), so all ranks stop together:
+    a rank raising alone would leave the others waiting in their next collective until the NCCL timeout.
     """
 
     priority = PRIORITY_HIGH
@@ -70,14 +73,28 @@ class NonFiniteGuard(HookBase):
         self.check()
 
     def check(self) -> None:
-        """Raise (a device sync) if any loss of this epoch so far was not finite."""
+        """Raise (a device sync) if any loss of this epoch so far was not finite, on this rank or another."""
         if self._first_bad is None:
             return
-        it, *values = self._first_bad.tolist()
+        rank, world = dist_info()
+        bad_at = torch.zeros(world, device=self._first_bad.device)  # per rank: first bad iteration + 1, or 0
+        bad_at[rank] = self._first_bad[0] + 1
+        bad_at = all_reduce_sum(bad_at)
+        (it, *values), bad_at = self._first_bad.tolist(), bad_at.tolist()
+        epoch = self.trainer.epoch + 1
+        where = f" on rank {rank} of {world}" if world > 1 else ""
         if it >= 0:
             names = self.trainer.losses.names
             raise ReIDError(
-                f"The loss became {sum(values)} at epoch {self.trainer.epoch + 1}, iteration {int(it) + 1} "
+                f"The loss became {sum(values)}{where} at epoch {epoch}, iteration {int(it) + 1} "
                 f"({', '.join(f'{k}={v:.4g}' for k, v in zip(names, values))}). Training stopped; the last "
                 f"good checkpoint is {self.last_good}. Lower SOLVER.BASE_LR or check the loss settings."
+            )
+        bad = [(r, int(i)) for r, i in enumerate(bad_at) if i > 0]
+        if bad:
+            ranks = ", ".join(f"rank {r} at iteration {i}" for r, i in bad)
+            raise ReIDError(
+                f"The loss became non-finite at epoch {epoch} on {ranks} (that rank's log names the loss terms); "
+                f"training stopped on every rank. The last good checkpoint is {self.last_good}. Lower "
+                f"SOLVER.BASE_LR or check the loss settings."
             )

@@ -4,6 +4,10 @@ The reduction layouts are those of the published models (``MODEL.HEADS.REDUCTION
 BN + ReLU, fast-reid's bare 1x1 conv (followed by its BNNeck), torchreid's fc (Linear + BN + ReLU).
 ``MODEL.HEADS.NECK_FEAT`` picks the feature the pair losses see and ``MODEL.HEADS.TEST_FEAT`` the test embedding,
 each before or after the neck.
+
+Without a classification loss in ``MODEL.LOSSES.NAME`` no classifier is built, and when the pair losses see the
+feature before the neck, nothing trains the neck's scale: it is frozen (``requires_grad`` False) rather than left
+without a gradient, which DistributedDataParallel refuses and single-process training ignores anyway.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import torch
 from torch import nn
 
 from ...registry import NECK_REGISTRY, NECK_SIDE_REGISTRY, REDUCTION_REGISTRY
-from ..losses import build_classifier
+from ..losses import build_classifier, trains_classifier
 from .pooling import build_pooling
 
 
@@ -65,7 +69,8 @@ class EmbeddingHead(nn.Module):
     def __init__(self, cfg, in_channels: int, num_classes: int, embedding_dim: Optional[int] = None,
                  classifier: bool = True) -> None:
         """``embedding_dim`` overrides ``MODEL.HEADS.EMBEDDING_DIM`` (MGN always reduces its eight features);
-        ``classifier=False`` leaves the classifier to the caller (MGN's one classifier on all features)."""
+        ``classifier=False`` builds no classifier: the caller has its own (MGN's one classifier on all features)
+        or no classification loss is configured."""
         super().__init__()
         heads = cfg.MODEL.HEADS
         neck = NECK_REGISTRY.get(heads.NECK)
@@ -77,6 +82,8 @@ class EmbeddingHead(nn.Module):
         dim = reduce_to or in_channels
         self.reduction: nn.Module = reduction(in_channels, dim) if reduce_to else nn.Identity()
         self.neck = neck(dim)
+        if not (trains_classifier(cfg) or self.pair_after):
+            self.neck.requires_grad_(False)  # its output feeds only the test embedding: no loss trains it
         self.classifier = build_classifier(cfg, dim, num_classes) if classifier else None
         self.out_dim = dim
 
@@ -93,8 +100,10 @@ class EmbeddingHead(nn.Module):
 
     def forward(
         self, fmap: torch.Tensor, labels: Optional[torch.Tensor] = None
-    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """Eval: the test embedding. Train: (pair-loss feature, logits or None without a classifier)."""
         before, after = self.features(fmap)
         if not self.training:
             return self.test_feature(before, after)
-        return self.pair_feature(before, after), self.classifier(after, labels)
+        logits = self.classifier(after, labels) if self.classifier is not None else None
+        return self.pair_feature(before, after), logits

@@ -1,6 +1,6 @@
 """Losses in one pair-weighting frame (see README.md): registries, builders and the public loss classes."""
 from .binomial import BinomialDevianceLoss
-from .build import Criterion, build_criterion
+from .build import Criterion, build_criterion, trains_classifier
 from .circle import PairwiseCircleLoss, circle_logits
 from .classifiers import CircleClassifier, CosFaceClassifier, LinearClassifier, build_classifier, cosface_logits
 from .contrastive import ContrastiveLoss
@@ -14,7 +14,8 @@ from .triplet import TripletLoss
 
 __all__ = [
     "LOSS_REGISTRY", "CLASSIFIER_REGISTRY", "MINER_REGISTRY", "build_criterion", "build_classifier", "build_miner",
-    "Criterion", "PairLoss", "PairMiner", "cosine_similarity", "pair_masks", "circle_logits", "cosface_logits",
+    "trains_classifier", "Criterion", "PairLoss", "PairMiner", "cosine_similarity", "pair_masks", "circle_logits",
+    "cosface_logits",
     "CrossEntropyLoss", "PairwiseCircleLoss", "MultiSimilarityLoss", "TripletLoss", "ContrastiveLoss",
     "LiftedStructureLoss", "BinomialDevianceLoss", "MultiSimilarityMiner", "BatchHardMiner",
     "LinearClassifier", "CircleClassifier", "CosFaceClassifier",

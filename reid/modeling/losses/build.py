@@ -4,8 +4,10 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Mapping, Sequence, Tuple
 
+import torch
 from torch import Tensor, nn
 
+from ...utils.distributed import all_gather_with_grad, dist_info
 from ...utils.errors import ConfigError, ReIDError
 from ._config import cfg_get
 from .registry import LOSS_REGISTRY
@@ -20,26 +22,50 @@ class Criterion(nn.Module):
     ``outputs["features"]``; the total loss is the sum of the returned terms. Averaging over heads (fast-reid's MGN
     weighs its eight classification terms by 1/8, its pair terms by 1/5) keeps a multi-head model's loss on the
     scale of a one-head model's, so the weights and the learning rate mean the same for both.
+
+    With ``gather_features`` (MODEL.LOSSES.GATHER_FEATURES) under DistributedDataParallel, the pair losses see the
+    features and labels of every rank's batch, gathered with gradients: the loss and the gradients are those of a
+    single process on the whole batch (``reid.utils.distributed.all_gather_with_grad``), whatever the number of
+    GPUs. Otherwise each rank's pair losses see only its share (IMS_PER_BATCH / GPUs images). Class losses always
+    see the rank's own logits (their mean over ranks is already the whole batch's).
     """
 
-    def __init__(self, terms: Sequence[Tuple[str, nn.Module, float]]) -> None:
+    def __init__(self, terms: Sequence[Tuple[str, nn.Module, float]], gather_features: bool = False) -> None:
         super().__init__()
         self.losses = nn.ModuleDict({name: loss for name, loss, _ in terms})
         self.weights: Dict[str, float] = {name: float(w) for name, _, w in terms}
+        self.gather_features = gather_features
 
     def forward(self, outputs: Mapping[str, List[Tensor]], pids: Tensor) -> Dict[str, Tensor]:
-        terms = {}
+        terms: Dict[str, Tensor] = {}
+        inputs: Dict[str, Tuple[List[Tensor], Tensor]] = {}  # per model output: (heads, labels), gathered once
         for name, loss in self.losses.items():
             key = _INPUTS[loss.kind]
-            heads = outputs.get(key) or []
+            if key not in inputs:
+                inputs[key] = self._inputs(list(outputs.get(key) or []), pids, loss.kind)
+            heads, labels = inputs[key]
             if not heads:
                 raise ReIDError(f"MODEL.LOSSES.NAME includes {type(loss).__name__} (a {loss.kind} loss), but the "
                                 f"model returned no {key!r}; remove the loss or use a model that outputs {key}.")
-            terms[name] = self.weights[name] * sum(loss(head, pids) for head in heads) / len(heads)
+            terms[name] = self.weights[name] * sum(loss(head, labels) for head in heads) / len(heads)
         return terms
+
+    def _inputs(self, heads: List[Tensor], pids: Tensor, kind: str) -> Tuple[List[Tensor], Tensor]:
+        """What losses of ``kind`` see: the heads and labels of this rank, or of all ranks for gathered pair
+        losses (all heads in one collective)."""
+        if kind != "pair" or not self.gather_features or not heads or dist_info()[1] == 1:
+            return heads, pids
+        gathered = all_gather_with_grad(torch.cat(heads, dim=1))
+        return list(gathered.split([h.shape[1] for h in heads], dim=1)), all_gather_with_grad(pids)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{name}: weight {w}" for name, w in self.weights.items())
+
+
+def trains_classifier(cfg) -> bool:
+    """Whether MODEL.LOSSES.NAME has a classification loss. Models build classifiers only then: without one, a
+    classifier would get no gradient (and DistributedDataParallel fails on parameters without gradients)."""
+    return any(LOSS_REGISTRY.get(name).kind == "class" for name in cfg_get(cfg, "MODEL.LOSSES.NAME"))
 
 
 def build_criterion(cfg) -> Criterion:
@@ -62,4 +88,4 @@ def build_criterion(cfg) -> Criterion:
         except ValueError as e:
             raise ConfigError(f"MODEL.LOSSES.{cls.cfg_key}: {e}.") from None
         terms.append((f"loss_{cls.cfg_key.lower()}", loss, weight))
-    return Criterion(terms)
+    return Criterion(terms, gather_features=bool(cfg_get(cfg, "MODEL.LOSSES.GATHER_FEATURES")))

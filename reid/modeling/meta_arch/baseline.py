@@ -8,17 +8,19 @@ from torch import nn
 
 from ..backbones import build_backbone
 from ..heads import EmbeddingHead
+from ..losses import trains_classifier
 from .registry import META_ARCH_REGISTRY
 
 
 @META_ARCH_REGISTRY.register("Baseline")
 class Baseline(nn.Module):
-    """Eval: images -> (B, D) BN-ed embedding. Train: images, pids -> {"logits": [..], "features": [..]}."""
+    """Eval: images -> (B, D) BN-ed embedding. Train: images, pids -> {"logits": [..], "features": [..]} (no
+    logits and no classifier without a classification loss in MODEL.LOSSES.NAME)."""
 
     def __init__(self, cfg, num_classes: int) -> None:
         super().__init__()
         self.backbone = build_backbone(cfg)
-        self.head = EmbeddingHead(cfg, self.backbone.out_channels, num_classes)
+        self.head = EmbeddingHead(cfg, self.backbone.out_channels, num_classes, classifier=trains_classifier(cfg))
         self.num_classes = num_classes
         self.embedding_dim = self.head.out_dim
 
@@ -29,4 +31,4 @@ class Baseline(nn.Module):
         if not self.training:
             return self.head(fmap)
         feat, logits = self.head(fmap, pids)
-        return {"logits": [logits], "features": [feat]}
+        return {"logits": [logits] if logits is not None else [], "features": [feat]}

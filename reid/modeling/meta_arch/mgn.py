@@ -7,10 +7,12 @@ Every global or stripe feature goes through its own head (pool -> reduction to 2
 built from one branch table. ``MODEL.BACKBONE.LAST_STRIDE`` is not used: the strides are part of the architecture.
 
 Classifiers: one per head (``MODEL.MGN.CLASSIFIER heads``, the MGN paper) or one on the concatenation of the eight
-BN-ed features (``concat``, the Circle loss paper's MGN, Sec. 4.1). Train outputs: those ``logits`` and
-``features``, the three global features the pair losses see (the paper's triplet loss is on the reduced global
-features). Test embedding: the eight 256-d features concatenated (2048-d), the three global ones first and then
-the stripes, branch by branch (fast-reid's order: b1, b2, b3, b21, b22, b31, b32, b33).
+BN-ed features (``concat``, the Circle loss paper's MGN, Sec. 4.1); none without a classification loss in
+``MODEL.LOSSES.NAME``, and then the five stripe heads, which only classifiers train, are frozen (they still give
+their part of the test embedding; DistributedDataParallel refuses parameters without gradients). Train outputs:
+those ``logits`` and ``features``, the three global features the pair losses see (the paper's triplet loss is on
+the reduced global features). Test embedding: the eight 256-d features concatenated (2048-d), the three global ones
+first and then the stripes, branch by branch (fast-reid's order: b1, b2, b3, b21, b22, b31, b32, b33).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from ...registry import MGN_CLASSIFIER_REGISTRY
 from ...utils.errors import ConfigError
 from ..backbones import ResNet, build_backbone, set_stage_stride
 from ..heads import EmbeddingHead, horizontal_stripes
-from ..losses import build_classifier
+from ..losses import build_classifier, trains_classifier
 from .registry import META_ARCH_REGISTRY
 
 # (branch name, stripe counts of its heads: 1 = the whole map, i.e. a global feature). A branch with only a global
@@ -74,11 +76,17 @@ class MGN(nn.Module):
             set_stage_stride(branch.layer4, cfg.MODEL.MGN.GLOBAL_STRIDE if splits == (1,) else 1)
             self.branches.append(branch)
         dim = cfg.MODEL.HEADS.EMBEDDING_DIM or REDUCED_DIM
+        classes = trains_classifier(cfg)
         per_head = MGN_CLASSIFIER_REGISTRY.get(cfg.MODEL.MGN.CLASSIFIER)
+        layout = [n for splits in self.splits for n in splits for _ in range(n)]  # each head's stripe count
         self.heads = nn.ModuleList(EmbeddingHead(cfg, base.out_channels, num_classes, embedding_dim=dim,
-                                                 classifier=per_head)
-                                   for splits in self.splits for n in splits for _ in range(n))
-        self.classifier = None if per_head else build_classifier(cfg, dim * len(self.heads), num_classes)
+                                                 classifier=per_head and classes) for _ in layout)
+        if not classes:
+            for head, n in zip(self.heads, layout):
+                if n > 1:
+                    head.requires_grad_(False)  # a stripe feature feeds only classifiers and the test embedding
+        self.classifier = build_classifier(cfg, dim * len(self.heads), num_classes) if classes and not per_head \
+            else None
         self.num_classes = num_classes
         self.embedding_dim = dim * len(self.heads)
 
@@ -97,8 +105,8 @@ class MGN(nn.Module):
         ordered = outputs[True] + outputs[False]  # global features first, then the stripes
         if not self.training:
             return torch.cat([head.test_feature(before, after) for head, before, after in ordered], dim=1)
-        if self.classifier is None:
-            logits = [head.classifier(after, pids) for head, _, after in ordered]
-        else:
+        if self.classifier is not None:
             logits = [self.classifier(torch.cat([after for _, _, after in ordered], dim=1), pids)]
+        else:  # per-head classifiers, or none without a classification loss
+            logits = [head.classifier(after, pids) for head, _, after in ordered if head.classifier is not None]
         return {"logits": logits, "features": [head.pair_feature(b, a) for head, b, a in outputs[True]]}
