@@ -158,7 +158,7 @@ def _ranked_lists_section(cfg, out: Path) -> str:
     Of a training run they go into the evaluation folder of its final checkpoint (eval/model_final/)."""
     training = holds_training_run(out)
     final = out / FINAL
-    weights = str(final) if training and final.is_file() else cfg.MODEL.WEIGHTS
+    weights = str(final) if training else cfg.MODEL.WEIGHTS  # a training report is written after model_final.pt
     folder = f"{EVAL_DIR}/{evaluation_name(weights, [])}/{RANKED_LISTS_DIR}" if training else RANKED_LISTS_DIR
     there = (out / folder / INDEX).is_file()
     return ("<h2>Ranked lists</h2><p>Ranked lists of chosen queries (by index or file name, random samples, "
