@@ -28,8 +28,10 @@ TRAINING_RECORDS = (LAST, FINAL, BEST, HISTORY)
 # Files a new training run would write over: it does not start in a folder holding one of them.
 RUN_RECORDS = TRAINING_RECORDS + (METRICS, REPORT)
 
-# Overrides that do not name what is evaluated (the weights are named by their file; the rest is where and how).
-_UNNAMED_KEYS = {"MODEL.WEIGHTS", "OUTPUT_DIR", "MODEL.DEVICE"}
+# Keys (and sections, ending in ".") that do not change an evaluation's numbers: where files are, the device,
+# speed, pictures, and whether junk is loaded (it is never ranked). They do not name an evaluation.
+NOT_EVALUATED = ("OUTPUT_DIR", "MODEL.DEVICE", "DATASETS.ROOT", "DATASETS.KEEP_JUNK", "DATALOADER.NUM_WORKERS",
+                 "TEST.IMS_PER_BATCH", "VIS.")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 _MAX_NAME = 96
 
@@ -49,12 +51,14 @@ def evaluation_name(weights: str, opts: Sequence[str]) -> str:
     """The folder name of an evaluation, from its weights file and its ``KEY VALUE`` overrides.
 
     ``model_final.pt`` with ``TEST.RERANK.ENABLED True`` gives ``model_final_TEST.RERANK.ENABLED=True``; no
-    weights give ``untrained``. Characters other than letters, digits and ``._=+-`` become ``-``; a name longer
-    than 96 characters is cut and ends with a hash of the whole, so different overrides keep different names.
+    weights give ``untrained``; MODEL.WEIGHTS and the keys of :data:`NOT_EVALUATED` are left out. Characters
+    other than letters, digits and ``._=+-`` become ``-``; a name longer than 96 characters is cut and ends with
+    a hash of the whole, so different overrides keep different names.
     """
     parts = [Path(weights).stem if weights else "untrained"]
     pairs = list(zip(opts[0::2], opts[1::2]))
-    parts += [f"{key}={value}" for key, value in pairs if key not in _UNNAMED_KEYS]
+    parts += [f"{key}={value}" for key, value in pairs
+              if key != "MODEL.WEIGHTS" and not str(key).startswith(NOT_EVALUATED)]
     name = "_".join(_UNSAFE.sub("-", p).strip("-") or "-" for p in parts)
     if len(name) > _MAX_NAME:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]

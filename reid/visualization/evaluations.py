@@ -16,16 +16,13 @@ from typing import List, Optional, Sequence
 from ..config import load_cfg
 from ..config.changes import flat_items
 from ..utils.errors import ReIDError
-from ..utils.outputs import CONFIG, EVAL_DIR, METRICS, REPORT, evaluation_name, holds_training_run
+from ..utils.outputs import CONFIG, EVAL_DIR, METRICS, NOT_EVALUATED, REPORT, evaluation_name, holds_training_run
 from . import html as H
 from .sheets import INDEX
 
 logger = logging.getLogger("reid")
 
 RANKED_LISTS_DIR = "ranked_lists"  # tools/visualize.py's output folder inside an evaluation's or a test's folder
-# Keys that do not change an evaluation's numbers (where, on what, how fast, what is drawn; junk is never ranked).
-_NOT_COMPARED = ("OUTPUT_DIR", "MODEL.DEVICE", "DATALOADER.NUM_WORKERS", "TEST.IMS_PER_BATCH", "DATASETS.KEEP_JUNK",
-                 "VIS.")
 
 
 def evaluation_dir(cfg, name: Optional[str] = None, opts: Sequence[str] = ()) -> Path:
@@ -56,7 +53,7 @@ def _same_evaluation(path: Path, cfg) -> bool:
         stored = load_cfg(path, freeze=False)
     except (ReIDError, OSError):
         return False
-    a, b = (dict((k, v) for k, v in flat_items(c) if not k.startswith(_NOT_COMPARED)) for c in (stored, cfg))
+    a, b = (dict((k, v) for k, v in flat_items(c) if not k.startswith(NOT_EVALUATED)) for c in (stored, cfg))
     return a == b
 
 
