@@ -16,8 +16,9 @@ one run lists them all. SOLVER.LOG_PERIOD is set beyond the window: the periodic
 line per model. On a CPU the same steps run without detection (nothing to synchronise with), which the line says.
 
 **End to end.** ``tools/train.py``'s main trains MGN (fast set-up) for 2 epochs with evaluation and k-reciprocal
-re-ranking after each epoch and the report, then ``--resume`` continues the same run to 3 epochs; the tool's log
-goes to stderr, then one JSON summary line (metrics, files, times) to stdout.
+re-ranking after each epoch and the report, then ``--resume --allow-config-change`` continues the same run to 3
+epochs (SOLVER.MAX_EPOCHS is a result-changing key); the tool's log goes to stderr, then one JSON summary line
+(metrics, files, times) to stdout.
 """
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         try:  # the command-line tool's main, in this process (one start-up for both runs)
             rc = train_main(["--config", str(train_bench.CONFIGS["mgn"]), *opts, "SOLVER.MAX_EPOCHS", str(epochs),
-                             *(["--resume"] if resume else [])])
+                             *(["--resume", "--allow-config-change"] if resume else [])])  # 2 -> 3 epochs
         except Exception:  # noqa: BLE001 - reported in the summary, the traceback in the log
             traceback.print_exc()
             rc = 1

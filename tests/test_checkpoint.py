@@ -79,3 +79,44 @@ def test_missing_checkpoint_lists_the_ones_beside_it(tmp_path):
     save_checkpoint(tmp_path / "model_final.pt", {"epoch": 1})
     with pytest.raises(CheckpointError, match=r"model_fnal\.pt' does not exist\. Checkpoints in that folder: .*model_final\.pt"):
         load_checkpoint(tmp_path / "model_fnal.pt")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_checkpoints_are_created_with_the_umask_like_other_files(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "model_last.pt", {"epoch": 1})
+        (tmp_path / "metrics.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "model_last.pt").st_mode & 0o777 == mode
+    assert os.stat(tmp_path / "metrics.json").st_mode & 0o777 == mode
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def _torchscript(path):
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), str(path))
+    return path
+
+
+def test_exports_are_not_offered_as_checkpoints(tmp_path):
+    save_checkpoint(tmp_path / "model_final.pt", {"epoch": 1})
+    _torchscript(tmp_path / "model_final.torchscript.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "model_fnal.pt")
+    assert f"Checkpoints in that folder: {tmp_path / 'model_final.pt'}. " in str(err.value)
+
+
+def test_an_export_given_as_weights_is_named_with_what_to_use_instead(tmp_path):
+    ts = _torchscript(tmp_path / "model_final.torchscript.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(ts, "MODEL.WEIGHTS file")
+    message = str(err.value)
+    assert message.startswith(f"{str(ts)!r} is a TorchScript export (written by tools/export.py for deployment)")
+    assert "torch.jit.load" in message and "ReIDModel.from_checkpoint" in message
+    assert str(tmp_path / "model_final.pt") in message and "corrupt" not in message
+    # An ONNX file is recognised by its content (the protobuf's IR version and producer), whatever its name.
+    onnx = tmp_path / "exported.bin"
+    onnx.write_bytes(b"\x08\x09\x12\x07pytorch\x1a\x062.14.1:\x00")
+    with pytest.raises(CheckpointError, match=r"is an ONNX export .* onnxruntime\.InferenceSession"):
+        load_checkpoint(onnx)

@@ -170,7 +170,8 @@ def test_custom_hook_state_round_trips_through_the_training_checkpoint(tiny_trai
     assert state["hooks"]["_StepCounter"] == {"steps": trainer.iters_per_epoch}
     assert {"model", "optimizer", "scheduler", "epoch", "rng", "cfg", "num_classes", "meta_architecture",
             "scaler"} <= set(state)
-    resumed = CountingTrainer(cfg, resume=True)
+    longer = tiny_train_cfg("TEST.EVAL_PERIOD", "100", "SOLVER.MAX_EPOCHS", "2")  # the run is finished: extend it
+    resumed = CountingTrainer(longer, resume=True, allow_config_change=True)
     (counter,) = [h for h in resumed.hooks if isinstance(h, _StepCounter)]
     assert counter.steps == trainer.iters_per_epoch
 

@@ -80,7 +80,7 @@ def test_resumed_training_with_the_gpu_pipeline_is_exact(tiny_train_cfg, tmp_pat
 
     def run(out, epochs, resume=False):
         cfg = tiny_train_cfg("DATALOADER.PIPELINE", "gpu", "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCHS", str(epochs))
-        Trainer(cfg, resume=resume).train()
+        Trainer(cfg, resume=resume, allow_config_change=resume).train()  # resumed with more epochs
         return load_checkpoint(out / "model_final.pt")
 
     straight = run(tmp_path / "a", 2)

@@ -107,3 +107,20 @@ def test_malicious_checkpoint_is_refused_and_its_payload_does_not_run(tmp_path, 
     assert "it asks to import the Python object posix.system" in err and "weights_only=True" in err
     assert "weights_only=False" not in err  # torch's own advice to load unsafely is not passed on
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("tool", ["test.py", "visualize.py"])
+@pytest.mark.parametrize("with_weights", [False, True], ids=["untrained", "weights"])
+def test_missing_dataset_is_reported_before_any_weights_or_download(tmp_path, tool, with_weights):
+    """The test sets' folders are checked before the model is built: a missing Market-1501 is a dataset error,
+    not a failed ImageNet download (MODEL.BACKBONE.PRETRAIN) nor a weights problem."""
+    opts = ["DATASETS.ROOT", str(tmp_path / "nowhere"), "DATASETS.TESTS", "['Market1501']", "MODEL.DEVICE", "cpu",
+            "MODEL.BACKBONE.PRETRAIN", "True", "OUTPUT_DIR", str(tmp_path / "out")]
+    if with_weights:
+        opts += ["MODEL.WEIGHTS", str(_tiny_checkpoint(tmp_path / "model_final.pt"))]
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / tool), "--config", "", *opts], cwd=REPO,
+                          env={**ENV, "TORCH_HOME": str(tmp_path / "torch_home")}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Downloading" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: Dataset folder not found"), proc.stderr

@@ -361,7 +361,9 @@ def test_report_links_resolve(toy, tmp_path, with_log):
     evals = _fake_evals(toy, cfg, rerank=with_log)
     page = write_report(cfg, evals, out)
     assert page == out / "report.html"
-    links = assert_links_resolve(page, optional=("ranked_lists/index.html",))
+    lists = "eval/model_final/ranked_lists/index.html" if with_log else "ranked_lists/index.html"
+    links = assert_links_resolve(page, optional=(lists, "eval/index.html"))
+    assert lists in links and ("eval/index.html" in links) == with_log  # a training run lists its evaluations
     assert "plots/cmc.png" in links and "plots/distances_toy.png" in links
     assert ("plots/training_curves.png" in links) == with_log
     assert "plots/worst_queries/worst_toy_001.png" in links and "plots/worst_queries/worst_toy_002.png" in links

@@ -19,11 +19,10 @@ from torch import nn
 from ..config import cfg_to_dict
 from ..utils.env import get_rng_state, set_rng_state
 from ..utils.errors import CheckpointError
+from ..utils.outputs import BEST
 from .io import load_checkpoint, save_checkpoint
 from .state import load_model_state
 from .writer import AsyncCheckpointWriter
-
-BEST = "model_best.pt"
 
 logger = logging.getLogger("reid")
 
@@ -79,14 +78,27 @@ class Checkpointer:
         """Write ``save_dir/name`` atomically (rank 0 only) with ``extra`` top-level entries; returns its path
         (with ``async_write`` the file is complete after :meth:`wait`)."""
         path = self.save_dir / name
-        if not self.save_to_disk:
-            return path
-        state = {**self.state_dict(epoch, model), **extra}
+        if self.save_to_disk:
+            self._write(path, {**self.state_dict(epoch, model), **extra})
+        return path
+
+    def save_model(self, name: str, epoch: int, model: Optional[nn.Module] = None, **extra: Any) -> Path:
+        """Write ``save_dir/name`` with the weights of ``model`` (default: the trained model), what rebuilding it
+        needs and ``extra`` entries (e.g. the metrics that chose it), but no optimizer, schedule, hook or RNG
+        state: a file to use, not to resume (rank 0 only); returns its path (complete after :meth:`wait` with
+        ``async_write``)."""
+        path = self.save_dir / name
+        if self.save_to_disk:
+            weights = model if model is not None else self.model
+            self._write(path, {"model": weights.state_dict(), "epoch": epoch, **model_record(self.cfg, self.model),
+                               **extra})
+        return path
+
+    def _write(self, path: Path, state: Dict[str, Any]) -> None:
         if self.writer is not None:
             self.writer.submit(path, state)
         else:
             save_checkpoint(path, state)
-        return path
 
     def wait(self, raise_error: bool = True) -> None:
         """Block until the checkpoint being written is on disk; a failed write's error is raised, or logged with
@@ -94,10 +106,10 @@ class Checkpointer:
         if self.writer is not None:
             self.writer.wait(raise_error)
 
-    def resume(self, path: str | Path) -> Dict[str, Any]:
-        """Restore the model, every checkpointable and the RNG states from ``path``; returns the file's content
-        (its ``epoch`` says where training continues)."""
-        state = load_checkpoint(path)
+    def resume(self, path: str | Path, state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Restore the model, every checkpointable and the RNG states from ``path`` (``state``: its content when
+        already loaded); returns the file's content (its ``epoch`` says where training continues)."""
+        state = state if state is not None else load_checkpoint(path)
         missing = [k for k in ("model", *self.checkpointables, "epoch", "rng")
                    if k not in state and k not in self.optional]
         if missing:

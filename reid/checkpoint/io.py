@@ -3,23 +3,25 @@
 A crash, a kill or a full disk while writing leaves the previous checkpoint untouched: the new bytes go to a
 temporary file ``.<name>.<pid>.<random>.tmp`` in the same folder, which replaces the old file (an atomic rename)
 only once it is complete and on disk. Temporary files left by a killed writer are removed by the next write.
+The file is created with mode 0666 less the umask, like every other file a run writes (``tempfile.mkstemp``
+would make it 0600, unreadable by colleagues on a shared server).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
-import tempfile
+import secrets
 import warnings
+import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from ..utils.errors import CheckpointError
-
-LAST = "model_last.pt"
-FINAL = "model_final.pt"
+from ..utils.outputs import FINAL, LAST
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any]) -> None:
     remove_stale_temps(path)
     recorder = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temp(path)
     except OSError as e:
         raise _write_error(path, e) from None
     try:
@@ -71,6 +73,17 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any]) -> None:
             raise _write_error(path, cause) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _create_temp(path: Path) -> Tuple[int, str]:
+    """A new, exclusively created temporary file beside ``path`` (mode 0666 & ~umask); (fd, its path)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
 
 
 def _write_error(path: Path, e: OSError) -> CheckpointError:
@@ -132,10 +145,13 @@ def load_checkpoint(path: str | Path, name: str = "Checkpoint") -> Dict[str, Any
         raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint file; name the .pt file in it "
                               f"(e.g. {str(path / FINAL)!r}).")
     if not path.is_file():
-        nearby = sorted(str(p) for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
-        hint = f" Checkpoints in that folder: {', '.join(nearby[:6])}." if nearby else ""
+        nearby = checkpoints_in(path.parent)
+        hint = f" Checkpoints in that folder: {', '.join(map(str, nearby[:6]))}." if nearby else ""
         raise CheckpointError(f"{name} {str(path)!r} does not exist.{hint} Check MODEL.WEIGHTS / the path you "
                               f"gave.")
+    kind = export_kind(path)
+    if kind:
+        raise CheckpointError(_export_message(path, kind))
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says what matters
             warnings.simplefilter("ignore", UserWarning)
@@ -149,6 +165,42 @@ def load_checkpoint(path: str | Path, name: str = "Checkpoint") -> Dict[str, Any
     if not isinstance(state, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(state).__name__}, not a checkpoint dict.")
     return state
+
+
+def checkpoints_in(folder: Path) -> List[Path]:
+    """The checkpoint files (``*.pt``, ``*.pth``) in ``folder``, leaving out exports (TorchScript, ONNX)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for pattern in ("*.pt", "*.pth") for p in folder.glob(pattern)
+                  if p.is_file() and not export_kind(p))
+
+
+def export_kind(path: Path) -> str:
+    """"TorchScript" or "ONNX" when ``path`` is a deployment export (tools/export.py writes both), recognised by
+    its content (a TorchScript zip archive holds ``code/``; an ONNX protobuf starts with its IR version and
+    producer), else ""."""
+    if path.suffix == ".onnx":
+        return "ONNX"
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                parts = [name.split("/") for name in archive.namelist()]
+            return "TorchScript" if any(len(p) > 2 and p[1] == "code" for p in parts) else ""
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except (OSError, zipfile.BadZipFile):
+        return ""
+    return "ONNX" if head[:1] == b"\x08" and b"\x12\x07pytorch" in head else ""
+
+
+def _export_message(path: Path, kind: str) -> str:
+    runtime = ("torch.jit.load(path) (PyTorch alone, no reid needed)" if kind == "TorchScript"
+               else "onnxruntime.InferenceSession(path) (or any ONNX runtime)")
+    article = "an" if kind[0] in "AEIOU" else "a"
+    return (f"{str(path)!r} is {article} {kind} export (written by tools/export.py for deployment), not a checkpoint: "
+            f"run it with {runtime}; its input and output conventions are stored in the file. To evaluate, embed "
+            f"or export again, give the checkpoint it was exported from (e.g. {str(path.parent / FINAL)!r}) as "
+            f"MODEL.WEIGHTS / --weights, or load that with reid.api.ReIDModel.from_checkpoint.")
 
 
 def _load_failure(e: Exception) -> str:

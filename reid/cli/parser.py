@@ -7,10 +7,13 @@ import os
 import re
 import sys
 import traceback
+from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from ..checkpoint import load_checkpoint, resolve_config
 from ..config import load_cfg
 from ..utils.errors import ReIDError
+from ..utils.outputs import holds_training_run
 
 OVERRIDES_HELP = (
     "config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 60 MODEL.DEVICE cuda; every key is listed "
@@ -102,14 +105,46 @@ def cfg_from_args(args: argparse.Namespace):
     return load_cfg(args.config or None, args.opts)
 
 
+def add_name_option(parser: argparse.ArgumentParser) -> None:
+    """``--name``: the folder of an evaluation under OUTPUT_DIR/eval/ (reid.visualization.evaluations)."""
+    parser.add_argument("--name", default="", metavar="NAME",
+                        help="write into OUTPUT_DIR/eval/NAME/ (default: OUTPUT_DIR itself, or, when OUTPUT_DIR "
+                             "holds a training run, OUTPUT_DIR/eval/<weights file>_<overrides>/: an evaluation "
+                             "never writes over a training run's files)")
+
+
+def eval_cfg_from_args(args: argparse.Namespace):
+    """The config of an evaluation of MODEL.WEIGHTS. With ``--config``: as :func:`cfg_from_args`. Without it: the
+    config stored in the checkpoint with the overrides merged over it, and OUTPUT_DIR (unless overridden) the
+    checkpoint's folder when that holds a training run (its evaluations then go into its eval/ folder)."""
+    cfg = cfg_from_args(args)
+    weights = cfg.MODEL.WEIGHTS
+    if not weights or args.config:
+        return cfg
+    opts = list(args.opts)
+    folder = Path(weights).parent
+    if "OUTPUT_DIR" not in opts[0::2] and holds_training_run(folder):
+        opts = ["OUTPUT_DIR", str(folder), *opts]
+    return resolve_config(load_checkpoint(weights, "MODEL.WEIGHTS file"), weights, opts=opts)
+
+
+def with_output_dir(cfg, folder: str | Path):
+    """A frozen copy of ``cfg`` writing into ``folder``."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = str(folder)
+    cfg.freeze()
+    return cfg
+
+
 def run_tool(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> None:
     """Run a command's ``main``. What the user can fix is shown as one ``error: ...`` paragraph and exit status 1,
     never a traceback: a ReIDError (its message says what and how), an OSError (a file that cannot be read or
     written, a full disk) and running out of GPU memory. ``REID_TRACEBACK=1`` shows the traceback as well."""
     try:
         code = main(argv)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a command may say how to go on (tools/train.py: --resume)
+        print(f"interrupted; {e}" if str(e) else "interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - anything else is a bug and keeps its traceback
         message = user_message(e)

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..api import FeatureFile, ReIDModel, search
-from ..utils.errors import CheckpointError
+from ..utils.errors import CheckpointError, DatasetError
 from .parser import plain_parser, run_tool
 
 EPILOG = """examples:
@@ -39,6 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         queries = FeatureFile.load(args.query_npz)
         q_feats, q_names = torch.from_numpy(queries.features), queries.names
     else:
+        _check_query_files(args.query)  # before the model is loaded
         weights = args.weights or gallery.weights
         if not weights:
             raise CheckpointError(f"{args.gallery!r} records no checkpoint; pass --weights CKPT to embed the queries.")
@@ -60,6 +61,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                    "queries": results}, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {out}")
     return 0
+
+
+def _check_query_files(paths: Sequence[str]) -> None:
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        shown = ", ".join(repr(p) for p in missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+        raise DatasetError(f"--query: no image file {shown} (relative paths are read from {Path.cwd()}). Give the "
+                           f"paths of existing image files, or query features written by tools/extract.py with "
+                           f"--query-npz.")
 
 
 def entry() -> None:

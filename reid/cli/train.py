@@ -1,10 +1,15 @@
 """``reid-train`` / ``tools/train.py``: train a re-ID model, then evaluate it."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
 
 from ..engine.launch import distributed
+from ..engine.run_folder import FinishedRun
 from ..engine.trainer import Trainer
+from ..utils.outputs import LAST, RUN_RECORDS, present
 from .parser import cfg_from_args, config_parser, run_tool
 
 EPILOG = """examples:
@@ -15,8 +20,13 @@ EPILOG = """examples:
 
 (python tools/train.py ... is the same command.) Writes to OUTPUT_DIR: config.yaml (resolved config), log.txt,
 train_log.jsonl (per-epoch losses and evaluations), model_last.pt (every SOLVER.CHECKPOINT_PERIOD epochs,
-written atomically), model_best.pt (best TEST.BEST_METRIC), model_final.pt, metrics.json (rank1, rank5,
-rank10, mAP, mINP as fractions), report.html and plots/ (VIS.REPORT), tensorboard/ (VIS.TENSORBOARD)."""
+written atomically; everything --resume needs), model_best.pt (best TEST.BEST_METRIC), model_final.pt (the
+evaluated weights, config and final metrics), metrics.json (rank1, rank5, rank10, mAP, mINP as fractions),
+report.html and plots/ (VIS.REPORT), tensorboard/ (VIS.TENSORBOARD).
+
+One run per OUTPUT_DIR: a folder that holds a run (checkpoints, train_log.jsonl, metrics.json or report.html)
+is refused unless --resume continues it or --overwrite moves it into OUTPUT_DIR/previous-<timestamp>/.
+Evaluations of the run (tools/test.py, tools/visualize.py) go into OUTPUT_DIR/eval/<name>/."""
 
 
 def build_parser():
@@ -24,16 +34,46 @@ def build_parser():
                            EPILOG, prog="reid-train")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in OUTPUT_DIR from its model_last.pt (model, optimizer, schedule, "
-                             "epoch, random states and hook states), giving the same result as an uninterrupted run")
+                             "epoch, random states, hook states and training time), giving the same result as an "
+                             "uninterrupted run; a finished run is left as it is (exit status 0)")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: go on although the config differs from the checkpoint's in keys that "
+                             "change the result (model, data, input, solver, seed); each change is logged")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an OUTPUT_DIR that holds one, after moving the old run into "
+                             "OUTPUT_DIR/previous-<timestamp>/ (nothing is deleted)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     cfg = cfg_from_args(args)
-    with distributed(cfg.MODEL.DEVICE):  # under torchrun: join the process group (DDP); else a no-op
-        Trainer(cfg, resume=args.resume).train()
+    try:
+        with distributed(cfg.MODEL.DEVICE):  # under torchrun: join the process group (DDP); else a no-op
+            Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
+                    allow_config_change=args.allow_config_change).train()
+    except FinishedRun as done:
+        print(done)
+        return 0
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted_hint(Path(cfg.OUTPUT_DIR), argv)) from None
     return 0
+
+
+def interrupted_hint(out: Path, argv: List[str]) -> str:
+    """What to do after Ctrl-C: resume from model_last.pt, or start again when no checkpoint was written yet."""
+    words = [w for w in argv if w not in ("--overwrite", "--resume")]
+    if (out / LAST).is_file():
+        return (f"{out / LAST} holds the last checkpoint (written every SOLVER.CHECKPOINT_PERIOD epochs); continue "
+                f"the run from there with: {_command(words + ['--resume'])}")
+    again = words + (["--overwrite"] if present(out, RUN_RECORDS) else [])
+    return f"no checkpoint was written yet; start again with: {_command(again)}"
+
+
+def _command(argv: List[str]) -> str:
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "reid-train"
+    return shlex.join((["python"] if program.endswith(".py") else []) + [program, *argv])
 
 
 def entry() -> None:

@@ -9,18 +9,20 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ..checkpoint import load_for_inference
-from ..config import load_cfg
+from ..config import dump_cfg
 from ..data import build_test_set
 from ..evaluation.testsets import TestSetResult, evaluate_test_set, format_results, metrics_dict, ranked_query_paths
 from ..modeling import build_model
 from ..utils.env import resolve_device, seed_all
 from ..utils.errors import ConfigError
 from ..utils.logger import setup_logger
+from ..utils.outputs import CONFIG, REPORT
 from ..visualization import html as H
+from ..visualization.evaluations import RANKED_LISTS_DIR, evaluation_dir, run_of, write_evaluations_index
 from ..visualization.ranked_list import select_queries
-from ..visualization.report import RANKED_LISTS_DIR, REPORT, vis_options
+from ..visualization.report import vis_options
 from ..visualization.sheets import SheetInfo, distance_name, draw_ranked_lists, write_index
-from .parser import ConfigArgumentParser, config_parser, run_tool
+from .parser import ConfigArgumentParser, add_name_option, config_parser, eval_cfg_from_args, run_tool
 
 logger = logging.getLogger("reid")
 
@@ -47,7 +49,10 @@ examples:
   python tools/visualize.py --config CFG MODEL.WEIGHTS m.pt --dataset Market1501 --query 0 0001_c1s1_001051_00.jpg
 
 Writes OUTPUT_DIR/ranked_lists/ (or --output): <dataset>_001.png, ... , index.html (open it in a browser) and
-ranked_lists.json (the metrics and the lists as data). The model is evaluated exactly as tools/test.py does it
+ranked_lists.json (the metrics and the lists as data). When OUTPUT_DIR holds a training run (or --name is given),
+they go into OUTPUT_DIR/eval/<name>/ranked_lists/ instead, as tools/test.py's files go into OUTPUT_DIR/eval/<name>/
+(<name>: --name, or the weights file and the overrides), never over the run's files. With MODEL.WEIGHTS and no
+--config, the config stored in the checkpoint is used, with the overrides. The model is evaluated exactly as tools/test.py does it
 (same gallery and protocol, so the same numbers); junk (pid -1) takes no part in ranking and is drawn greyed by
 its distance. With TEST.RERANK.ENABLED True the lists use the k-reciprocal re-ranked distances
 (TEST.RERANK.K1/K2/LAMBDA) and show no junk (it has no re-ranked distance). Options may come before or after the
@@ -76,7 +81,10 @@ def build_parser() -> ConfigArgumentParser:
                    help="queries per PNG sheet (default VIS.QUERIES_PER_SHEET)")
     d.add_argument("--hide-junk", action="store_true",
                    help="leave junk gallery images (pid -1) out of the lists instead of drawing them greyed")
-    d.add_argument("--output", default="", metavar="DIR", help=f"output folder (default OUTPUT_DIR/{RANKED_LISTS_DIR})")
+    d.add_argument("--output", default="", metavar="DIR",
+                   help=f"output folder (default OUTPUT_DIR/{RANKED_LISTS_DIR}, or OUTPUT_DIR/eval/<name>/"
+                        f"{RANKED_LISTS_DIR} for a training run's folder)")
+    add_name_option(p)
     return p
 
 
@@ -121,13 +129,19 @@ def run_visualize(cfg, args: argparse.Namespace) -> Path:
         cfg.defrost()
         cfg.DATASETS.KEEP_JUNK = True  # load junk to draw it greyed; it takes no part in ranking either way
         cfg.freeze()
-    out = Path(args.output) if args.output else Path(cfg.OUTPUT_DIR) / RANKED_LISTS_DIR
+    folder = evaluation_dir(cfg, args.name, args.opts) if not args.output else None
+    out = Path(args.output) if args.output else folder / RANKED_LISTS_DIR
     seed_all(cfg.SEED, cfg.DETERMINISTIC)
     device = resolve_device(cfg.MODEL.DEVICE)
-    model, cfg = load_model(cfg, device)
+    # The test sets' folders, then the weights file, before anything is embedded (no ImageNet download for a
+    # missing dataset); bad query indices / names fail here too.
     test_sets = {name: build_test_set(cfg, name) for name in datasets}
-    for name, test_set in test_sets.items():  # bad indices / names fail before anything is embedded
+    for name, test_set in test_sets.items():
         select_queries(ranked_query_paths(test_set), None, args.query, dataset=name)
+    model, cfg = load_model(cfg, device)
+    run = run_of(folder) if folder is not None else None
+    if run is not None and not (folder / CONFIG).is_file():  # what was evaluated, unless tools/test.py said it
+        dump_cfg(cfg, folder / CONFIG)
 
     def choose(ev: TestSetResult) -> List[int]:
         result = ev.rerank if reranked else ev.result
@@ -150,19 +164,23 @@ def run_visualize(cfg, args: argparse.Namespace) -> Path:
              f"{H.esc(distance_name(next(iter(evals.values())), reranked))}"
              + ("; junk takes no part in re-ranking and is not shown" if reranked else "") + ".</p>",
              H.results_table(evals)]
-    in_run = out.resolve() == (Path(cfg.OUTPUT_DIR) / RANKED_LISTS_DIR).resolve()
-    back = f"../{REPORT}" if in_run and (Path(cfg.OUTPUT_DIR) / REPORT).is_file() else None
-    index = write_index(sheets, out, title=f"Ranked lists: {Path(cfg.OUTPUT_DIR).resolve().name}", notes=notes,
+    reports = [(f"../{REPORT}", folder / REPORT)] if folder is not None else []
+    if run is not None:
+        reports.append((f"../../../{REPORT}", run / REPORT))
+    back = next((link for link, page in reports if page.is_file()), None)
+    title = (folder if folder is not None else out).resolve()
+    index = write_index(sheets, out, title=f"Ranked lists: {title.name}", notes=notes,
                         back_link=back, data={"metrics": metrics_dict(evals)})
     logger.info("Wrote %d sheet(s) of %d queries to %s; open %s in a browser", len(sheets),
                 sum(len(s.queries) for s in sheets), out, index)
+    if run is not None:
+        write_evaluations_index(run)
     return index
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = load_cfg(args.config or None, args.opts)
-    run_visualize(cfg, args)
+    run_visualize(eval_cfg_from_args(args), args)
     return 0
 
 

@@ -42,6 +42,32 @@ class LossSums:
         return dict(zip(self.names, (self.sums / self.steps).tolist()))
 
 
+class RunClock:
+    """Training time across resumes: the seconds of earlier sessions (a checkpointable: restored from
+    model_last.pt by ``--resume``) plus this session's, counted from :meth:`start`."""
+
+    def __init__(self) -> None:
+        self.before = 0.0
+        self._start: Optional[float] = None
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+
+    def session(self) -> float:
+        """Seconds since :meth:`start` (0 before it)."""
+        return time.perf_counter() - self._start if self._start is not None else 0.0
+
+    def elapsed(self) -> float:
+        """Training time of the run so far, earlier sessions included."""
+        return self.before + self.session()
+
+    def state_dict(self) -> Dict[str, float]:
+        return {"train_time_s": self.elapsed()}
+
+    def load_state_dict(self, state: Dict[str, float]) -> None:
+        self.before = float(state["train_time_s"])
+
+
 class TrainerBase:
     """Runs epochs of ``train_step`` over ``train_loader`` and calls the registered hooks around them.
 
@@ -56,7 +82,8 @@ class TrainerBase:
     - ``records``: what happened so far in this run, one dict per epoch (``epoch``, ``lr``, mean loss terms,
       ``loss_total``, ``time_s``, ``images_per_s``) and per evaluation (``epoch``, ``eval``); writers write each;
     - ``metrics`` (the latest evaluation's metrics dict, after epoch ``metrics_epoch``), ``last_eval`` (its
-      per-test-set results, rank 0) and ``results`` (what :meth:`train` returns), set by the evaluation hook.
+      per-test-set results, rank 0) and ``results`` (what :meth:`train` returns), set by the evaluation hook;
+    - ``clock``: the :class:`RunClock` (training time across resumes).
     """
 
     model: nn.Module
@@ -74,7 +101,7 @@ class TrainerBase:
         self.metrics_epoch = 0
         self.last_eval: Optional[dict] = None
         self.results: dict = {}
-        self.start_time = time.perf_counter()
+        self.clock = RunClock()
 
     @property
     def eval_model(self) -> nn.Module:
@@ -98,7 +125,7 @@ class TrainerBase:
 
     def train(self) -> dict:
         """Epochs ``start_epoch`` to ``max_epochs`` with their hooks; returns ``results``."""
-        self.start_time = time.perf_counter()
+        self.clock.start()
         try:
             self._call("before_train")
             for epoch in range(self.start_epoch, self.max_epochs):

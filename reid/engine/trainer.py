@@ -28,12 +28,14 @@ from ..registry import AMP_REGISTRY, PIPELINE_REGISTRY
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils.distributed import broadcast_object, dist_info, rank_zero_first, shared_seed
 from ..utils.env import seed_all
-from ..utils.errors import CheckpointError
-from ..utils.logger import setup_logger
+from ..utils.logger import format_duration, setup_logger
+from ..utils.outputs import CONFIG
+from ..utils.provenance import run_header
 from ..visualization.report import report_rows
 from .hooks import (BestCheckpointer, ConsoleWriter, EMAHook, EvalHook, HistoryWriter, HookBase, HookStates,
                     LRScheduler, NonFiniteGuard, PeriodicCheckpointer, ReportHook, TensorBoardWriter)
 from .launch import process_device, to_sync_batchnorm
+from .run_folder import prepare_output_dir
 from .train_loop import TrainerBase
 
 
@@ -68,18 +70,25 @@ class Trainer(TrainerBase):
 
     ``Trainer(cfg, resume=False).train()`` returns the final metrics (also in ``OUTPUT_DIR/metrics.json``). To
     change what a run does, override :meth:`build_hooks` (CONTRIBUTING.md, "Adding a hook").
+
+    One run per ``OUTPUT_DIR`` (``reid.engine.run_folder``): a folder holding a run is refused unless ``resume``
+    (continue it; a finished run raises ``FinishedRun``, a changed config that changes the result is refused
+    unless ``allow_config_change``) or ``overwrite`` (move it into ``previous-<timestamp>/`` first).
     """
 
-    def __init__(self, cfg, resume: bool = False) -> None:
+    def __init__(self, cfg, resume: bool = False, overwrite: bool = False, allow_config_change: bool = False) -> None:
         super().__init__()
         validate(cfg)  # every choice key and range, before anything is read or built
         self.cfg = cfg
         self.rank, self.world_size = dist_info()
         self.output_dir = Path(cfg.OUTPUT_DIR)
-        self.logger = setup_logger(cfg.OUTPUT_DIR, self.rank)
-        if resume:
-            self._last_checkpoint()  # before any data is read: a missing checkpoint fails at once
         self.device = process_device(cfg.MODEL.DEVICE)
+        # Before any data is read or file written (log.txt included): the folder is free, or the run to resume fits.
+        start = prepare_output_dir(cfg, resume, overwrite, allow_config_change)
+        self.logger = setup_logger(cfg.OUTPUT_DIR, self.rank)
+        for line in run_header(self.device, self.world_size, self.output_dir / CONFIG):
+            self.logger.info(line)
+        start.log(self.logger)
         self.ema: Optional[EMAHook] = None
         hooks = self.build_hooks()  # before any data is read: the hooks check their config keys
         self.seed = seed_all(shared_seed(cfg.SEED), cfg.DETERMINISTIC)
@@ -88,14 +97,14 @@ class Trainer(TrainerBase):
         self.amp_dtype = AMP_REGISTRY.get(cfg.SOLVER.AMP)
         build_pipeline = PIPELINE_REGISTRY.get(cfg.DATALOADER.PIPELINE)
         if self.rank == 0:
-            dump_cfg(cfg, self.output_dir / "config.yaml")
+            dump_cfg(cfg, self.output_dir / CONFIG)
         with rank_zero_first():  # a synthetic set or an image cache file is written once
             self.train_loader, train_set = build_pipeline(cfg, self.device, self.rank, self.world_size)
         self.logger.info("Training data:\n%s", train_set.summary())
         warning = identities_per_gpu_warning(cfg, self.world_size)
         if warning:
             self.logger.warning(warning)
-        self.model = self._build_model(train_set.num_train_pids)
+        self.model = self._build_model(train_set.num_train_pids, initialise=not resume)
         self.criterion = build_criterion(cfg).to(self.device)
         self.optimizer = build_optimizer(cfg, self.model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -106,10 +115,11 @@ class Trainer(TrainerBase):
         self.test_sets: Optional[Dict[str, TestSet]] = None  # built at the first evaluation, then reused
         self.register_hooks(hooks)
         self.checkpointer = Checkpointer(self.model, cfg, self.output_dir, save_to_disk=self.rank == 0,
-                                         optional=("scaler", "hooks"), async_write=True, optimizer=self.optimizer,
-                                         scheduler=self.scheduler, scaler=self.scaler, hooks=HookStates(self.hooks))
+                                         optional=("scaler", "hooks", "clock"), async_write=True,
+                                         optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+                                         hooks=HookStates(self.hooks), clock=self.clock)
         if resume:
-            self.resume()
+            self.resume(start.state)
 
     def build_hooks(self) -> List[Optional[HookBase]]:
         """What a run does around the optimisation step, in one place (None entries are skipped; ``self.ema`` is
@@ -142,10 +152,12 @@ class Trainer(TrainerBase):
     def show_progress(self) -> bool:
         return self.rank == 0
 
-    def _build_model(self, num_classes: int) -> nn.Module:
+    def _build_model(self, num_classes: int, initialise: bool = True) -> nn.Module:
+        """The model on its device; ``initialise``: from MODEL.WEIGHTS or ImageNet (MODEL.BACKBONE.PRETRAIN). A
+        resumed run skips both (the checkpoint holds every weight), so it needs neither file nor network."""
         cfg = self.cfg
-        model = build_model(cfg, num_classes, pretrained=not cfg.MODEL.WEIGHTS)
-        if cfg.MODEL.WEIGHTS:
+        model = build_model(cfg, num_classes, pretrained=initialise and not cfg.MODEL.WEIGHTS)
+        if initialise and cfg.MODEL.WEIGHTS:
             load_model_weights(model, cfg.MODEL.WEIGHTS, cfg=cfg)
             self.logger.info("Loaded model weights from %s (classifier re-initialised)", cfg.MODEL.WEIGHTS)
         if not trains_classifier(cfg):
@@ -179,20 +191,14 @@ class Trainer(TrainerBase):
         self.checkpointer.wait()
         return path
 
-    def _last_checkpoint(self) -> Path:
+    def resume(self, state: Optional[dict] = None) -> None:
+        """Continue from ``OUTPUT_DIR/model_last.pt`` (``state``: its content, when already read): model,
+        optimizer, schedule, loss scale, hook states (EMA weights, best metric, ...), training time, epoch and RNG
+        states. The input pipelines need no state: their randomness is a function of (SEED, rank, epoch)."""
         path = self.output_dir / LAST
-        if not path.is_file():
-            raise CheckpointError(f"--resume: no checkpoint {str(path)!r} to resume from. Start without --resume, "
-                                  f"or set OUTPUT_DIR to the folder of the run to continue.")
-        return path
-
-    def resume(self) -> None:
-        """Continue from ``OUTPUT_DIR/model_last.pt``: model, optimizer, schedule, loss scale, hook states (EMA
-        weights, best metric, ...), epoch and RNG states. The input pipelines need no state: their randomness is
-        a function of (SEED, rank, epoch)."""
-        path = self._last_checkpoint()
-        self.start_epoch = int(self.checkpointer.resume(path)["epoch"])
-        self.logger.info("Resumed from %s at epoch %d", path, self.start_epoch)
+        self.start_epoch = int(self.checkpointer.resume(path, state)["epoch"])
+        self.logger.info("Resumed from %s at epoch %d of %d (training time so far %s)", path, self.start_epoch,
+                         self.max_epochs, format_duration(self.clock.before))
 
     # -- training ----------------------------------------------------------------------------------------------
     def train_step(self, batch: Dict[str, object]) -> Dict[str, torch.Tensor]:
@@ -229,9 +235,12 @@ class Trainer(TrainerBase):
 
     def train(self) -> dict:
         """Train to ``SOLVER.MAX_EPOCHS``; returns the final metrics (also in ``OUTPUT_DIR/metrics.json``)."""
-        self.logger.info("Training %s for %d epochs (%d iterations each) on %s x %d process(es)",
-                         self.cfg.MODEL.META_ARCHITECTURE, self.max_epochs, self.iters_per_epoch, self.device,
-                         self.world_size)
+        if self.start_epoch < self.max_epochs:
+            self.logger.info("Training %s for epochs %d to %d (%d iterations each) on %s x %d process(es)",
+                             self.cfg.MODEL.META_ARCHITECTURE, self.start_epoch + 1, self.max_epochs,
+                             self.iters_per_epoch, self.device, self.world_size)
+        else:  # resumed after the last epoch, before the final files were written
+            self.logger.info("All %d epochs are trained; writing the final checkpoint and metrics", self.max_epochs)
         try:
             return super().train()  # a successful run ends with every checkpoint on disk (PeriodicCheckpointer)
         except BaseException:

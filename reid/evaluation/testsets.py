@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader, Subset
 
 from ..data import ImageRecord, TestSet, build_test_set
 from ..data.datasets.base import CROSS_CAMERA, EvalProtocol
-from ..data.datasets.base import CROSS_CAMERA, EvalProtocol
 from ..utils.distributed import all_gather_rows, broadcast_buffers, dist_info, shard_bounds
 from ..utils.errors import ReIDError
+from ..utils.outputs import METRICS
 from .distance import compute_distance
 from .extract import Features, extract_features
 from .rank import ChanceLevel, RankResult, chance_level, evaluate, evaluate_rank, reranked_distances
@@ -206,7 +206,7 @@ def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
 
 def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
     """Write ``OUTPUT_DIR/metrics.json`` (pretty-printed)."""
-    path = Path(output_dir) / "metrics.json"
+    path = Path(output_dir) / METRICS
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return path

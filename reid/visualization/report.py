@@ -17,19 +17,20 @@ from typing import Dict, List, Optional, Tuple
 
 from ..evaluation.testsets import RowSelector, TestSetResult
 from ..utils.errors import ReIDError
+from ..utils.outputs import CONFIG, EVAL_DIR, FINAL, HISTORY, LAST, LOG, METRICS, REPORT, evaluation_name, \
+    holds_training_run
 from . import html as H
 from .curves import Curve, feature_histogram, plot_cmc, plot_distance_histogram, plot_training_curves, read_train_log
+from .evaluations import RANKED_LISTS_DIR, evaluations_section
 from .ranked_list import select_queries
 from .sheets import INDEX, SheetInfo, distance_name, draw_ranked_lists, safe_name, write_index
 
 logger = logging.getLogger("reid")
 
-REPORT = "report.html"
 PLOTS = "plots"
 WORST_DIR = "worst_queries"
 WORST_MANIFEST = "worst_queries.json"  # the report's worst-AP lists (tools/visualize.py writes ranked_lists.json)
-RANKED_LISTS_DIR = "ranked_lists"  # tools/visualize.py's default output folder inside OUTPUT_DIR
-TRAIN_LOG = "train_log.jsonl"
+TRAIN_LOG = HISTORY
 
 
 def vis_options(cfg) -> dict:
@@ -66,7 +67,7 @@ def _header(cfg, evals: Dict[str, TestSetResult], out: Path, metrics: Optional[d
     arch = f"{m.META_ARCHITECTURE}, {m.BACKBONE.NAME}{m.BACKBONE.DEPTH}" + \
         (f" layers {list(m.BACKBONE.LAYERS)}" if len(m.BACKBONE.LAYERS) else "") + f" width {m.BACKBONE.WIDTH}"
     if trained:
-        weights = "model_final.pt, trained here" + (f" from {m.WEIGHTS}" if m.WEIGHTS else "")
+        weights = f"{FINAL}, trained here" + (f" from {m.WEIGHTS}" if m.WEIGHTS else "")
     else:
         weights = m.WEIGHTS or "none: the initialised model"
     meta = [f"{'training run' if trained else 'evaluation'}, written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
@@ -83,8 +84,8 @@ def _title(out: Path) -> str:
 
 
 def _metrics_section(evals: Dict[str, TestSetResult], out: Path) -> str:
-    same = ("<p class=note>The same numbers as <a href=\"metrics.json\">metrics.json</a>.</p>"
-            if (out / "metrics.json").is_file() else "")
+    same = (f"<p class=note>The same numbers as <a href=\"{METRICS}\">{METRICS}</a>.</p>"
+            if (out / METRICS).is_file() else "")
     return f"<h2>Metrics</h2>\n{H.results_table(evals)}{same}"
 
 
@@ -153,21 +154,27 @@ def _worst_lists(ev: TestSetResult, reranked: bool, count: int, out: Path,
 
 
 def _ranked_lists_section(cfg, out: Path) -> str:
-    """tools/visualize.py's lists live at a fixed path; the page says how to draw them rather than being patched."""
-    there = (out / RANKED_LISTS_DIR / INDEX).is_file()
-    final = out / "model_final.pt"
-    weights = cfg.MODEL.WEIGHTS or (str(final) if final.is_file() else "")
+    """tools/visualize.py's lists live at a fixed path; the page says how to draw them rather than being patched.
+    Of a training run they go into the evaluation folder of its final checkpoint (eval/model_final/)."""
+    training = holds_training_run(out)
+    final = out / FINAL
+    weights = str(final) if training else cfg.MODEL.WEIGHTS  # a training report is written after model_final.pt
+    folder = f"{EVAL_DIR}/{evaluation_name(weights, [])}/{RANKED_LISTS_DIR}" if training else RANKED_LISTS_DIR
+    there = (out / folder / INDEX).is_file()
     return ("<h2>Ranked lists</h2><p>Ranked lists of chosen queries (by index or file name, random samples, "
-            f"re-ranked distances): <a href=\"{RANKED_LISTS_DIR}/{INDEX}\">{RANKED_LISTS_DIR}/{INDEX}</a>"
+            f"re-ranked distances): <a href=\"{folder}/{INDEX}\">{folder}/{INDEX}</a>"
             + (" (present when this page was written; a later run of the command below replaces them)." if there
                else " (not drawn yet: the link works once the command below has run).")
-            + f"</p><p class=note><code>python tools/visualize.py --config {H.esc(str(out / 'config.yaml'))}"
+            + f"</p><p class=note><code>python tools/visualize.py --config {H.esc(str(out / CONFIG))}"
             + (f" MODEL.WEIGHTS {H.esc(weights)}" if weights else "") + "</code> writes them there.</p>")
 
 
+def _evaluations_section(out: Path) -> str:
+    return evaluations_section(out) if holds_training_run(out) else ""
+
+
 def _files_section(out: Path) -> str:
-    files = [f for f in ("metrics.json", "config.yaml", "log.txt", TRAIN_LOG, "model_final.pt", "model_last.pt")
-             if (out / f).is_file()]
+    files = [f for f in (METRICS, CONFIG, LOG, TRAIN_LOG, FINAL, LAST) if (out / f).is_file()]
     return ("<h2>Files</h2><p>" + " &middot; ".join(f'<a href="{f}">{f}</a>' for f in files) + "</p>") if files else ""
 
 
@@ -196,7 +203,7 @@ def write_report(cfg, evals: Dict[str, TestSetResult], output_dir: Optional[str 
     if sheets:
         write_index(sheets, out / PLOTS / WORST_DIR, title="Worst-AP queries", back_link=f"../../{REPORT}",
                     manifest=WORST_MANIFEST)
-    sections += [_ranked_lists_section(cfg, out), _files_section(out),
+    sections += [_ranked_lists_section(cfg, out), _evaluations_section(out), _files_section(out),
                  _config_section(cfg)]
     path = out / REPORT
     path.write_text(H.page(_title(out), "\n".join(s for s in sections if s)), encoding="utf-8")

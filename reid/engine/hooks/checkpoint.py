@@ -2,11 +2,13 @@
 (detectron2's PeriodicCheckpointer), model_best.pt when TEST.BEST_METRIC improved (its BestCheckpointer).
 
 They run after the other hooks of an epoch (evaluation included), so a checkpoint holds every hook's state as of
-the end of that epoch and a resumed run continues exactly. model_final.pt and model_best.pt store the evaluated
-weights as ``model`` (``trainer.eval_model``: the EMA weights when SOLVER.EMA is on); model_last.pt stores the
-trained ones, the EMA weights being in its ``hooks`` entry. The trainer's checkpointer writes in a background thread
-(``reid.checkpoint.writer``): a save returns once the state is in host memory, the next save waits for the
-previous one, and the final checkpoint is on disk when ``after_train`` returns (the report links it).
+the end of that epoch and a resumed run continues exactly. model_last.pt holds everything a resume needs and the
+trained weights (the EMA weights are in its ``hooks`` entry). model_final.pt and model_best.pt are files to use:
+the evaluated weights as ``model`` (``trainer.eval_model``: the EMA weights when SOLVER.EMA is on), the resolved
+config and the metrics that chose them (``metrics``; model_best.pt also ``best``), no optimizer or RNG state.
+The trainer's checkpointer writes in a background thread (``reid.checkpoint.writer``): a save returns once the state
+is in host memory, the next save waits for the previous one, and the final checkpoint is on disk when
+``after_train`` returns (the report links it).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ logger = logging.getLogger("reid")
 
 class PeriodicCheckpointer(HookBase):
     """``trainer.checkpointer`` writes model_last.pt every ``period`` epochs and after the last one, and
-    model_final.pt (the evaluated weights) when training ends."""
+    model_final.pt (the evaluated weights with the final metrics, ``trainer.results``) when training ends."""
 
     priority = PRIORITY_CHECKPOINT
 
@@ -35,8 +37,9 @@ class PeriodicCheckpointer(HookBase):
             self.trainer.checkpointer.save(LAST, done)
 
     def after_train(self) -> None:
-        self.trainer.checkpointer.save(FINAL, self.trainer.max_epochs, model=self.trainer.eval_model)
-        self.trainer.checkpointer.wait()  # every file on disk (or the write's error raised) before the report
+        t = self.trainer
+        t.checkpointer.save_model(FINAL, t.max_epochs, model=t.eval_model, metrics=t.results)
+        t.checkpointer.wait()  # every file on disk (or the write's error raised) before the report
 
 
 class BestCheckpointer(HookBase):
@@ -60,8 +63,9 @@ class BestCheckpointer(HookBase):
         if math.isnan(value) or (self.best is not None and value <= self.best):
             return
         self.best, self.best_epoch = value, trainer.metrics_epoch
-        path = trainer.checkpointer.save(BEST, self.best_epoch, model=trainer.eval_model,
-                                         best={"metric": self.metric, "value": value, "epoch": self.best_epoch})
+        path = trainer.checkpointer.save_model(BEST, self.best_epoch, model=trainer.eval_model,
+                                               metrics=trainer.metrics,
+                                               best={"metric": self.metric, "value": value, "epoch": self.best_epoch})
         logger.info("New best %s %.4f after epoch %d: %s", self.metric, value, self.best_epoch, path)
 
     def state_dict(self) -> Dict[str, Any]:

@@ -1,7 +1,6 @@
 """Evaluation during and after training (detectron2's EvalHook): every TEST.EVAL_PERIOD epochs and after the last."""
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 from .base import HookBase
@@ -11,16 +10,17 @@ class EvalHook(HookBase):
     """Calls ``evaluate(epoch) -> metrics dict`` (on every rank; the trainer's evaluation of ``eval_model``) every
     ``period`` epochs and after the last one, and shares its metrics with the other hooks (``trainer.metrics``,
     ``trainer.metrics_epoch`` and a ``{"epoch", "eval"}`` record). At the end it sets ``trainer.results``: the
-    final metrics with ``train_time_s``."""
+    final metrics with ``train_time_s`` (the run's training time, earlier sessions of a resumed run included)."""
 
     def __init__(self, period: int, evaluate: Callable[[int], dict]) -> None:
         self.period = period
         self._evaluate = evaluate
 
-    def _run(self, epoch: int) -> None:
+    def _run(self, epoch: int, record: bool = True) -> None:
         trainer = self.trainer
         trainer.metrics, trainer.metrics_epoch = self._evaluate(epoch), epoch
-        trainer.records.append({"epoch": epoch, "eval": trainer.metrics["datasets"]})
+        if record:
+            trainer.records.append({"epoch": epoch, "eval": trainer.metrics["datasets"]})
 
     def after_epoch(self) -> None:
         done = self.trainer.epoch + 1
@@ -29,6 +29,8 @@ class EvalHook(HookBase):
 
     def after_train(self) -> None:
         trainer = self.trainer
-        if trainer.metrics is None:  # resumed after the last epoch: evaluate what was trained
-            self._run(trainer.max_epochs)
-        trainer.results = {**trainer.metrics, "train_time_s": time.perf_counter() - trainer.start_time}
+        if trainer.metrics is None:
+            # Resumed after the last epoch (the run stopped while finishing): the evaluation after that epoch ran
+            # before model_last.pt was written, so train_log.jsonl has it; evaluate again for the final files only.
+            self._run(trainer.max_epochs, record=False)
+        trainer.results = {**trainer.metrics, "train_time_s": trainer.clock.elapsed()}

@@ -2,6 +2,7 @@
 at the end, ``metrics.json`` with ``report.html`` (rank 0 only under DDP, except the console lines)."""
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 from pathlib import Path
@@ -9,12 +10,13 @@ from typing import Any, Dict, List, Optional
 
 from ...evaluation.testsets import format_results, write_metrics
 from ...utils.errors import ConfigError
+from ...utils.logger import format_duration
+from ...utils.outputs import HISTORY
 from ...visualization.report import maybe_write_report
 from .base import PRIORITY_LAST, HookBase
 
 logger = logging.getLogger("reid")
 
-HISTORY = "train_log.jsonl"
 TENSORBOARD = "tensorboard"
 _EVAL_SCALARS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 _EPOCH_FIELDS = ("epoch", "lr", "loss_total", "time_s", "images_per_s")  # an epoch record's keys besides the terms
@@ -64,21 +66,61 @@ class ConsoleWriter(RecordWriter):
     def write(self, record: Dict[str, Any]) -> None:
         if "loss_total" not in record:
             return  # evaluations are logged by the evaluation itself (a table)
+        t = self.trainer
         terms = {k: v for k, v in record.items() if k not in _EPOCH_FIELDS}
-        logger.info("epoch %d done in %.1fs (%.0f img/s per process): %s", record["epoch"], record["time_s"],
-                    record["images_per_s"], "  ".join(f"{k} {v:.4f}" for k, v in terms.items()))
+        logger.info("epoch %d/%d done in %.1fs (%.0f img/s per process): %s%s", record["epoch"], t.max_epochs,
+                    record["time_s"], record["images_per_s"], "  ".join(f"{k} {v:.4f}" for k, v in terms.items()),
+                    self.eta(record["epoch"]))
+
+    def eta(self, done: int) -> str:
+        """``  ETA 3m 10s (14:22)`` after epoch ``done``: this session's mean time per epoch (evaluations
+        included) times the epochs left; "" after the last."""
+        t = self.trainer
+        epochs, left = done - t.start_epoch, t.max_epochs - done
+        if epochs <= 0 or left <= 0:
+            return ""
+        seconds = t.clock.session() / epochs * left
+        at = (_dt.datetime.now() + _dt.timedelta(seconds=seconds)).strftime("%H:%M")
+        return f"  ETA {format_duration(seconds)} ({at})"
 
 
 class HistoryWriter(RecordWriter):
-    """Appends every record to ``OUTPUT_DIR/train_log.jsonl`` (one JSON object a line; read by the report)."""
+    """Appends every record to ``OUTPUT_DIR/train_log.jsonl`` (one JSON object a line; read by the report).
+
+    A resumed run first drops the records of the epochs after its checkpoint's, which it trains again, so the
+    history holds each epoch once."""
 
     def __init__(self, output_dir: Path) -> None:
         super().__init__()
         self.path = Path(output_dir) / HISTORY
 
+    def before_train(self) -> None:
+        if not self.path.is_file():
+            return
+        start = self.trainer.start_epoch
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if _epoch_of(line) is not None and _epoch_of(line) <= start]
+        if len(kept) == len(lines):
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        tmp.replace(self.path)
+        logger.info("%s: dropped %d record(s) after epoch %d, the checkpoint's (those epochs are trained again)",
+                    self.path, len(lines) - len(kept), start)
+
     def write(self, record: Dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def _epoch_of(line: str) -> Optional[int]:
+    """The epoch of a train_log.jsonl line; None for a line that is not a record (e.g. cut by a crash)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    epoch = record.get("epoch") if isinstance(record, dict) else None
+    return epoch if isinstance(epoch, int) else None
 
 
 class TensorBoardWriter(RecordWriter):
@@ -100,7 +142,8 @@ class TensorBoardWriter(RecordWriter):
 
     def write(self, record: Dict[str, Any]) -> None:
         if self._writer is None:  # opened on first use: constructing the hook writes nothing
-            self._writer = self._writer_class(log_dir=str(self.log_dir))
+            start = self.trainer.start_epoch  # a resumed run replaces the scalars of the epochs it trains again
+            self._writer = self._writer_class(log_dir=str(self.log_dir), purge_step=start + 1 if start else None)
         epoch = record["epoch"]
         if "eval" not in record:
             for key, value in record.items():

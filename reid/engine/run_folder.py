@@ -1,0 +1,129 @@
+"""The output folder of a training run, checked before any work: start, resume or overwrite.
+
+- A new run starts only in a folder without a run's records (``reid.utils.outputs.RUN_RECORDS``); otherwise it
+  stops with the choices: ``--resume``, another ``OUTPUT_DIR``, or ``--overwrite``, which moves the old run into
+  ``OUTPUT_DIR/previous-<timestamp>/`` first and deletes nothing.
+- ``--resume`` continues from ``model_last.pt``. The config stored in it is compared with the given one: a
+  change of a key that changes the result (``reid.config.changes.RESUME_RULES``) is an error naming each key
+  with both values, unless ``--allow-config-change``; other changes are logged.
+- ``--resume`` of a finished run (``model_last.pt`` at ``SOLVER.MAX_EPOCHS``, ``model_final.pt`` and
+  ``metrics.json`` written) raises :class:`FinishedRun`: nothing is trained, evaluated or appended.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..checkpoint import load_checkpoint
+from ..config import cfg_to_dict, get_cfg
+from ..config.changes import Change, resume_changes
+from ..utils.distributed import broadcast_object, dist_info
+from ..utils.errors import CheckpointError, ConfigError
+from ..utils.outputs import FINAL, LAST, METRICS, PREVIOUS_PREFIX, RUN_RECORDS, present
+
+
+class FinishedRun(Exception):
+    """``--resume`` of a run that is finished: there is nothing to do (tools/train.py says so and exits 0).
+    ``metrics`` is the run's ``metrics.json``."""
+
+    def __init__(self, message: str, metrics: Dict[str, Any]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
+
+
+@dataclass
+class RunStart:
+    """How a run starts in its folder: ``state`` is model_last.pt's content when resuming; ``changes`` the config
+    keys that differ from the checkpoint's; ``moved_to`` where ``--overwrite`` moved the old run."""
+
+    state: Optional[Dict[str, Any]] = None
+    changes: List[Change] = field(default_factory=list)
+    moved_to: Optional[Path] = None
+
+    def log(self, logger: logging.Logger) -> None:
+        if self.moved_to is not None:
+            logger.info("--overwrite: the run that was in this folder is now in %s (nothing was deleted)",
+                        self.moved_to)
+        for change in self.changes:
+            if change.changes_result:
+                logger.warning("Resumed with a changed config (--allow-config-change): %s", change)
+            else:
+                logger.info("Resumed with a changed config (does not change the trained weights): %s", change)
+
+
+def prepare_output_dir(cfg, resume: bool = False, overwrite: bool = False,
+                       allow_config_change: bool = False) -> RunStart:
+    """Check ``cfg.OUTPUT_DIR`` for a new run (``resume`` False) or a resumed one, before any data is read or any
+    file written; ``overwrite`` moves an existing run aside (rank 0; the other ranks wait for it)."""
+    out = Path(cfg.OUTPUT_DIR)
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in OUTPUT_DIR and --overwrite moves it aside to start a new "
+                          "one; give one of them.")
+    if resume:
+        return _resume(cfg, out, allow_config_change)
+    found = present(out, RUN_RECORDS)
+    if found and not overwrite:
+        raise ConfigError(
+            f"OUTPUT_DIR {str(out)!r} already holds a run ({', '.join(found)}); a new run would write over it. "
+            f"Continue that run with --resume, choose another OUTPUT_DIR (e.g. OUTPUT_DIR {out}_2), or add "
+            f"--overwrite to move it into {out / PREVIOUS_PREFIX}<timestamp>/ first (nothing is deleted).")
+    moved = move_aside(out) if found and dist_info()[0] == 0 else None
+    return RunStart(moved_to=broadcast_object(moved))  # the other ranks start after rank 0 moved the old run
+
+
+def move_aside(folder: Path) -> Path:
+    """Move everything in ``folder`` except earlier ``previous-*`` folders into ``folder/previous-<timestamp>/``;
+    returns that folder."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = folder / f"{PREVIOUS_PREFIX}{stamp}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"{PREVIOUS_PREFIX}{stamp}-{n}"
+    target.mkdir()
+    for entry in sorted(folder.iterdir()):
+        if entry != target and not entry.name.startswith(PREVIOUS_PREFIX):
+            entry.rename(target / entry.name)
+    return target
+
+
+def _resume(cfg, out: Path, allow_config_change: bool) -> RunStart:
+    path = out / LAST
+    if not path.is_file():
+        raise CheckpointError(f"--resume: no checkpoint {str(path)!r} to resume from. Start without --resume, "
+                              f"or set OUTPUT_DIR to the folder of the run to continue.")
+    state = load_checkpoint(path)
+    stored = state.get("cfg")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"--resume: {str(path)!r} stores no config, so the run's settings cannot be checked; "
+                              f"it was not written by reid's Trainer. Start a new run instead.")
+    changes = resume_changes(stored, cfg_to_dict(cfg), cfg_to_dict(get_cfg()))
+    blocking = [c for c in changes if c.changes_result]
+    if blocking and not allow_config_change:
+        raise ConfigError(
+            f"--resume: the config differs from the one {str(path)!r} was trained with, in keys that change the "
+            f"result:\n" + "".join(f"  {c}\n" for c in blocking)
+            + f"Resume with the run's own config (--config {out / 'config.yaml'}, or the same --config and "
+            f"overrides as when it started), or add --allow-config-change to go on with the new values (the "
+            f"result is then not that of an uninterrupted run).")
+    epoch, max_epochs = int(state.get("epoch", 0)), cfg.SOLVER.MAX_EPOCHS
+    if epoch > max_epochs:
+        raise ConfigError(f"--resume: {str(path)!r} is at epoch {epoch}, beyond SOLVER.MAX_EPOCHS {max_epochs}; "
+                          f"set SOLVER.MAX_EPOCHS {epoch} or more.")
+    if epoch == max_epochs and len(present(out, (FINAL, METRICS))) == 2:
+        raise FinishedRun(_finished_message(out, epoch, changes), json.loads((out / METRICS).read_text()))
+    return RunStart(state=state, changes=changes)
+
+
+def _finished_message(out: Path, epoch: int, changes: List[Change]) -> str:
+    text = (f"The run in {out} is finished: {LAST} is at epoch {epoch} of SOLVER.MAX_EPOCHS {epoch}, and {FINAL} "
+            f"and {METRICS} are written. Nothing was trained, evaluated or written. To train it longer, raise "
+            f"SOLVER.MAX_EPOCHS and add --allow-config-change; to evaluate it again, run tools/test.py with "
+            f"MODEL.WEIGHTS {out / FINAL} (it writes into {out / 'eval'}/).")
+    if changes:
+        text += " Config changes given (not applied): " + "; ".join(str(c) for c in changes) + "."
+    return text

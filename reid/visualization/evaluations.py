@@ -1,0 +1,123 @@
+"""Evaluations of a training run: ``OUTPUT_DIR/eval/<name>/``, never the run's own records.
+
+``tools/test.py`` and ``tools/visualize.py`` given an ``OUTPUT_DIR`` that holds a training run write into
+``OUTPUT_DIR/eval/<name>/`` (:func:`evaluation_dir`), so ``config.yaml``, ``metrics.json``, ``train_log.jsonl`` and
+``report.html`` stay those of the training. ``eval/index.html`` lists the evaluations made so far (rewritten by
+each one); the training report lists those that existed when it was written and links that index.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from ..config import load_cfg
+from ..config.changes import flat_items
+from ..utils.errors import ReIDError
+from ..utils.outputs import CONFIG, EVAL_DIR, METRICS, NOT_EVALUATED, REPORT, evaluation_name, holds_training_run
+from . import html as H
+from .sheets import INDEX
+
+logger = logging.getLogger("reid")
+
+RANKED_LISTS_DIR = "ranked_lists"  # tools/visualize.py's output folder inside an evaluation's or a test's folder
+
+
+def evaluation_dir(cfg, name: Optional[str] = None, opts: Sequence[str] = ()) -> Path:
+    """The folder an evaluation with ``cfg`` writes into.
+
+    ``OUTPUT_DIR`` itself, unless it holds a training run or ``name`` is given: then ``OUTPUT_DIR/eval/<name>/``,
+    the name by default derived from MODEL.WEIGHTS and the overrides ``opts``
+    (:func:`reid.utils.outputs.evaluation_name`). A folder of that name holding an evaluation with another
+    config is kept: ``-2``, ``-3``, ... is appended instead.
+    """
+    out = Path(cfg.OUTPUT_DIR)
+    if not name and not holds_training_run(out):
+        return out
+    base = name or evaluation_name(cfg.MODEL.WEIGHTS, opts)
+    n = 1
+    while True:
+        folder = out / EVAL_DIR / (base if n == 1 else f"{base}-{n}")
+        if not (folder / CONFIG).is_file() or _same_evaluation(folder / CONFIG, cfg):
+            if n > 1:
+                logger.info("%s holds an evaluation with another config; this one goes into %s",
+                            out / EVAL_DIR / base, folder)
+            return folder
+        n += 1
+
+
+def _same_evaluation(path: Path, cfg) -> bool:
+    try:
+        stored = load_cfg(path, freeze=False)
+    except (ReIDError, OSError):
+        return False
+    a, b = (dict((k, v) for k, v in flat_items(c) if not k.startswith(NOT_EVALUATED)) for c in (stored, cfg))
+    return a == b
+
+
+def run_of(folder: Path) -> Optional[Path]:
+    """The training run whose ``eval/`` holds ``folder``; None for an evaluation outside a run."""
+    run = folder.parent.parent
+    return run if folder.parent.name == EVAL_DIR and holds_training_run(run) else None
+
+
+def _evaluations(run: Path) -> List[Path]:
+    root = run / EVAL_DIR
+    return sorted(d for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+
+
+def _first_set(folder: Path) -> dict:
+    try:
+        metrics = json.loads((folder / METRICS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def evaluations_table(run: Path, prefix: str) -> str:
+    """The run's evaluations as a table (links relative to the page: ``prefix`` + name); "" without any."""
+    rows = []
+    for folder in _evaluations(run):
+        m = _first_set(folder)
+        rerank = m.get("rerank") if isinstance(m.get("rerank"), dict) else {}
+        links = [f'<a href="{H.esc(prefix + folder.name + "/" + f)}">{label}</a>'
+                 for f, label in ((REPORT, "report"), (METRICS, "metrics"), (f"{RANKED_LISTS_DIR}/{INDEX}",
+                                                                             "ranked lists"))
+                 if (folder / f).is_file()]
+        when = _dt.datetime.fromtimestamp(folder.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        pct = lambda v: v * 100 if isinstance(v, (int, float)) else None  # noqa: E731
+        rows.append(([H.cell(H.esc(folder.name), folder.name, "l"), H.cell(H.esc(m.get("dataset", "")), None, "l"),
+                      H.num_cell(pct(m.get("rank1")), "{:.2f}"), H.num_cell(pct(m.get("mAP")), "{:.2f}"),
+                      H.num_cell(pct(rerank.get("rank1")), "{:.2f}"), H.num_cell(pct(rerank.get("mAP")), "{:.2f}"),
+                      H.cell(" &middot; ".join(links) or "-", None, "l"), H.cell(when, when, "l")], ""))
+    if not rows:
+        return ""
+    return H.table([("evaluation", "l"), ("first test set", "l"), ("rank-1", ""), ("mAP", ""),
+                    ("re-ranked rank-1", ""), ("re-ranked mAP", ""), ("files", "l"), ("written", "l")], rows)
+
+
+def evaluations_section(run: Path) -> str:
+    """The training report's section: the evaluations of the run that exist now, and where later ones go."""
+    table = evaluations_table(run, f"{EVAL_DIR}/")
+    return ("<h2>Evaluations of this run</h2>"
+            + (table if table else "<p>None yet.</p>")
+            + f"<p class=note>tools/test.py and tools/visualize.py write evaluations of this run's checkpoints into "
+              f"<code>{EVAL_DIR}/&lt;name&gt;/</code> (the name from <code>--name</code>, or from the weights file "
+              f"and the overrides), never over this run's files. "
+              f"<a href=\"{EVAL_DIR}/{INDEX}\">{EVAL_DIR}/{INDEX}</a> lists all of them, also those made after "
+              f"this page was written.</p>")
+
+
+def write_evaluations_index(run: Path) -> Path:
+    """Rewrite ``run/eval/index.html`` (after an evaluation was added); returns its path."""
+    table = evaluations_table(run, "")
+    body = (f"<h1>Evaluations of {H.esc(run.resolve().name)}</h1><p class=meta><a href=\"../{REPORT}\">the "
+            f"training report</a> &middot; written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>"
+            + (table or "<p>None yet.</p>")
+            + "<p class=note>Percent; the first test set of each evaluation (its report has every set).</p>")
+    path = run / EVAL_DIR / INDEX
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(H.page(f"Evaluations of {run.resolve().name}", body), encoding="utf-8")
+    return path
