@@ -19,7 +19,9 @@ logger = logging.getLogger("reid")
 
 class PeriodicCheckpointer(HookBase):
     """``trainer.checkpointer`` writes model_last.pt every ``period`` epochs and after the last one, and
-    model_final.pt (the evaluated weights) when training ends."""
+    model_final.pt (the evaluated weights) when training ends, with the verification threshold of the final
+    evaluation: ``threshold`` (a distance of TEST.METRIC: "same person" when d <= threshold), ``threshold_far``
+    (TEST.VERIFY_FAR, the false-accept rate it was chosen at) and ``threshold_dataset`` (the first test set)."""
 
     priority = PRIORITY_CHECKPOINT
 
@@ -32,7 +34,17 @@ class PeriodicCheckpointer(HookBase):
             self.trainer.checkpointer.save(LAST, done)
 
     def after_train(self) -> None:
-        self.trainer.checkpointer.save(FINAL, self.trainer.max_epochs, model=self.trainer.eval_model)
+        self.trainer.checkpointer.save(FINAL, self.trainer.max_epochs, model=self.trainer.eval_model,
+                                       **threshold_record(self.trainer.metrics, self.trainer.cfg.TEST.VERIFY_FAR))
+
+
+def threshold_record(metrics: Optional[Dict[str, Any]], far: float) -> Dict[str, Any]:
+    """The checkpoint entries of a final evaluation's threshold at ``far`` (none when there is no threshold)."""
+    verification = (metrics or {}).get("verification") or {}
+    if verification.get("threshold") is None:
+        return {}
+    return {"threshold": float(verification["threshold"]), "threshold_far": float(far),
+            "threshold_dataset": metrics.get("dataset", "")}
 
 
 class BestCheckpointer(HookBase):
