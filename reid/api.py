@@ -8,6 +8,7 @@ computed here equals the one ``tools/test.py`` ranks with.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -344,28 +345,37 @@ def list_images(source: str | os.PathLike) -> Tuple[List[str], List[str]]:
 # -- feature files ----------------------------------------------------------------------------------------------
 @dataclass
 class FeatureFile:
-    """Embeddings with their image names and how they were made (checkpoint, resolved config as JSON)."""
+    """Embeddings with their image names and how they were made: the checkpoint (path and SHA-256), the resolved
+    config as JSON and the checkpoint's verification threshold (NaN when it has none)."""
 
     features: np.ndarray
     names: List[str]
     normalized: bool
     weights: str = ""
     cfg_json: str = ""
+    weights_sha256: str = ""
+    threshold: float = float("nan")
 
     @classmethod
     def of(cls, model: "ReIDModel", features: torch.Tensor, names: Sequence[str], normalized: bool) -> "FeatureFile":
         """Features embedded by ``model``, recording its checkpoint and config so queries can be embedded alike."""
+        digest = file_sha256(model.weights) if model.weights and os.path.isfile(model.weights) else ""
         return cls(features.float().cpu().numpy(), list(names), normalized, model.weights,
-                   json.dumps(cfg_to_dict(model.cfg), sort_keys=True))
+                   json.dumps(cfg_to_dict(model.cfg), sort_keys=True), digest,
+                   float("nan") if model.threshold is None else float(model.threshold))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write an .npz of plain arrays (readable with ``np.load(allow_pickle=False)``), at exactly ``path``."""
+        """Write an .npz of plain arrays (readable with ``np.load(allow_pickle=False)``), at exactly ``path``,
+        atomically (a temporary file, then a rename: an index beside it never sees half a gallery)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path lacking it
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path lacking it
             np.savez(f, features=self.features.astype(np.float32), names=np.asarray(self.names, dtype=np.str_),
                      normalized=np.bool_(self.normalized), weights=np.str_(self.weights),
-                     cfg=np.str_(self.cfg_json))
+                     cfg=np.str_(self.cfg_json), weights_sha256=np.str_(self.weights_sha256),
+                     threshold=np.float64(self.threshold))
+        os.replace(tmp, path)
         return path
 
     @classmethod
@@ -375,10 +385,11 @@ class FeatureFile:
             raise DatasetError(f"Feature file {str(path)!r} does not exist; write one with tools/extract.py.")
         try:
             with np.load(path, allow_pickle=False) as data:
-                extra = {k: str(data[k]) for k in ("weights", "cfg") if k in data.files}
+                extra = {k: str(data[k]) for k in ("weights", "cfg", "weights_sha256") if k in data.files}
                 out = cls(data["features"].astype(np.float32), [str(n) for n in data["names"]],
                           bool(data["normalized"]) if "normalized" in data.files else False,
-                          extra.get("weights", ""), extra.get("cfg", ""))
+                          extra.get("weights", ""), extra.get("cfg", ""), extra.get("weights_sha256", ""),
+                          float(data["threshold"]) if "threshold" in data.files else float("nan"))
         except (OSError, ValueError, KeyError) as e:
             raise DatasetError(f"{str(path)!r} is not a feature file written by tools/extract.py (expected an .npz "
                                f"with 'features' and 'names'): {type(e).__name__}: {e}") from None
@@ -390,6 +401,15 @@ class FeatureFile:
     def config(self) -> Optional[CfgNode]:
         """The config the features were extracted with (to embed queries identically), if recorded."""
         return cfg_from_dict(json.loads(self.cfg_json)) if self.cfg_json else None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (a checkpoint's identity, whatever its path)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # -- ranking ----------------------------------------------------------------------------------------------------
