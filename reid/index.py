@@ -104,7 +104,7 @@ def build_faiss_index(features: np.ndarray, kind: str, device: str = "cpu", seed
         nlist, m, nbits = ivfpq_shape(count, dim)
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
-        sample = np.random.default_rng(seed).permutation(count)[:max(256 * nlist, 39 * (1 << nbits), 65536)]
+        sample = np.random.default_rng(seed).permutation(count)[:max(64 * nlist, 39 * (1 << nbits), 65536)]
         res = _gpu(faiss, device)
         if res is not None:  # k-means on the GPU, then back to a CPU index for saving
             gpu = faiss.index_cpu_to_gpu(res, 0, index)
