@@ -173,3 +173,21 @@ def test_no_false_pairs_gives_nan_not_an_error():
     dist = np.random.default_rng(0).random((3, 4))
     res = evaluate_verification(dist, [1, 1, 1], [1, 1, 1, 1], [0, 0, 0], [1, 1, 1, 1])
     assert res.num_false == 0 and math.isnan(res.auc) and res.as_dict()["auc"] is None
+
+
+@pytest.mark.parametrize("value", ["0.0", "1.0", "-0.001", "1.5"])
+def test_verify_far_outside_the_open_interval_names_the_key(value):
+    from reid.config import load_cfg
+    from reid.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"TEST\.VERIFY_FAR must be a false-accept rate in \(0, 1\)"):
+        load_cfg(None, ["TEST.VERIFY_FAR", value])
+
+
+@pytest.mark.parametrize("key, value", [("TEST.AQE.QE_K", "0"), ("TEST.AQE.QE_TIME", "0"), ("TEST.AQE.ALPHA", "-1.0")])
+def test_bad_aqe_keys_are_named(key, value):
+    from reid.config import load_cfg
+    from reid.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_cfg(None, [key, value])
