@@ -62,7 +62,9 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=100_000, help="identities in the gallery")
     parser.add_argument("--k", type=int, default=10, help="recall@k")
     parser.add_argument("--kinds", default="flat,ivfpq", help="index kinds, comma-separated (flat, ivfpq, hnsw)")
-    parser.add_argument("--nprobe", default="8,16,32,64", help="IVF-PQ cells scanned, comma-separated")
+    parser.add_argument("--nprobe", default="", help="IVF-PQ cells scanned, comma-separated (default: the index's "
+                                                     "default and half and twice it)")
+    parser.add_argument("--refine", default="10", help="IVF-PQ candidates re-ranked exactly, x k, comma-separated")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (faiss-gpu)")
     args = parser.parse_args()
     common = {"bench": "search", "size": args.size, "dim": args.dim, "queries": args.queries, "k": args.k,
@@ -91,7 +93,10 @@ def main() -> None:
         import faiss
 
         size_mb = len(faiss.serialize_index(index.index)) / 2**20
-        settings = [{"nprobe": int(n)} for n in args.nprobe.split(",")] if kind == "ivfpq" else [{}]
+        probes = [int(n) for n in args.nprobe.split(",")] if args.nprobe else \
+            [p * index.params.get("nprobe", 1) // 2 for p in (1, 2, 4)]
+        settings = [{"nprobe": n, "refine": int(r)} for r in args.refine.split(",")
+                    for n in probes] if kind == "ivfpq" else [{}]
         for extra in settings:
             index.search(q[:8], gallery, args.k, args.device, **extra)  # warm-up
             t0 = time.perf_counter()

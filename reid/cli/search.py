@@ -49,7 +49,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="answer from the FAISS index beside the gallery (auto, the default, when there is "
                              "one), by exact search (exact), or from FILE")
     parser.add_argument("--nprobe", type=int, default=None,
-                        help="IVF-PQ cells to scan (default: the index's, 64); more = higher recall, slower")
+                        help="IVF-PQ cells to scan (default: the index's, 1/16 of its cells); more = higher recall, "
+                             "slower")
     parser.add_argument("--threshold", default=None, metavar="auto|VALUE",
                         help="keep matches at a cosine distance <= VALUE; auto: the checkpoint's threshold")
     parser.add_argument("--aqe", action="store_true", help="alpha query expansion of the queries before ranking")

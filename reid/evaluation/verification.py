@@ -134,7 +134,8 @@ class _Float32Counts:
         if sample.numel():
             lo = int(torch.kthvalue(sample.cpu(), max(1, sample.numel() // 1000)).values.view(torch.int32))
             hi = int(sample.max().cpu().view(torch.int32))
-            self.start = max(0, lo - max(0, self.size - (hi - lo) * 3 // 2))  # half the span again above the maximum
+            start = lo - max(0, self.size - (hi - lo) * 3 // 2)  # room for half the span again above the maximum
+            self.start = min(max(0, start), (1 << 31) - 2 - self.size)  # bit patterns stay int32
         self.counts = torch.zeros(self.size + 2, dtype=self.dtype, device=self.device)
 
     def add(self, values: torch.Tensor) -> None:
