@@ -32,6 +32,10 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6"],
         # ONNX export (tools/export.py): the first releases built for NumPy 2 (onnx 1.17, onnxruntime 1.19)
         "export": ["onnx>=1.17", "onnxruntime>=1.19"],
+        # reid-export --format openvino (IR written and verified with OpenVINO's CPU runtime)
+        "openvino": ["openvino>=2024.0"],
+        # reid-extract --index flat|ivfpq|hnsw and reid-search from it (faiss-gpu works too, for CUDA)
+        "search": ["faiss-cpu>=1.8"],
         # VIS.TENSORBOARD: training scalars through torch.utils.tensorboard (which needs tensorboard >= 1.15)
         "tensorboard": ["tensorboard>=2.0"],
     },

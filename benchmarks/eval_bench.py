@@ -1,4 +1,5 @@
-"""Evaluation benchmark: sort-free `evaluate_rank` / `evaluate` against an argsort-based NumPy evaluator.
+"""Evaluation benchmark: sort-free `evaluate_rank` / `evaluate` against an argsort-based NumPy evaluator, and
+`evaluate` with the verification metrics (AUC, EER, TAR at FAR) counted in the same pass against `evaluate` alone.
 
 Random features of the real sizes with a realistic identity / camera structure (identity centre + camera shift +
 per-image noise in a low-dimensional latent space, projected to `--dim`). Each measurement runs in a fresh
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reid.evaluation import compute_distance, evaluate, evaluate_rank  # noqa: E402
+from reid.evaluation.verification import VerificationCounter  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,15 @@ def worker(args: argparse.Namespace) -> dict:
     elif args.impl == "reid":
         stats, result = run_measurement(lambda: evaluate(q, g, *ids), args.device, args.repeat,
                                         warmup=lambda: evaluate(q[:nq], g[:ng], *few))
+    elif args.impl == "reid+verification":
+        def both():
+            counter = VerificationCounter(*ids, device=args.device)
+            return evaluate(q, g, *ids, observe=counter.add), counter.result()
+
+        stats, (result, ver) = run_measurement(both, args.device, args.repeat,
+                                               warmup=lambda: evaluate(q[:nq], g[:ng], *few))
+        return {**stats, **_metrics(result), "verification": {k: v for k, v in ver.as_dict().items()
+                                                              if k not in ("far", "threshold")}}
     else:
         sys.path.insert(0, str(ROOT / "tests"))
         from test_eval_rank import brute_force_rank
@@ -238,6 +249,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported, all listed)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the argsort-based NumPy evaluator and the peer toolkits' check")
+    parser.add_argument("--no-verification", action="store_true",
+                        help="skip evaluate(features) with the verification metrics counted in the same pass")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
@@ -266,6 +279,16 @@ def main() -> None:
             line["peers"] = peer_status({"fastreid": "fastreid.evaluation.rank",
                                          "torchreid": "torchreid.metrics.rank"})
         print(json.dumps(line), flush=True)
+        if m == "features" and not args.no_verification:
+            both = spawn(__file__, [*argv, "--impl", "reid+verification", "--mode", m, "--repeat", str(args.repeat)],
+                         local)
+            out = {**common, "what": "evaluate(features) + verification in the same pass", "impl": "reid+verification",
+                   **both}
+            if "wall_s" in both and "wall_s" in ours:
+                out["evaluate_alone_wall_s"], out["evaluate_alone_peak_rss_mb"] = ours["wall_s"], ours["peak_rss_mb"]
+                out["time_ratio"] = round(both["wall_s"] / ours["wall_s"], 3)
+                out["peak_rss_ratio"] = round(both["peak_rss_mb"] / ours["peak_rss_mb"], 3)
+            print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@
 #   3. pytest_gpu.txt     pytest -m gpu but the compile test (step 7 compiles); the CPU smoke run collects and skips
 #   4. train_bench.jsonl  throughput: conventional vs each speed setting alone vs all (ResNet50 batch 64), batch 256,
 #                         MGN; 200 timed steps each after the warm-up (benchmarks/train_bench.py)
-#   5. eval_bench.jsonl   Market-1501- and MSMT17-size evaluation and re-ranking: time and peak memory, 2 runs each
+#   5. eval_bench.jsonl   Market-1501- and MSMT17-size evaluation (with and without verification) and re-ranking:
+#                         time and peak memory, 2 runs each
 #   6. end_to_end.txt     tools/train.py: MGN on the synthetic set, 2 epochs with re-ranking and the report, then
 #                         --resume to 3 epochs (log, then a JSON summary line)
 #   7. compile.jsonl      torch.compile: the fast set-up with and without it (compile time apart), if at least

@@ -22,8 +22,10 @@ from test_api import make_checkpoint
 from reid.cli import export as export_tool  # noqa: E402
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 FORMATS = [pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ONNX, reason="needs onnx and onnxruntime")),
-           "torchscript"]
+           "torchscript",
+           pytest.param("openvino", marks=pytest.mark.skipif(not HAS_OPENVINO, reason="needs openvino"))]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,11 @@ def _run_exported(fmt: str, path: Path, x: torch.Tensor) -> torch.Tensor:
         import onnxruntime as ort
 
         return torch.from_numpy(ort.InferenceSession(str(path)).run(None, {"images": x.numpy()})[0])
+    if fmt == "openvino":
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return torch.from_numpy(compiled({"images": x.numpy()})["embeddings"].copy())
     return torch.jit.load(str(path))(x)
 
 
@@ -47,6 +54,10 @@ def _metadata(fmt: str, path: Path) -> dict:
         import onnx
 
         return json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["reid"])
+    if fmt == "openvino":
+        import openvino as ov
+
+        return json.loads(ov.Core().read_model(str(path)).get_rt_info(["reid"]).astype(str))
     files = {"reid.json": ""}
     torch.jit.load(str(path), _extra_files=files)
     return json.loads(files["reid.json"])
@@ -56,9 +67,10 @@ def _metadata(fmt: str, path: Path) -> dict:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_export_is_verified_and_runs_any_batch_size(fmt, ckpt, tmp_path, capsys):
     # ONNX is written where --output says, TorchScript at the default place beside the checkpoint
-    out = tmp_path / "tiny.onnx" if fmt == "onnx" else ckpt.with_name("model_final.torchscript.pt")
+    out = tmp_path / f"tiny{exporter.FORMATS[fmt].suffix}" if fmt != "torchscript" else \
+        ckpt.with_name("model_final.torchscript.pt")
     argv = ["--weights", str(ckpt), "--format", fmt, "--batch", "2"]
-    assert export_tool.main(argv + (["--output", str(out)] if fmt == "onnx" else [])) == 0
+    assert export_tool.main(argv + (["--output", str(out)] if fmt != "torchscript" else [])) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"exported {fmt}: {out} (dynamic batch)"
     assert lines[1].startswith(f"verify {fmt} (") and "batch 5 and 1 (exported with 2)" in lines[1]
@@ -103,7 +115,7 @@ class _FrozenBatch(nn.Module):
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_batch_size_frozen_into_the_graph_is_caught(fmt, tmp_path):
-    path = export_module(_FrozenBatch(), fmt, tmp_path / "frozen", (8, 4), batch=4)
+    path = export_module(_FrozenBatch(), fmt, tmp_path / f"frozen{exporter.FORMATS[fmt].suffix}", (8, 4), batch=4)
     with pytest.raises(ExportError, match="fails on a batch of 7|returns shape"):
         verify_export(_FrozenBatch(), fmt, path, (8, 4), export_batch=4)
 
@@ -112,7 +124,7 @@ def test_user_errors_exit_1_with_a_message(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         run_tool(export_tool.main, ["--weights", str(tmp_path / "nope.pt"), "--format", "onnx"])
     assert exit_info.value.code == 1 and "nope.pt" in capsys.readouterr().err
-    with pytest.raises(ExportError, match="choose one of onnx, torchscript"):
+    with pytest.raises(ExportError, match="choose one of onnx, torchscript, openvino"):
         exporter.get_format("tflite")
 
     def unsupported(*args):
@@ -127,3 +139,27 @@ def test_user_errors_exit_1_with_a_message(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed: importing it raises ImportError
     with pytest.raises(ExportError, match=r"needs the 'onnx' package: pip install -e '\.\[export\]'"):
         export_module(_FrozenBatch(), "onnx", tmp_path / "x.onnx", (8, 4))
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="needs onnx and onnxruntime")
+def test_half_onnx_is_verified_with_the_looser_tolerance(ckpt, tmp_path, capsys):
+    out = tmp_path / "half.onnx"
+    assert export_tool.main(["--weights", str(ckpt), "--format", "onnx", "--half", "--output", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "(float16)" in lines[0] and lines[1].endswith("OK") and f"rtol {exporter.HALF_RTOL:g}" in lines[1]
+    assert _metadata("onnx", out)["compute_dtype"] == "float16"
+    import onnx
+
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx.load(str(out)).graph.initializer)
+    with pytest.raises(ExportError, match="--half exports float16 ONNX"):
+        export_checkpoint(ckpt, "torchscript", half=True)
+
+
+def test_tolerance_is_relative_to_the_embedding_scale():
+    """A converted SBS R50-ibn (embedding scale ~166) differs by 1.9e-4 in ONNX: 1.1e-6 of its scale, accepted;
+    an absolute floor keeps tiny embeddings from demanding the impossible."""
+    big = exporter.Verification("onnx", "onnxruntime", 4, (7, 1), 1.9e-4, exporter.ATOL, 166.0, exporter.RTOL)
+    assert big.ok and "1.14e-06 of the embedding scale 166" in big.line()
+    assert not dataclasses.replace(big, max_abs_diff=2e-3).ok
+    tiny = exporter.Verification("onnx", "onnxruntime", 4, (7, 1), 5e-5, exporter.ATOL, 0.5, exporter.RTOL)
+    assert tiny.ok and tiny.tolerance == exporter.ATOL

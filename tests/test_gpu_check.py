@@ -40,7 +40,8 @@ def test_gpu_check_cpu_smoke_runs_every_step(tmp_path):
                              ("resnet50", "fast")]
     assert all(r["images_per_s"] > 0 and r["speedup_vs_conventional"] > 0 for r in bench.values())
     evals = _jsonl(out / "eval_bench.jsonl")
-    assert [(e["bench"], e["impl"]) for e in evals] == [("eval", "reid"), ("rerank", "reid")]
+    assert [(e["bench"], e["impl"]) for e in evals] == [("eval", "reid"), ("eval", "reid+verification"),
+                                                         ("rerank", "reid")]
     assert all(len(e["wall_s_all"]) == 2 for e in evals)  # twice each
     pytest_out = (out / "pytest_gpu.txt").read_text()
     assert "SKIPPED" in pytest_out and "needs a CUDA GPU" in pytest_out and "failed" not in pytest_out

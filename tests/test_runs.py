@@ -265,7 +265,8 @@ def test_log_header_eta_and_slim_final_checkpoint(finished_run):
     assert "epoch 2/2 done in" in epoch_lines[1] and "ETA" not in epoch_lines[1]  # nothing left after the last
 
     final, last = (load_checkpoint(finished_run / name) for name in ("model_final.pt", "model_last.pt"))
-    assert set(final) == {"model", "epoch", "cfg", "num_classes", "meta_architecture", "metrics"}
+    assert set(final) == {"model", "epoch", "cfg", "num_classes", "meta_architecture", "metrics", "threshold",
+                          "threshold_far", "threshold_dataset"}  # the verification threshold travels with it
     assert final["metrics"] == json.loads((finished_run / "metrics.json").read_text())
     assert {"optimizer", "scheduler", "rng", "hooks", "clock"} <= set(last)
     assert (finished_run / "model_final.pt").stat().st_size < (finished_run / "model_last.pt").stat().st_size / 2

@@ -3,9 +3,14 @@ import json
 
 import pytest
 
+from reid.api import ReIDModel
+from reid.checkpoint import load_checkpoint
 from reid.config import load_cfg
 from reid.cli.test import run_test
 from reid.engine.trainer import Trainer
+from reid.evaluation import compute_distance
+from reid.evaluation.verification import FARS
+from test_eval_verification import brute_metrics, brute_pairs
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +34,8 @@ def tiny_cfg(tmp_path_factory):
 
 def test_train_then_evaluate_learns(tiny_cfg):
     root, opts = tiny_cfg
-    untrained = run_test(load_cfg(None, opts + ["OUTPUT_DIR", str(root / "untrained")]))["Synthetic"].result
+    before = run_test(load_cfg(None, opts + ["OUTPUT_DIR", str(root / "untrained")]))["Synthetic"]
+    untrained, untrained_ver = before.result, before.verification
     cfg = load_cfg(None, opts + ["OUTPUT_DIR", str(root / "trained")])
     metrics = Trainer(cfg).train()
 
@@ -44,6 +50,25 @@ def test_train_then_evaluate_learns(tiny_cfg):
     assert on_disk["rank1"] > untrained.cmc[0] + 0.2, (untrained.cmc[0], on_disk["rank1"])
 
     # The trained weights evaluate to the same numbers through tools/test.py's path.
-    again = run_test(load_cfg(None, opts + ["OUTPUT_DIR", str(root / "retest"),
-                                            "MODEL.WEIGHTS", str(out / "model_final.pt")]))["Synthetic"].result
+    retest = run_test(load_cfg(None, opts + ["OUTPUT_DIR", str(root / "retest"),
+                                             "MODEL.WEIGHTS", str(out / "model_final.pt")]))["Synthetic"]
+    again = retest.result
     assert again.mAP == pytest.approx(on_disk["mAP"], abs=1e-6)
+
+    # Verification: metrics.json's numbers are the brute-force ones over every valid pair of the features ...
+    ver = on_disk["verification"]
+    q, g = retest.query, retest.gallery
+    trues, falses = brute_pairs(compute_distance(q.feats, g.feats).numpy(), q.pids.numpy(), g.pids.numpy(),
+                                q.camids.numpy(), g.camids.numpy())
+    auc, at, eer = brute_metrics(trues, falses, FARS)
+    assert ver["auc"] == pytest.approx(auc, abs=1e-6) and ver["eer"] == pytest.approx(eer, abs=1e-6)
+    assert (ver["num_true_pairs"], ver["num_false_pairs"]) == (len(trues), len(falses))
+    for key, (thr, tar) in at.items():
+        assert ver["threshold_at_far"][key] == pytest.approx(thr, abs=1e-6)
+        assert ver["tar_at_far"][key] == pytest.approx(tar, abs=2 / len(trues))
+    assert ver["auc"] > untrained_ver.auc + 0.1, (untrained_ver.auc, ver["auc"])
+    # ... and the threshold at TEST.VERIFY_FAR travels with model_final.pt.
+    final = load_checkpoint(out / "model_final.pt")
+    assert final["threshold"] == ver["threshold"] == ver["threshold_at_far"]["1e-3"]
+    assert final["threshold_far"] == 1e-3 and final["threshold_dataset"] == "Synthetic"
+    assert ReIDModel.from_checkpoint(out / "model_final.pt", device="cpu").threshold == ver["threshold"]

@@ -54,16 +54,17 @@ def resolve_config(state: Dict[str, Any], path: str | Path, config: ConfigLike =
 
 
 def load_for_inference(path: str | os.PathLike, config: ConfigLike = None, opts: Sequence[str] = (),
-                       device: Union[str, torch.device] = "auto",
-                       name: str = "Checkpoint") -> Tuple[nn.Module, CfgNode]:
+                       device: Union[str, torch.device] = "auto", name: str = "Checkpoint",
+                       state: Dict[str, Any] | None = None) -> Tuple[nn.Module, CfgNode]:
     """Load the checkpoint ``path`` for embedding: (model in eval mode on ``device``, its resolved config).
 
     The model is rebuilt from the config stored in the checkpoint (``config`` and ``opts`` as in
     :func:`resolve_config`) without ImageNet weights; classifier weights are not loaded (any number of training
     identities fits), every other weight must fit exactly. ``device`` is "auto" (CUDA when available), "cpu",
-    "cuda" or "cuda:N". ``name`` says in errors where ``path`` came from (e.g. "MODEL.WEIGHTS file").
+    "cuda" or "cuda:N". ``name`` says in errors where ``path`` came from (e.g. "MODEL.WEIGHTS file"). ``state``:
+    the file's content when the caller has already loaded it (to read other entries, e.g. ``threshold``).
     """
-    state = load_checkpoint(path, name)
+    state = load_checkpoint(path, name) if state is None else state
     cfg = resolve_config(state, path, config, opts)
     trained_as = state.get("meta_architecture")
     if trained_as is not None and trained_as != cfg.MODEL.META_ARCHITECTURE:

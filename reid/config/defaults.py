@@ -186,11 +186,17 @@ _C.TEST.FLIP = False  # average the embeddings of each image and its horizontal 
 _C.TEST.MAX_RANK = 50  # length of the CMC curve
 _C.TEST.BEST_METRIC = "mAP"  # first test set's metric choosing model_best.pt: rank1/5/10, mAP, mINP (detectron2)
 _C.TEST.CROSS_CAMERA = True  # drop same-id same-camera gallery items (Zheng et al. 2015); False: a query's own file
+_C.TEST.VERIFY_FAR = 1e-3  # FAR whose distance threshold metrics.json / model_final.pt keep (fast-reid TEST.ROC)
 _C.TEST.RERANK = CN()
 _C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking (Zhong et al. 2017); tools/test.py reports both
 _C.TEST.RERANK.K1 = 20  # k1 of k-reciprocal neighbours (Zhong et al. 2017)
 _C.TEST.RERANK.K2 = 6  # k2 of local query expansion (Zhong et al. 2017)
 _C.TEST.RERANK.LAMBDA = 0.3  # weight of the original distance in the final one (Zhong et al. 2017)
+_C.TEST.AQE = CN()
+_C.TEST.AQE.ENABLED = False  # alpha query expansion (Radenovic et al. 2018; fast-reid TEST.AQE), reported as +aqe
+_C.TEST.AQE.QE_TIME = 1  # expansion rounds (fast-reid TEST.AQE.QE_TIME)
+_C.TEST.AQE.QE_K = 5  # neighbours averaged, the vector itself included (fast-reid TEST.AQE.QE_K)
+_C.TEST.AQE.ALPHA = 3.0  # neighbour weight = cosine similarity ** ALPHA (Radenovic et al. 2018; fast-reid)
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.VIS = CN()

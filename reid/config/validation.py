@@ -116,6 +116,11 @@ def _check_ranges(cfg: CfgNode) -> None:
     if t.RERANK.ENABLED:
         _need(t.RERANK.K2 <= t.RERANK.K1 + 1, f"TEST.RERANK.K2 ({t.RERANK.K2}) must be at most TEST.RERANK.K1 + 1 "
                                               f"({t.RERANK.K1 + 1}).")
+    _need(0.0 < t.VERIFY_FAR < 1.0, f"TEST.VERIFY_FAR must be a false-accept rate in (0, 1), e.g. 1e-3; got "
+                                    f"{t.VERIFY_FAR}.")
+    _need(t.AQE.QE_TIME >= 1 and t.AQE.QE_K >= 1,
+          f"TEST.AQE.QE_TIME and TEST.AQE.QE_K must be at least 1, got {t.AQE.QE_TIME} and {t.AQE.QE_K}.")
+    _need(t.AQE.ALPHA >= 0, f"TEST.AQE.ALPHA must be >= 0, got {t.AQE.ALPHA}.")
     _need(s.LOG_PERIOD > 0, f"SOLVER.LOG_PERIOD must be positive, got {s.LOG_PERIOD}.")
     _need(s.WARMUP_EPOCHS >= 0, f"SOLVER.WARMUP_EPOCHS must be >= 0, got {s.WARMUP_EPOCHS}.")
     _need(0.0 < s.WARMUP_FACTOR <= 1.0, f"SOLVER.WARMUP_FACTOR must be in (0, 1], got {s.WARMUP_FACTOR}.")

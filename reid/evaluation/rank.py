@@ -16,7 +16,7 @@ almost nothing beyond a single comparison pass over the distances is done.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -29,6 +29,8 @@ from reid.evaluation.reranking import re_ranking
 from reid.registry import SCORE_REGISTRY
 
 IdsLike = torch.Tensor | np.ndarray | Iterable[int]
+# Called with every (first_query_row, block) of distances that `evaluate` ranks: other metrics share its pass.
+BlockObserver = Callable[[int, torch.Tensor], None]
 
 
 @dataclass
@@ -349,12 +351,14 @@ def evaluate(
     cross_camera: bool = True,
     q_image_ids: IdsLike | None = None,
     g_image_ids: IdsLike | None = None,
+    observe: BlockObserver | None = None,
 ) -> RankResult:
     """Evaluate from features on their device; without re-ranking, distances are consumed block by block.
 
     With `rerank`, k-reciprocal re-ranking (`re_ranking`) is applied, to L2-normalised features when
     `metric="cosine"` and to the raw features when `metric="euclidean"`. `cross_camera`, `q_image_ids` and
-    `g_image_ids` choose the protocol as in `evaluate_rank`.
+    `g_image_ids` choose the protocol as in `evaluate_rank`. `observe(first_row, block)` sees every block of
+    distances that is ranked (e.g. `VerificationCounter.add`: verification metrics from the same pass).
     """
     _check_max_rank(max_rank)
     q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
@@ -366,7 +370,16 @@ def evaluate(
         distmat = reranked_distances(q_feats, g_feats, metric, k1=k1, k2=k2, lambda_value=lambda_value,
                                      chunk_size=chunk_size)
         blocks = _row_blocks(distmat, chunk_size)
+    if observe is not None:
+        blocks = _observed(blocks, observe)
     return _rank_blocks(blocks, proto, max_rank, g_feats.shape[0])
+
+
+def _observed(blocks: Iterator[tuple[int, torch.Tensor]],
+              observe: BlockObserver) -> Iterator[tuple[int, torch.Tensor]]:
+    for start, block in blocks:
+        observe(start, block)
+        yield start, block
 
 
 def reranked_distances(

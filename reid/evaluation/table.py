@@ -2,21 +2,28 @@
 index, so a number reads the same wherever it is printed."""
 from __future__ import annotations
 
+import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from .rank import ChanceLevel, RankResult
+from .verification import VerificationResult, far_key
 
-COLUMNS = ("rank-1", "rank-5", "rank-10", "mAP", "mINP", "valid q", "gallery", "chance r-1", "chance mAP")
+TABLE_FAR = 1e-3  # the FAR of the table's TAR column
+COLUMNS = ("rank-1", "rank-5", "rank-10", "mAP", "mINP", "valid q", "gallery", "chance r-1", "chance mAP", "AUC",
+           f"TAR@{far_key(TABLE_FAR)}")
 NOTE = ("percent; rank-k = CMC, mAP / mINP over valid queries (a true match in another camera); chance = the "
-        "expected rank-1 / mAP of a uniformly random ranking of each query's valid gallery")
+        "expected rank-1 / mAP of a uniformly random ranking of each query's valid gallery; AUC and TAR at a "
+        "false-accept rate of 1e-3 over all valid query-gallery pairs, plain distances")
 
 
 class ResultRow(NamedTuple):
-    """A labelled result (e.g. "Market1501 +rerank") and the chance level of its split."""
+    """A labelled result (e.g. "Market1501 +rerank"), the chance level of its split and the verification metrics
+    (of the plain distances: only on the plain row)."""
 
     label: str
     result: RankResult
     chance: Optional[ChanceLevel] = None
+    verification: Optional[VerificationResult] = None
 
 
 def _percent(value: Optional[float]) -> Tuple[str, str]:
@@ -30,7 +37,14 @@ def row_cells(row: ResultRow) -> List[Tuple[str, str]]:
     cells = [_percent(v) for v in (*cmc, res.mAP, res.mINP)]
     cells += [(str(res.num_valid), f"{res.num_valid}/{res.num_query}"), (str(res.num_gallery), str(res.num_gallery))]
     cells += [_percent(row.chance.rank1 if row.chance else None), _percent(row.chance.mAP if row.chance else None)]
+    ver = row.verification
+    tar = ver.tar_at_far.get(far_key(TABLE_FAR)) if ver is not None else None
+    cells += [_percent(_number(ver.auc) if ver else None), _percent(_number(tar))]
     return cells
+
+
+def _number(value: Optional[float]) -> Optional[float]:
+    return None if value is None or math.isnan(value) else value
 
 
 def format_rows(rows: Sequence[ResultRow], first: str = "dataset") -> str:

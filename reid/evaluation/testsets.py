@@ -22,8 +22,10 @@ from ..utils.errors import ReIDError
 from ..utils.outputs import METRICS
 from .distance import compute_distance
 from .extract import Features, extract_features
+from .query_expansion import alpha_query_expansion
 from .rank import ChanceLevel, RankResult, chance_level, evaluate, evaluate_rank, reranked_distances
 from .table import ResultRow, format_rows
+from .verification import VerificationCounter, VerificationResult
 
 logger = logging.getLogger("reid")
 
@@ -40,7 +42,8 @@ class QueryRows:
 
 @dataclass
 class TestSetResult:
-    """One test set: plain and (when enabled) re-ranked results, the chance level of its split and the features.
+    """One test set: plain and (when enabled) re-ranked and query-expanded results, the verification metrics of the
+    plain distances (``verification``: ROC, AUC, EER, thresholds), the chance level of its split and the features.
 
     ``query`` / ``gallery`` are the images that were ranked (junk, pid -1, never is); ``junk`` holds the gallery's
     junk when ``DATASETS.KEEP_JUNK`` loaded it, for pictures only. ``rerank_rows`` are the re-ranked distances of
@@ -63,6 +66,8 @@ class TestSetResult:
     protocol: EvalProtocol = EvalProtocol(CROSS_CAMERA, "")
     protocol_args: Dict[str, Any] = field(default_factory=lambda: {"cross_camera": True})
     identity_names: List[str] = field(default_factory=list)
+    verification: Optional[VerificationResult] = None
+    aqe: Optional[RankResult] = None
 
     def distance_rows(self, indices: Sequence[int], reranked: bool = False) -> torch.Tensor:
         """Distances of the queries ``indices`` to the gallery: the metric's, or the kept re-ranked rows."""
@@ -151,10 +156,17 @@ def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: Tes
     ids = (query.pids, gallery.pids, query.camids, gallery.camids)
     protocol = _protocol_args(test_set, q_ranked, g_ranked)
     metric, max_rank = cfg.TEST.METRIC, cfg.TEST.MAX_RANK
-    ev = TestSetResult(name, evaluate(query.feats, gallery.feats, *ids, metric=metric, max_rank=max_rank, **protocol),
-                       None, query, gallery, chance_level(*ids, **protocol), metric, junk_feats,
+    # Verification metrics are counted from the blocks the ranking pass computes (no second pass).
+    counter = VerificationCounter(*ids, far=cfg.TEST.VERIFY_FAR, device=query.feats.device, **protocol)
+    result = evaluate(query.feats, gallery.feats, *ids, metric=metric, max_rank=max_rank, observe=counter.add,
+                      **protocol)
+    ev = TestSetResult(name, result, None, query, gallery, chance_level(*ids, **protocol), metric, junk_feats,
                        protocol=test_set.protocol, protocol_args=protocol,
-                       identity_names=[records[i].identity_name for i in ranked])
+                       identity_names=[records[i].identity_name for i in ranked], verification=counter.result())
+    if cfg.TEST.AQE.ENABLED:
+        a = cfg.TEST.AQE
+        q_aqe, g_aqe = alpha_query_expansion(query.feats, gallery.feats, a.QE_TIME, a.QE_K, a.ALPHA)
+        ev.aqe = evaluate(q_aqe, g_aqe, *ids, metric=metric, max_rank=max_rank, **protocol)
     if cfg.TEST.RERANK.ENABLED:
         r = cfg.TEST.RERANK
         distmat = reranked_distances(query.feats, gallery.feats, metric, k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
@@ -190,7 +202,10 @@ def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
 
     Values are fractions in [0, 1]; re-ranked metrics sit under ``rerank`` beside the plain ones, the chance
     level of the split (expected rank-1 / mAP of a random ranking) under ``chance``; ``protocol`` ("cross-camera"
-    or "same-image removal") and ``protocol_reason`` say which gallery items were removed and why.
+    or "same-image removal") and ``protocol_reason`` say which gallery items were removed and why. ``aqe`` holds
+    the metrics after alpha query expansion (TEST.AQE), ``verification`` the verification metrics of the plain
+    distances (``auc``, ``eer``, ``tar_at_far`` and ``threshold_at_far`` by FAR written as "1e-3", ``threshold``
+    at TEST.VERIFY_FAR, ``far``).
     """
     per = {}
     for name, ev in evals.items():
@@ -199,6 +214,10 @@ def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
             entry["chance"] = {"rank1": ev.chance.rank1, "mAP": ev.chance.mAP}
         if ev.rerank is not None:
             entry["rerank"] = ev.rerank.as_dict()
+        if ev.aqe is not None:
+            entry["aqe"] = ev.aqe.as_dict()
+        if ev.verification is not None:
+            entry["verification"] = ev.verification.as_dict()
         per[name] = entry
     first = next(iter(per.values()))
     return {**first, "dataset": next(iter(per)), "datasets": per}
@@ -213,12 +232,15 @@ def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
 
 
 def result_rows(evals: Dict[str, TestSetResult]) -> List[ResultRow]:
-    """The results table's rows: each test set, then its re-ranked result when there is one."""
+    """The results table's rows: each test set (with its verification metrics), then its re-ranked and
+    query-expanded results when there are any."""
     rows = []
     for name, ev in evals.items():
-        rows.append(ResultRow(name, ev.result, ev.chance))
+        rows.append(ResultRow(name, ev.result, ev.chance, ev.verification))
         if ev.rerank is not None:
             rows.append(ResultRow(f"{name} +rerank", ev.rerank, ev.chance))
+        if ev.aqe is not None:
+            rows.append(ResultRow(f"{name} +aqe", ev.aqe, ev.chance))
     return rows
 
 

@@ -5,6 +5,7 @@ be drawn from a training process, a thread or a notebook alike.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 
 from ..evaluation import iter_distance_blocks
+from ..evaluation.rank import _Protocol
+from ..evaluation.verification import VerificationResult
 
 logger = logging.getLogger("reid")
 
@@ -231,39 +234,46 @@ class DistanceHistogram:
 
 
 def distance_histogram(blocks: Iterable[Tuple[int, torch.Tensor]], q_pids, g_pids, q_camids, g_camids,
-                       upper: float, bins: int = 2000, num_query_total: Optional[int] = None) -> DistanceHistogram:
+                       upper: float, bins: int = 2000, num_query_total: Optional[int] = None, *,
+                       cross_camera: bool = True, q_image_ids=None, g_image_ids=None) -> DistanceHistogram:
     """Histogram of valid pairs' distances from ``(first_row, block)`` distance blocks, one block at a time.
 
-    Valid pairs are the evaluation protocol's: junk gallery images and same-id-same-camera pairs are left out.
-    True = same pid (other camera), false = any other valid pair (distractors included). ``upper`` bounds the
-    distances (larger ones land in the last bin).
+    Valid pairs are the evaluation protocol's (``reid.evaluation.rank._Protocol``, chosen by the keywords as in
+    ``evaluate_rank``): junk gallery images and the gallery items the protocol removes (same id and camera, or the
+    query's own image) are left out, and so are junk queries. True = same pid, false = any other valid pair
+    (distractors included). ``upper`` bounds the distances (larger ones land in the last bin).
     """
-    q_pids, g_pids, q_camids, g_camids = (torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-                                          .long() for x in (q_pids, g_pids, q_camids, g_camids))
+    blocks = iter(blocks)
+    first = next(blocks, None)
     upper = float(upper) if upper > 0 and math.isfinite(upper) else 1.0
     true_counts = torch.zeros(bins, dtype=torch.float64)
     false_counts = torch.zeros(bins, dtype=torch.float64)
+    edges = np.linspace(0.0, upper, bins + 1)
+    if first is None:
+        return DistanceHistogram(edges, true_counts.numpy(), false_counts.numpy(), 0, num_query_total or 0)
+    dev = first[1].device
+    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), (len(q_pids), len(g_pids)), dev, cross_camera,
+                      (q_image_ids, g_image_ids))
     rows = 0
-    for start, block in blocks:
-        dev = block.device
-        qp = q_pids[start:start + block.shape[0]].to(dev)[:, None]
-        qc = q_camids[start:start + block.shape[0]].to(dev)[:, None]
-        gp, gc = g_pids.to(dev)[None, :], g_camids.to(dev)[None, :]
-        same = gp == qp
-        valid = (gp != -1) & ~(same & (gc == qc))
+    for start, block in itertools.chain([first], blocks):
+        sel = slice(start, start + block.shape[0])
+        qp = proto.q_pids[sel, None]
+        same = proto.g_pids[None, :] == qp
+        valid = ~proto.removed(sel) & (qp != -1)
         d = block.float().clamp(0.0, upper)
         true_counts += torch.histc(d[valid & same], bins=bins, min=0.0, max=upper).double().cpu()
         false_counts += torch.histc(d[valid & ~same], bins=bins, min=0.0, max=upper).double().cpu()
         rows += block.shape[0]
-    edges = np.linspace(0.0, upper, bins + 1)
     return DistanceHistogram(edges, true_counts.numpy(), false_counts.numpy(), rows,
                              num_query_total if num_query_total is not None else rows)
 
 
 def feature_histogram(q_feats: torch.Tensor, g_feats: torch.Tensor, q_pids, g_pids, q_camids, g_camids,
-                      metric: str = "cosine", max_queries: int = 2000) -> DistanceHistogram:
-    """:func:`distance_histogram` of feature distances; at most ``max_queries`` queries, evenly spaced, bound the
-    cost on large test sets (MSMT17: 11,659 queries x 82,161 gallery images)."""
+                      metric: str = "cosine", max_queries: int = 2000, *, cross_camera: bool = True,
+                      q_image_ids=None, g_image_ids=None) -> DistanceHistogram:
+    """:func:`distance_histogram` of feature distances under the protocol the keywords choose (a test set's
+    ``protocol_args``); at most ``max_queries`` queries, evenly spaced, bound the cost on large test sets (MSMT17:
+    11,659 queries x 82,161 gallery images)."""
     n = q_feats.shape[0]
     if max_queries and n > max_queries:
         sel = torch.linspace(0, n - 1, max_queries).round().long()
@@ -275,8 +285,10 @@ def feature_histogram(q_feats: torch.Tensor, g_feats: torch.Tensor, q_pids, g_pi
     else:
         upper = float(qf.float().norm(dim=1).max() + g_feats.float().norm(dim=1).max())
     qp, qc = torch.as_tensor(np.asarray(q_pids))[sel], torch.as_tensor(np.asarray(q_camids))[sel]
+    q_ids = None if q_image_ids is None else torch.as_tensor(np.asarray(q_image_ids))[sel]
     return distance_histogram(iter_distance_blocks(qf, g_feats, metric), qp, g_pids, qc, g_camids, upper,
-                              num_query_total=n)
+                              num_query_total=n, cross_camera=cross_camera, q_image_ids=q_ids,
+                              g_image_ids=g_image_ids)
 
 
 def _rebin(h: DistanceHistogram, target: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -298,8 +310,10 @@ def _rebin(h: DistanceHistogram, target: int = 0) -> Tuple[np.ndarray, np.ndarra
 
 
 def plot_distance_histogram(hist: DistanceHistogram, path: str | Path, title: str = "Distances",
-                            xlabel: str = "distance") -> Path:
-    """True vs false match distances as densities (each kind sums to 1), with the equal-error threshold."""
+                            xlabel: str = "distance", thresholds: Optional[Dict[str, float]] = None) -> Path:
+    """True vs false match distances as densities (each kind sums to 1), with the verification thresholds
+    (``thresholds``: FAR key -> distance, from a :class:`~reid.evaluation.verification.VerificationResult`) or,
+    without them, the histogram's equal-error threshold."""
     fig = _figure(7.0, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     edges, t, f = _rebin(hist)
@@ -310,7 +324,10 @@ def plot_distance_histogram(hist: DistanceHistogram, path: str | Path, title: st
             dens = counts / (n * widths)
             ax.stairs(dens, edges, fill=True, alpha=0.35, color=color)
             ax.stairs(dens, edges, color=color, lw=1.5, label=f"{label} ({n:,} pairs)")
-    eer = hist.equal_error()
+    marks = {k: v for k, v in (thresholds or {}).items() if v is not None and math.isfinite(v)}
+    for (far, value), style in zip(sorted(marks.items(), key=lambda kv: kv[1]), itertools.cycle([":", "--", "-."])):
+        ax.axvline(value, color="#444444", ls=style, lw=1.2, label=f"threshold at FAR {far}: d = {value:.4f}")
+    eer = None if marks else hist.equal_error()
     if eer is not None:
         ax.axvline(eer[0], color="#444444", ls=":", lw=1.2,
                    label=f"equal error at d = {eer[0]:.3f} ({100 * eer[1]:.1f}% each)")
@@ -322,3 +339,50 @@ def plot_distance_histogram(hist: DistanceHistogram, path: str | Path, title: st
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+# -- ROC ---------------------------------------------------------------------------------------------------------
+
+def plot_roc(curves: Sequence[Tuple[str, VerificationResult]], path: str | Path, title: str = "ROC") -> Path:
+    """TAR against FAR (log scale) of each labelled verification result, the thresholds' FARs and the EER marked.
+
+    The exact ROC polyline has two vertices per distinct true distance; at most a few thousand (chosen on a
+    logarithmic FAR grid and a linear TAR grid) are drawn.
+    """
+    fig = _figure(7.0, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    palette = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096"]
+    low = 1.0
+    for (label, ver), color in zip(curves, itertools.cycle(palette)):
+        if ver.num_true == 0 or ver.num_false == 0:
+            continue
+        far, tar = _thin_roc(ver.roc_far, ver.roc_tar)
+        positive = far > 0
+        low = min(low, float(far[positive].min()) if positive.any() else low)
+        ax.plot(far[positive], 100 * tar[positive], color=color, lw=1.6,
+                label=f"{label}  (AUC {100 * ver.auc:.2f}, EER {100 * ver.eer:.2f}%)")
+        for key, value in ver.tar_at_far.items():
+            ax.plot([float(key)], [100 * value], "o", color=color, ms=4)
+            ax.annotate(f"{100 * value:.1f}", (float(key), 100 * value), textcoords="offset points", xytext=(4, -10),
+                        fontsize=7, color=color)
+        ax.plot([ver.eer], [100 * (1 - ver.eer)], "x", color=color, ms=6)
+    ax.set_xscale("log")
+    ax.set_xlim(max(low, 1e-7), 1.0)
+    ax.set_ylim(0, 100.5)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("true accept rate (TAR, %)")
+    ax.set_title(title + " (o: TAR at the thresholds' FARs, x: equal error rate)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def _thin_roc(far: np.ndarray, tar: np.ndarray, points: int = 2000) -> Tuple[np.ndarray, np.ndarray]:
+    """At most about 2 x ``points`` vertices of a ROC polyline: the first vertex reaching each point of a log FAR
+    grid and of a linear TAR grid, plus the ends."""
+    if len(far) <= 2 * points:
+        return far, tar
+    grid = np.concatenate([np.searchsorted(far, np.logspace(-9, 0, points)),
+                           np.searchsorted(tar, np.linspace(0, 1, points)), [0, len(far) - 1]])
+    keep = np.unique(np.clip(grid, 0, len(far) - 1))
+    return far[keep], tar[keep]

@@ -64,6 +64,7 @@ class Tile:
     path: str = ""
     pid: int = 0
     camid: int = 0
+    identity: str = ""  # the dataset's name of the identity ("" = none: show the pid)
 
 
 @dataclass
@@ -81,6 +82,11 @@ class RankedQuery:
     missed: List[Tile]
     path: str = ""
     dataset: str = ""
+    identity: str = ""  # the dataset's name of the query's identity ("" = none: show the pid)
+
+    @property
+    def identity_label(self) -> str:
+        return identity_label(self.pid, self.identity)
 
     @property
     def has_match(self) -> bool:
@@ -107,8 +113,20 @@ class SheetLayout:
     tiles: List[TileBox] = field(default_factory=list)
 
 
-def _tile(images: Features, i: int, distance: float, rank: Optional[int], kind: str) -> Tile:
-    return Tile(i, float(distance), rank, kind, str(images.paths[i]), int(images.pids[i]), int(images.camids[i]))
+def identity_label(pid: int, name: str = "") -> str:
+    """How an identity is shown: its dataset name when it has one, else "pid N"."""
+    return name if name else f"pid {pid}"
+
+
+def camera_label(camid: int) -> str:
+    """A 0-based camera id as shown (1-based, as in the file names), "unknown" for -1 (no camera id)."""
+    return "unknown" if camid < 0 else str(camid + 1)
+
+
+def _tile(images: Features, i: int, distance: float, rank: Optional[int], kind: str,
+          names: Sequence[str] = ()) -> Tile:
+    return Tile(i, float(distance), rank, kind, str(images.paths[i]), int(images.pids[i]), int(images.camids[i]),
+                names[i] if i < len(names) else "")
 
 
 def rank_queries(
@@ -123,6 +141,7 @@ def rank_queries(
     junk_rows: Optional[torch.Tensor | np.ndarray] = None,
     dataset: str = "",
     protocol: Optional[Dict[str, Any]] = None,
+    identity_names: Sequence[str] = (),
 ) -> List[RankedQuery]:
     """Ranked lists of the queries ``query_indices`` from their distance rows ``dist_rows`` (S x G).
 
@@ -130,9 +149,12 @@ def rank_queries(
     ``query`` / ``gallery`` the ranked images (only their pids, cameras and paths are read). With ``junk`` and
     ``junk_rows`` (S x J distances to it), junk closer than a list's last tile is shown in it, greyed.
     ``protocol``: the evaluation's protocol keywords for ``query`` x ``gallery`` (``TestSetResult.protocol_args``;
-    default: cross-camera).
+    default: cross-camera). ``identity_names``: the identities' names, query then gallery
+    (``TestSetResult.identity_names``; "" or missing = show the pid).
     """
     idx = np.asarray(list(query_indices), dtype=np.int64)
+    names = list(identity_names)
+    q_names, g_names = names[:len(query.paths)], names[len(query.paths):]
     rows = torch.as_tensor(dist_rows) if not isinstance(dist_rows, torch.Tensor) else dist_rows
     if rows.dim() != 2 or rows.shape[0] != len(idx) or rows.shape[1] != len(gallery.paths):
         raise ReIDError(f"rank_queries: distance rows of shape {tuple(rows.shape)} do not fit {len(idx)} queries x "
@@ -151,7 +173,7 @@ def rank_queries(
     out = []
     for s, qi in enumerate(idx.tolist()):
         pid = int(query.pids[qi])
-        tiles = [_tile(gallery, int(g), d, r, "match" if int(gallery.pids[g]) == pid else "false")
+        tiles = [_tile(gallery, int(g), d, r, "match" if int(gallery.pids[g]) == pid else "false", g_names)
                  for r, (g, d) in enumerate(zip(top.indices[s], top.distances[s]), start=1) if g >= 0]
         if junk_dist is not None:
             near = np.flatnonzero(junk_dist[s] < (tiles[-1].distance if len(tiles) == k else np.inf))
@@ -161,13 +183,15 @@ def rank_queries(
         shown = {t.gallery_index for t in tiles if t.kind != "junk"}
         m = matches[s]
         rest = [(int(r), int(g)) for g, r in zip(m.gallery, m.ranks) if g not in shown]
-        missed = [_tile(gallery, g, dist[s, g], r, "match") for r, g in rest[max(0, len(rest) - num_missed):]] \
+        missed = [_tile(gallery, g, dist[s, g], r, "match", g_names)
+                  for r, g in rest[max(0, len(rest) - num_missed):]] \
             if num_missed > 0 else []
         first = int(result.first_match[qi])
         out.append(RankedQuery(
             query_index=qi, pid=pid, camid=int(query.camids[qi]), ap=float(result.ap[qi]),
             inp=float(result.inp[qi]), num_matches=len(m.gallery), first_match_rank=first or None, top=tiles,
             missed=missed, path=str(query.paths[qi]), dataset=dataset,
+            identity=q_names[qi] if qi < len(q_names) else "",
         ))
     return out
 
@@ -369,11 +393,14 @@ def draw_sheet(
         name = Path(q.path).name
         rows_text.append((x_query, top_y + 4, [
             (f"AP {ap_text}", dict(fontsize=10, weight="bold")),
-            (f"query #{q.query_index}  {name}  (pid {q.pid}, camera {q.camid + 1})", dict(fontsize=9)),
+            (f"query #{q.query_index}  {name}  ({q.identity_label}, camera {camera_label(q.camid)})",
+             dict(fontsize=9)),
             (found, dict(fontsize=9, color="#444444")),
         ]))
         put(x_query, ty, cache.get(q.path), QUERY_RGB, q.query_index, "query", "query", -1)
-        texts.append((x_query + fw / 2, ty + fh + 3, f"pid {q.pid}\ncam {q.camid + 1}",
+        short = q.identity_label if len(q.identity_label) <= 12 else q.identity_label[:11] + "…"
+        cam = "cam ?" if q.camid < 0 else f"cam {q.camid + 1}"
+        texts.append((x_query + fw / 2, ty + fh + 3, f"{short}\n{cam}",
                       dict(fontsize=8, ha="center", va="top", linespacing=1.1)))
         for c, t in enumerate(q.top):
             self_x = x_top + c * (fw + GAP)

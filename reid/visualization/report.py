@@ -20,7 +20,8 @@ from ..utils.errors import ReIDError
 from ..utils.outputs import CONFIG, EVAL_DIR, FINAL, HISTORY, LAST, LOG, METRICS, REPORT, evaluation_name, \
     holds_training_run
 from . import html as H
-from .curves import Curve, feature_histogram, plot_cmc, plot_distance_histogram, plot_training_curves, read_train_log
+from .curves import (Curve, feature_histogram, plot_cmc, plot_distance_histogram, plot_roc, plot_training_curves,
+                     read_train_log)
 from .evaluations import RANKED_LISTS_DIR, evaluations_section
 from .ranked_list import select_queries
 from .sheets import INDEX, SheetInfo, distance_name, draw_ranked_lists, safe_name, write_index
@@ -86,7 +87,37 @@ def _title(out: Path) -> str:
 def _metrics_section(evals: Dict[str, TestSetResult], out: Path) -> str:
     same = (f"<p class=note>The same numbers as <a href=\"{METRICS}\">{METRICS}</a>.</p>"
             if (out / METRICS).is_file() else "")
-    return f"<h2>Metrics</h2>\n{H.results_table(evals)}{same}"
+    protocols = "".join(f"<li>{H.esc(name)}: {H.esc(ev.protocol.name)} ({H.esc(ev.protocol.reason)})</li>"
+                        for name, ev in evals.items())
+    return (f"<h2>Metrics</h2>\n{H.results_table(evals)}{same}<p class=note>Protocol of each test set (which "
+            f"gallery items of the query's identity take no part, and why):</p><ul class=note>{protocols}</ul>"
+            f"{_verification_table(evals)}")
+
+
+def _verification_table(evals: Dict[str, TestSetResult]) -> str:
+    """Per test set: AUC, EER and, at each FAR, the TAR and the distance threshold (metrics.json's
+    ``verification``)."""
+    verified = {name: ev.verification for name, ev in evals.items() if ev.verification is not None}
+    if not verified:
+        return ""
+    fars = list(dict.fromkeys(k for v in verified.values() for k in v.tar_at_far))
+    rows = []
+    for name, v in verified.items():
+        cells = [H.cell(H.esc(name), name, "l"), H.num_cell(v.auc, "{:.4f}"), H.num_cell(100 * v.eer, "{:.2f}")]
+        for far in fars:
+            cells += [H.num_cell(100 * v.tar_at_far.get(far, float("nan")), "{:.2f}"),
+                      H.num_cell(v.threshold_at_far.get(far, float("nan")), "{:.4f}")]
+        cells.append(H.cell(f"{v.num_true:,} / {v.num_false:,}", str(v.num_true)))
+        rows.append((cells, ""))
+    heads = [("test set", "l"), ("AUC", ""), ("EER %", "")]
+    for far in fars:
+        heads += [(f"TAR@{far} %", ""), (f"threshold@{far}", "")]
+    heads.append(("true / false pairs", ""))
+    first = next(iter(verified.values()))
+    return ("<h3>Verification (same person when distance &le; threshold)</h3>" + H.table(heads, rows)
+            + f"<p class=note>Over every valid query-gallery pair of the plain distances; the threshold at FAR "
+            f"{H.esc(first.as_dict()['far'])} (TEST.VERIFY_FAR) is the one metrics.json and model_final.pt keep "
+            f"(ReIDModel.threshold, reid-search --threshold auto).</p>")
 
 
 def _curves_section(evals: Dict[str, TestSetResult], out: Path) -> str:
@@ -98,6 +129,12 @@ def _curves_section(evals: Dict[str, TestSetResult], out: Path) -> str:
     plot_cmc(curves, out / PLOTS / "cmc.png",
              title="CMC" + (" (dashed: k-reciprocal re-ranking)" if any(c.rerank for c in curves) else ""))
     figs = [_img(f"{PLOTS}/cmc.png", "CMC curve")]
+    verified = [(name, ev.verification) for name, ev in evals.items() if ev.verification is not None]
+    if any(v.num_true and v.num_false for _, v in verified):
+        plot_roc(verified, out / PLOTS / "roc.png", title="Verification ROC, plain distances")
+        figs.append(_img(f"{PLOTS}/roc.png", "ROC curve",
+                         "Every valid query-gallery pair of the evaluation protocol: a pair is accepted when its "
+                         "distance is at most the threshold. Exact (no binning); thresholds in the table above."))
     if (out / TRAIN_LOG).is_file():
         log = read_train_log(out / TRAIN_LOG)
         if plot_training_curves(log, out / PLOTS / "training_curves.png",
@@ -111,14 +148,20 @@ def _curves_section(evals: Dict[str, TestSetResult], out: Path) -> str:
 def _test_set_section(ev: TestSetResult, out: Path, opts: dict) -> Tuple[str, List[SheetInfo]]:
     """Distances of true vs false matches and the worst-AP queries, plain and (when enabled) re-ranked."""
     safe, q, g = safe_name(ev.name), ev.query, ev.gallery
-    hist = feature_histogram(q.feats, g.feats, q.pids, g.pids, q.camids, g.camids, ev.metric, opts["hist_queries"])
+    hist = feature_histogram(q.feats, g.feats, q.pids, g.pids, q.camids, g.camids, ev.metric, opts["hist_queries"],
+                             **ev.protocol_args)
     plot_distance_histogram(hist, out / PLOTS / f"distances_{safe}.png",
                             title=f"{ev.name}: {ev.metric} distances of true vs false matches (valid pairs)",
-                            xlabel=f"{ev.metric} distance")
+                            xlabel=f"{ev.metric} distance",
+                            thresholds=ev.verification.threshold_at_far if ev.verification is not None else None)
+    removed = ("same-camera views of the query's identity" if ev.protocol.cross_camera
+               else "the query's own image")
     parts = [f"<h2>{H.esc(ev.name)}</h2>",
+             f"<p class=meta>protocol: {H.esc(ev.protocol.name)} ({H.esc(ev.protocol.reason)})</p>",
              "<div class=figs>" + _img(f"{PLOTS}/distances_{safe}.png", f"{ev.name} distance histogram",
-                                       "Valid pairs only (junk and same-camera views of the query's identity "
-                                       "left out, as in evaluation). Each kind is normalised to area 1.") + "</div>"]
+                                       f"Valid pairs only (junk and {removed} left out, as in evaluation). Each "
+                                       f"kind is normalised to area 1; vertical lines: the verification "
+                                       f"thresholds at each FAR.") + "</div>"]
     sheets: List[SheetInfo] = []
     count = opts["sheets"] * opts["per_sheet"]
     distances = [False, True] if ev.rerank is not None else [False]

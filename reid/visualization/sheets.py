@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..evaluation.testsets import TestSetResult
 from . import html as H
-from .ranked_list import RankedQuery, TileCache, draw_sheet, queries_to_json, rank_queries
+from .ranked_list import RankedQuery, TileCache, camera_label, draw_sheet, queries_to_json, rank_queries
 
 INDEX = "index.html"
 MANIFEST = "ranked_lists.json"
@@ -67,7 +67,7 @@ def draw_ranked_lists(ev: TestSetResult, indices: Sequence[int], out_dir: str | 
     junk = ev.junk if show_junk and not reranked else None
     ranked = rank_queries(ev.distance_rows(indices, reranked), indices, result, ev.query, ev.gallery, topk=topk,
                           num_missed=num_missed, junk=junk, junk_rows=ev.junk_distances(indices) if junk else None,
-                          protocol=ev.protocol_args,
+                          protocol=ev.protocol_args, identity_names=ev.identity_names,
                           dataset=ev.name + (" +rerank" if reranked else ""))
     title = f"{ev.name}: ranked lists ({distance_name(ev, reranked)})"
     return write_sheets(ranked, out_dir, prefix or safe_name(ev.name) + ("_rerank" if reranked else ""), per_sheet,
@@ -123,14 +123,15 @@ def write_index(sheets: Sequence[SheetInfo], out_dir: str | Path, title: str = "
                 H.cell(H.esc(q.dataset), q.dataset, "l"),
                 H.cell(str(q.query_index), str(q.query_index)),
                 H.cell(H.esc(Path(q.path).name), Path(q.path).name, "l"),
-                H.cell(str(q.pid), str(q.pid)), H.cell(str(q.camid + 1), str(q.camid + 1)),
+                H.cell(H.esc(q.identity_label), q.identity or str(q.pid)),
+                H.cell(camera_label(q.camid), str(q.camid + 1)),
                 H.num_cell(q.ap), H.num_cell(q.inp),
                 H.cell(str(q.first_match_rank) if q.first_match_rank else "n/a",
                        str(q.first_match_rank) if q.first_match_rank else ""),
                 H.cell(str(q.num_matches), str(q.num_matches)),
                 H.cell(f'<a href="{H.esc(s.file)}">{H.esc(s.file)}</a>', s.file, "l"),
             ], "bad" if q.first_match_rank != 1 else ""))
-    body.append(H.table([("dataset", "l"), ("query #", ""), ("file", "l"), ("pid", ""), ("camera", ""), ("AP", ""),
+    body.append(H.table([("dataset", "l"), ("query #", ""), ("file", "l"), ("identity", ""), ("camera", ""), ("AP", ""),
                          ("INP", ""), ("first true match", ""), ("true matches", ""), ("sheet", "l")], rows))
     body.append("<h2>Sheets</h2>")
     srows = []

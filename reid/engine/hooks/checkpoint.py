@@ -24,7 +24,10 @@ logger = logging.getLogger("reid")
 
 class PeriodicCheckpointer(HookBase):
     """``trainer.checkpointer`` writes model_last.pt every ``period`` epochs and after the last one, and
-    model_final.pt (the evaluated weights with the final metrics, ``trainer.results``) when training ends."""
+    model_final.pt (the evaluated weights with the final metrics, ``trainer.results``) when training ends, with the
+    verification threshold of the final evaluation: ``threshold`` (a distance of TEST.METRIC: "same person" when
+    d <= threshold), ``threshold_far`` (TEST.VERIFY_FAR, the false-accept rate it was chosen at) and
+    ``threshold_dataset`` (the first test set)."""
 
     priority = PRIORITY_CHECKPOINT
 
@@ -38,8 +41,18 @@ class PeriodicCheckpointer(HookBase):
 
     def after_train(self) -> None:
         t = self.trainer
-        t.checkpointer.save_model(FINAL, t.max_epochs, model=t.eval_model, metrics=t.results)
+        t.checkpointer.save_model(FINAL, t.max_epochs, model=t.eval_model, metrics=t.results,
+                                  **threshold_record(t.metrics, t.cfg.TEST.VERIFY_FAR))
         t.checkpointer.wait()  # every file on disk (or the write's error raised) before the report
+
+
+def threshold_record(metrics: Optional[Dict[str, Any]], far: float) -> Dict[str, Any]:
+    """The checkpoint entries of a final evaluation's threshold at ``far`` (none when there is no threshold)."""
+    verification = (metrics or {}).get("verification") or {}
+    if verification.get("threshold") is None:
+        return {}
+    return {"threshold": float(verification["threshold"]), "threshold_far": float(far),
+            "threshold_dataset": metrics.get("dataset", "")}
 
 
 class BestCheckpointer(HookBase):

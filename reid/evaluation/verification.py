@@ -1,0 +1,350 @@
+"""Verification metrics: "same person?" decisions by a distance threshold, over every valid query-gallery pair.
+
+Pairs are the ranking protocol's (``rank._Protocol``, reused, never re-implemented): junk gallery items and the
+gallery items the protocol removes (same pid and same camera, or the query's own image) take no part. A *true*
+pair is a query and a gallery item of the same pid; a *false* pair is any other valid pair (distractors included).
+Junk queries (pid -1) take no part. A pair is accepted at threshold t when its distance d <= t.
+
+Definitions (N_true / N_false pairs; FAR(t) = #false with d <= t / N_false, TAR(t) = #true with d <= t / N_true,
+FRR = 1 - TAR):
+
+- AUC = P(d_true < d_false) + 1/2 P(d_true = d_false) (the Mann-Whitney statistic; ties count one half), which is
+  the area under the ROC polyline below.
+- ROC: the operating points (FAR(t), TAR(t)) for every distance t that occurs, joined by straight segments (a
+  threshold passing a true and a false pair of equal distance moves diagonally).
+- ``threshold_at_far[f]``: the largest float32 t with FAR(t) <= f, i.e. the float32 number just below the
+  (m+1)-th smallest false distance, m = floor(f x N_false) computed exactly (f read as the decimal it prints as);
+  ``tar_at_far[f]`` = TAR at that t.
+- EER: the FAR (equal to the FRR there) where the ROC polyline crosses FAR = FRR, linearly interpolated between
+  the two neighbouring operating points.
+
+Distances are float32 numbers: what evaluating float32 features gives; other inputs are rounded to float32 (a
+monotone rounding: it can only create ties), and thresholds are float32 numbers.
+
+How, exactly and in one pass over the distance blocks, without sorting the pairs: the few true (and removed)
+distances are kept as values; every pair distance is counted in an exact histogram with one counter per float32
+value over a window of 2^25 consecutive float32 numbers (four binades, placed from the first block), and the values
+outside the window are kept as values. The false pairs are then that multiset minus the kept true and removed
+values, so the counts of false distances below / equal to each true distance (hence AUC, ROC and EER) and the
+k-th smallest false distance (hence the thresholds) are exact integer counts. Memory: 128 MiB of counters
+(int64 beyond 2^31 pairs) per counting thread (up to 4 on a CPU) plus the kept values; time: one scatter-add per
+pair, on the blocks' device.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from .distance import EvaluationError, as_features, iter_distance_blocks
+from .rank import IdsLike, _as_distmat, _ordered_key, _Protocol, _row_blocks
+
+# The FARs of metrics.json's ``tar_at_far`` / ``threshold_at_far`` (TEST.VERIFY_FAR is added when not among them).
+FARS = (1e-2, 1e-3, 1e-4)
+WINDOW = 1 << 25  # float32 values counted one by one: 4 binades (e.g. [0.125, 2)), 128 MiB of int32 counters
+_SAMPLE = 1 << 20  # block elements the window is placed from
+_OFFSET = 1 << 31  # _ordered_key of +0.0
+_MAX_PARTS = 4  # CPU threads counting at once (each with its own counters)
+
+
+def far_key(far: float) -> str:
+    """How a FAR is written as a key of metrics.json: 1e-3 -> "1e-3", 5e-4 -> "5e-4", 0.25 -> "2.5e-1"."""
+    mantissa, exponent = f"{far:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def check_fars(fars: Sequence[float], what: str = "FAR") -> tuple[float, ...]:
+    """FARs as floats in (0, 1); anything else is an EvaluationError naming ``what``."""
+    out = []
+    for far in fars:
+        if not isinstance(far, (int, float)) or not 0.0 < float(far) < 1.0:
+            raise EvaluationError(f"{what} must be a false-accept rate in (0, 1), e.g. 1e-3; got {far!r}.")
+        out.append(float(far))
+    return tuple(out)
+
+
+@dataclass
+class VerificationResult:
+    """AUC, EER, TAR and thresholds at FARs (keys as :func:`far_key`), the ROC polyline and the pair counts.
+
+    ``far`` is the FAR whose threshold a model keeps (TEST.VERIFY_FAR): ``threshold`` is ``threshold_at_far``
+    there. Values are NaN (None in :meth:`as_dict`) when there are no true or no false pairs.
+    """
+
+    auc: float
+    eer: float
+    tar_at_far: Dict[str, float]
+    threshold_at_far: Dict[str, float]
+    num_true: int
+    num_false: int
+    far: float
+    roc_far: np.ndarray = field(repr=False)
+    roc_tar: np.ndarray = field(repr=False)
+
+    @property
+    def threshold(self) -> float:
+        return self.threshold_at_far[far_key(self.far)]
+
+    def as_dict(self) -> dict:
+        """Plain numbers for metrics.json (NaN becomes None)."""
+        def num(x: float) -> Optional[float]:
+            return None if math.isnan(x) else float(x)
+
+        return {"auc": num(self.auc), "eer": num(self.eer),
+                "tar_at_far": {k: num(v) for k, v in self.tar_at_far.items()},
+                "threshold_at_far": {k: num(v) for k, v in self.threshold_at_far.items()},
+                "far": far_key(self.far), "threshold": num(self.threshold),
+                "num_true_pairs": self.num_true, "num_false_pairs": self.num_false}
+
+
+def _code(x: np.float32) -> int:
+    """An integer with the order of float32 values (-0.0 and +0.0 share one)."""
+    return int(_ordered_key(torch.tensor([float(x)], dtype=torch.float32))[0])
+
+
+def _from_code(code: int) -> np.float32:
+    bits = code - _OFFSET
+    bits = bits if bits >= 0 else -bits | -(1 << 31)  # back to the float's int32 bit pattern
+    return np.array([bits], dtype=np.int64).astype(np.int32).view(np.float32)[0]
+
+
+class _Float32Counts:
+    """An exact multiset of float32 values: a counter per value in a window of consecutive float32 numbers, the
+    values outside the window kept as they are. ``-0.0`` counts as ``+0.0``."""
+
+    def __init__(self, device: torch.device, num_values: int) -> None:
+        self.device = device
+        self.dtype = torch.int64 if num_values >= 1 << 31 else torch.int32
+        self.counts: Optional[torch.Tensor] = None  # [below, window..., above] per part: (parts, size + 2)
+        # A scatter-add runs on one CPU core: with several, each thread counts a share of the values into its own
+        # counters (summed at the end). A GPU's atomics are parallel already.
+        self.parts = 1 if device.type != "cpu" else max(1, min(torch.get_num_threads(), _MAX_PARTS))
+        self.start = 0  # int32 bit pattern of the window's first value (>= 0: non-negative floats only)
+        self.size = min(WINDOW, max(1 << 12, num_values))  # more counters than values would only cost memory
+        self.outside: list[torch.Tensor] = []
+        self._one = torch.ones((), dtype=self.dtype, device=device)
+
+    def _place(self, values: torch.Tensor) -> None:
+        """The window: from a low quantile of a sample of the first values, as far up as the sample goes, then
+        downwards with the room left."""
+        flat = values.reshape(-1)
+        sample = flat[:: max(1, flat.numel() // _SAMPLE)].float()
+        sample = sample[sample >= 0]
+        if sample.numel():
+            lo = int(torch.kthvalue(sample.cpu(), max(1, sample.numel() // 1000)).values.view(torch.int32))
+            hi = int(sample.max().cpu().view(torch.int32))
+            start = lo - max(0, self.size - (hi - lo) * 3 // 2)  # room for half the span again above the maximum
+            self.start = min(max(0, start), (1 << 31) - 2 - self.size)  # bit patterns stay int32
+        self.counts = torch.zeros(self.parts, self.size + 2, dtype=self.dtype, device=self.device)
+
+    def add(self, values: torch.Tensor) -> None:
+        """Count the float32 ``values`` (any shape, contiguous)."""
+        if values.numel() == 0:
+            return
+        if self.counts is None:
+            self._place(values)
+        bits = values.view(torch.int32)
+        # Negative floats have negative bit patterns: they land below the window like every value under it.
+        idx = bits.clamp(self.start - 1, self.start + self.size).sub_(self.start - 1).view(-1)
+        edges = self.counts[:, [0, -1]].clone()
+        shares = idx.chunk(self.parts)
+        if len(shares) == 1:
+            self.counts[0].index_add_(0, idx, self._one.expand(idx.numel()))
+        else:
+            with ThreadPoolExecutor(len(shares)) as pool:  # torch releases the GIL inside index_add_
+                list(pool.map(lambda part: self.counts[part[0]].index_add_(0, part[1], self._one.expand(
+                    part[1].numel())), enumerate(shares)))
+        if bool((self.counts[:, [0, -1]] != edges).any()):
+            out = (idx == 0) | (idx == self.size + 1)
+            self.outside.append(values.reshape(-1)[out] + 0.0)  # + 0.0: -0.0 becomes +0.0
+
+    def finish(self, minus: torch.Tensor) -> "_Counted":
+        """The multiset less the values ``minus`` (each of which was counted)."""
+        if self.counts is None:
+            self.counts = torch.zeros(1, self.size + 2, dtype=self.dtype, device=self.device)
+        outside = torch.cat(self.outside).sort().values if self.outside else minus.new_zeros(0)
+        if bool(torch.isnan(outside[-1:]).any()):
+            raise EvaluationError("the distances contain NaN; check the features for NaN/inf.")
+        cum = self.counts[:, 1:-1].sum(0, dtype=torch.int64).cumsum_(0)
+        return _Counted(self.start, cum, outside, minus.sort().values)
+
+
+@dataclass
+class _Counted:
+    """Counting queries on a finished :class:`_Float32Counts` less some values (sorted float32 ``minus``)."""
+
+    start: int
+    cum: torch.Tensor  # inclusive cumulative counts over the window
+    outside: torch.Tensor  # sorted values outside the window
+    minus: torch.Tensor  # sorted values to leave out
+
+    def _window_le(self, x: torch.Tensor, strict: bool) -> torch.Tensor:
+        """Counts of window values < x (``strict``) or <= x."""
+        pos = _ordered_key(x) - (self.start + _OFFSET)  # window index of x (any value, any side of the window)
+        last = pos - 1 if strict else pos
+        got = self.cum.index_select(0, last.clamp(0, self.cum.numel() - 1))
+        return torch.where(last < 0, 0, got)
+
+    def count(self, x: torch.Tensor, strict: bool) -> torch.Tensor:
+        """For each float32 value of ``x``: how many values of the multiset are < x (``strict``) or <= x."""
+        x = x.to(self.cum.device) + 0.0
+        right = not strict
+        return (self._window_le(x, strict) + torch.searchsorted(self.outside, x, right=right)
+                - torch.searchsorted(self.minus, x, right=right))
+
+    def smallest(self, k: int) -> np.float32:
+        """The k-th smallest value (1-based; k <= the multiset's size), by bisection over the float32 order."""
+        lo, hi = _code(np.float32(-np.inf)), _code(np.float32(np.inf))
+        while lo < hi:  # the smallest code whose value has >= k values at or below it
+            mid = (lo + hi) // 2
+            x = torch.tensor([float(_from_code(mid))], dtype=torch.float32)
+            if int(self.count(x, strict=False)[0]) >= k:
+                hi = mid
+            else:
+                lo = mid + 1
+        return _from_code(lo)
+
+
+class VerificationCounter:
+    """Accumulates verification metrics from the ``(first_query_row, block)`` distance blocks of a query x gallery
+    split, one block at a time (pass :meth:`add` as ``observe`` to ``evaluate`` to share its pass)."""
+
+    def __init__(self, q_pids: IdsLike, g_pids: IdsLike, q_camids: IdsLike, g_camids: IdsLike, *,
+                 cross_camera: bool = True, q_image_ids: IdsLike | None = None, g_image_ids: IdsLike | None = None,
+                 far: float = 1e-3, fars: Sequence[float] = FARS, device: torch.device | str = "cpu") -> None:
+        self.far = check_fars([far], "the FAR of the kept threshold")[0]
+        self.fars = tuple(sorted(set(check_fars(fars)) | {self.far}, reverse=True))
+        device = torch.device(device)
+        shape = (len(q_pids), len(g_pids))
+        self.proto = _Protocol((q_pids, g_pids, q_camids, g_camids), shape, device, cross_camera,
+                               (q_image_ids, g_image_ids))
+        self.keep_cols = None if not self.proto.has_junk else (~self.proto.junk).nonzero().squeeze(1)
+        self.counts = _Float32Counts(device, shape[0] * shape[1])
+        self.trues: list[torch.Tensor] = []
+        self.removed: list[torch.Tensor] = []
+        self.num_all = 0
+
+    def add(self, start: int, block: torch.Tensor) -> None:
+        """Count the distances of query rows ``start .. start + len(block) - 1`` to the whole gallery."""
+        rows = slice(start, start + block.shape[0])
+        block = block.to(torch.float32).contiguous()
+        cand, true, removed = self.proto.candidates(rows)
+        if cand.numel():
+            near = block.gather(1, cand)
+            self.trues.append(near[true])
+            self.removed.append(near[removed])
+        counted = block if self.keep_cols is None else block.index_select(1, self.keep_cols)
+        real = self.proto.q_pids[rows] != -1
+        if not bool(real.all()):
+            counted = counted[real]  # junk queries take no part
+        self.counts.add(counted)
+        self.num_all += counted.numel()
+
+    def result(self) -> VerificationResult:
+        """The metrics of every block added so far."""
+        device = self.proto.q_pids.device
+        trues = torch.cat(self.trues) + 0.0 if self.trues else torch.zeros(0, device=device)
+        removed = torch.cat(self.removed) + 0.0 if self.removed else torch.zeros(0, device=device)
+        false = self.counts.finish(torch.cat([trues, removed]))
+        num_true, num_false = trues.numel(), self.num_all - trues.numel() - removed.numel()
+        return _metrics(trues.sort().values, false, num_true, num_false, self.fars, self.far)
+
+
+def _metrics(trues: torch.Tensor, false: _Counted, num_true: int, num_false: int, fars: Sequence[float],
+             far: float) -> VerificationResult:
+    """AUC, ROC, EER and thresholds from the sorted true distances and the false ones' counting queries."""
+    nan = float("nan")
+    if num_true == 0 or num_false == 0:
+        empty = {far_key(f): nan for f in fars}
+        return VerificationResult(nan, nan, dict(empty), dict(empty), num_true, num_false, far, np.zeros(0),
+                                  np.zeros(0))
+    values, mult = torch.unique_consecutive(trues, return_counts=True)
+    below = false.count(values, strict=True)
+    equal = false.count(values, strict=False) - below
+    mult, below, equal = (t.cpu().numpy().astype(np.int64) for t in (mult, below, equal))
+    # AUC: each true pair against the false ones farther away (one half for equal ones), exactly in integers.
+    wins = int(np.sum(mult * (2 * (num_false - below - equal) + equal)))
+    auc = float(Fraction(wins, 2 * num_true * num_false))
+    # ROC vertices: before and after each distinct true distance (false-only stretches between them are straight).
+    true_before = np.concatenate([[0], np.cumsum(mult)[:-1]])
+    roc_far = np.concatenate([[0.0], np.stack([below, below + equal], 1).reshape(-1) / num_false, [1.0]])
+    roc_tar = np.concatenate([[0.0], np.stack([true_before, true_before + mult], 1).reshape(-1) / num_true, [1.0]])
+    tar_at, thr_at = {}, {}
+    for f in fars:
+        m = math.floor(Fraction(repr(f)) * num_false)  # the decimal f, not its binary approximation
+        first_rejected = false.smallest(m + 1)
+        threshold = np.nextafter(first_rejected, np.float32(-np.inf))
+        accepted = int(torch.searchsorted(trues, torch.tensor([float(first_rejected)], device=trues.device))[0])
+        tar_at[far_key(f)], thr_at[far_key(f)] = accepted / num_true, float(threshold)
+    return VerificationResult(auc, _eer(roc_far, roc_tar), tar_at, thr_at, num_true, num_false, far, roc_far, roc_tar)
+
+
+def _eer(far: np.ndarray, tar: np.ndarray) -> float:
+    """Where the ROC polyline (FAR, TAR) crosses FAR = FRR = 1 - TAR: FAR + TAR grows along it from 0 to 2."""
+    s = far + tar
+    k = int(np.searchsorted(s, 1.0, side="left"))  # first vertex with FAR + TAR >= 1
+    if k == 0 or s[k] == 1.0:
+        return float(far[k])
+    lam = (1.0 - s[k - 1]) / (s[k] - s[k - 1])
+    return float(far[k - 1] + lam * (far[k] - far[k - 1]))
+
+
+def _run(counter: VerificationCounter, blocks: Iterator[tuple[int, torch.Tensor]]) -> VerificationResult:
+    for start, block in blocks:
+        counter.add(start, block)
+    return counter.result()
+
+
+def evaluate_verification(
+    distmat: torch.Tensor | np.ndarray,
+    q_pids: IdsLike,
+    g_pids: IdsLike,
+    q_camids: IdsLike,
+    g_camids: IdsLike,
+    *,
+    far: float = 1e-3,
+    fars: Sequence[float] = FARS,
+    chunk_size: int | None = None,
+    cross_camera: bool = True,
+    q_image_ids: IdsLike | None = None,
+    g_image_ids: IdsLike | None = None,
+) -> VerificationResult:
+    """Verification metrics of a (num_query, num_gallery) distance matrix (see the module docstring); the protocol
+    keywords are ``evaluate_rank``'s."""
+    distmat = _as_distmat(distmat)
+    protocol = dict(cross_camera=cross_camera, q_image_ids=q_image_ids, g_image_ids=g_image_ids)
+    counter = VerificationCounter(q_pids, g_pids, q_camids, g_camids, far=far, fars=fars, device=distmat.device,
+                                  **protocol)
+    return _run(counter, _row_blocks(distmat, chunk_size))
+
+
+def verify(
+    q_feats: torch.Tensor | np.ndarray,
+    g_feats: torch.Tensor | np.ndarray,
+    q_pids: IdsLike,
+    g_pids: IdsLike,
+    q_camids: IdsLike,
+    g_camids: IdsLike,
+    metric: str = "cosine",
+    *,
+    far: float = 1e-3,
+    fars: Sequence[float] = FARS,
+    chunk_size: int | None = None,
+    cross_camera: bool = True,
+    q_image_ids: IdsLike | None = None,
+    g_image_ids: IdsLike | None = None,
+) -> VerificationResult:
+    """Verification metrics from features, one block of distances at a time (``iter_distance_blocks``)."""
+    q_feats = as_features(q_feats, "q_feats")
+    protocol = dict(cross_camera=cross_camera, q_image_ids=q_image_ids, g_image_ids=g_image_ids)
+    counter = VerificationCounter(q_pids, g_pids, q_camids, g_camids, far=far, fars=fars, device=q_feats.device,
+                                  **protocol)
+    return _run(counter, iter_distance_blocks(q_feats, g_feats, metric, chunk_size))
+
