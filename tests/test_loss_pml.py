@@ -1,12 +1,14 @@
-"""Optional comparison with pytorch-metric-learning (not a dependency): same values and gradients where the
-definitions agree, and the documented differences where they do not (README "Deliberate differences").
-Run with ``-s`` to see the max abs differences."""
+"""Comparison with pytorch-metric-learning (a peer of requirements-peers.txt, not a dependency): same values and
+gradients where the definitions agree, and the documented differences where they do not (README "Deliberate
+differences"). Run with ``-s`` to see the max abs differences."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-pml = pytest.importorskip("pytorch_metric_learning")
+from peer_models import require
+
+pml = require("pytorch_metric_learning")
 from pytorch_metric_learning import distances, losses, miners, reducers  # noqa: E402
 
 from reid.modeling.losses import (ContrastiveLoss, CosFaceClassifier, CrossEntropyLoss,  # noqa: E402
