@@ -16,15 +16,19 @@ def test_get_cfg_is_a_fresh_copy():
     assert get_cfg().SOLVER.MAX_EPOCHS == 120
 
 
-def test_every_default_key_has_a_comment():
+def test_every_default_key_has_a_comment_and_is_defined_once():
     import inspect
     import re
 
     from reid.config import defaults
 
+    seen = set()
     for line in inspect.getsource(defaults).splitlines():
         if re.match(r"^_C(\.[A-Z0-9_]+)+ = (?!CN\(\))", line):
             assert "#" in line, f"undocumented key: {line}"
+            key = line.split(" = ", 1)[0]
+            assert key not in seen, f"defined twice (the second silently replaces the first): {line}"
+            seen.add(key)
 
 
 def test_base_inheritance_and_overrides(tmp_path):

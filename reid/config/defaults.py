@@ -179,12 +179,11 @@ _C.SOLVER.EMA.DECAY = 0.9998  # EMA decay per iteration (timm), warmed up as min
 # ---------------------------------------------------------------------------------------------------------------
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 10  # evaluate every N epochs during training (and always at the end)
-_C.TEST.BEST_METRIC = "mAP"  # metric choosing model_best.pt (detectron2 BestCheckpointer)
+_C.TEST.BEST_METRIC = "mAP"  # first test set's metric choosing model_best.pt: rank1/5/10, mAP, mINP (detectron2)
 _C.TEST.IMS_PER_BATCH = 128  # images per batch for feature extraction
 _C.TEST.METRIC = "cosine"  # "cosine" (on L2-normalised features) or "euclidean"
 _C.TEST.FLIP = False  # average the embeddings of each image and its horizontal flip
 _C.TEST.MAX_RANK = 50  # length of the CMC curve
-_C.TEST.BEST_METRIC = "mAP"  # first test set's metric choosing model_best.pt: rank1/5/10, mAP, mINP (detectron2)
 _C.TEST.CROSS_CAMERA = True  # drop same-id same-camera gallery items (Zheng et al. 2015); False: a query's own file
 _C.TEST.VERIFY_FAR = 1e-3  # FAR whose distance threshold metrics.json / model_final.pt keep (fast-reid TEST.ROC)
 _C.TEST.RERANK = CN()
