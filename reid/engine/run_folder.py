@@ -23,7 +23,7 @@ from ..config import cfg_to_dict, get_cfg
 from ..config.changes import Change, resume_changes
 from ..utils.distributed import broadcast_object, dist_info
 from ..utils.errors import CheckpointError, ConfigError
-from ..utils.outputs import FINAL, LAST, METRICS, PREVIOUS_PREFIX, RUN_RECORDS, present
+from ..utils.outputs import CONFIG, EVAL_DIR, FINAL, LAST, METRICS, PREVIOUS_PREFIX, RUN_RECORDS, present
 
 
 class FinishedRun(Exception):
@@ -107,7 +107,7 @@ def _resume(cfg, out: Path, allow_config_change: bool) -> RunStart:
         raise ConfigError(
             f"--resume: the config differs from the one {str(path)!r} was trained with, in keys that change the "
             f"result:\n" + "".join(f"  {c}\n" for c in blocking)
-            + f"Resume with the run's own config (--config {out / 'config.yaml'}, or the same --config and "
+            + f"Resume with the run's own config (--config {out / CONFIG}, or the same --config and "
             f"overrides as when it started), or add --allow-config-change to go on with the new values (the "
             f"result is then not that of an uninterrupted run).")
     epoch, max_epochs = int(state.get("epoch", 0)), cfg.SOLVER.MAX_EPOCHS
@@ -123,7 +123,7 @@ def _finished_message(out: Path, epoch: int, changes: List[Change]) -> str:
     text = (f"The run in {out} is finished: {LAST} is at epoch {epoch} of SOLVER.MAX_EPOCHS {epoch}, and {FINAL} "
             f"and {METRICS} are written. Nothing was trained, evaluated or written. To train it longer, raise "
             f"SOLVER.MAX_EPOCHS and add --allow-config-change; to evaluate it again, run tools/test.py with "
-            f"MODEL.WEIGHTS {out / FINAL} (it writes into {out / 'eval'}/).")
+            f"MODEL.WEIGHTS {out / FINAL} (it writes into {out / EVAL_DIR}/).")
     if changes:
         text += " Config changes given (not applied): " + "; ".join(str(c) for c in changes) + "."
     return text
