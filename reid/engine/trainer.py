@@ -180,10 +180,6 @@ class Trainer(TrainerBase):
         return torch.compile(model) if self.cfg.MODEL.COMPILE else model
 
     # -- checkpoints -------------------------------------------------------------------------------------------
-    def state_dict(self, epoch: int) -> dict:
-        """The content of model_last.pt after ``epoch`` epochs (CONTRIBUTING.md, "Checkpoints")."""
-        return self.checkpointer.state_dict(epoch)
-
     def save(self, name: str, epoch: int) -> Path:
         """Write ``OUTPUT_DIR/name`` (rank 0 only) and wait until it is on disk; returns its path. (The hooks'
         periodic checkpoints are written in the background while training goes on.)"""
