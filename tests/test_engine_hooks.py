@@ -15,6 +15,7 @@ from reid.solver import build_lr_scheduler, build_optimizer
 from reid.engine.hooks import (PRIORITY_CHECKPOINT, PRIORITY_LAST, BestCheckpointer, EvalHook, HookBase, HookStates,
                                TensorBoardWriter)
 from reid.engine.train_loop import TrainerBase
+from reid.registry import SCORE_REGISTRY
 from reid.utils.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -340,6 +341,8 @@ def test_tensorboard_scalars_match_the_training_log(tiny_train_cfg, tmp_path):
         assert scalars(f"eval/Synthetic/{key}") == [(r["epoch"], pytest.approx(r["eval"]["Synthetic"][key],
                                                                                 rel=1e-6)) for r in evals]
     assert scalars("eval/Synthetic/mAP")[-1][1] == pytest.approx(metrics["mAP"], rel=1e-6)
+    scores = {f"eval/Synthetic/{k}" for k in SCORE_REGISTRY if k in evals[0]["eval"]["Synthetic"]}
+    assert {t for t in events.Tags()["scalars"] if t.count("/") == 2 and t.startswith("eval/")} == scores
 
 
 def test_tensorboard_missing_is_a_config_error_saying_how_to_install(tiny_train_cfg, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ...evaluation.testsets import format_results, write_metrics
+from ...registry import SCORE_REGISTRY
 from ...utils.errors import ConfigError
 from ...utils.logger import format_duration
 from ...utils.outputs import HISTORY
@@ -18,7 +19,6 @@ from .base import PRIORITY_LAST, HookBase
 logger = logging.getLogger("reid")
 
 TENSORBOARD = "tensorboard"
-_EVAL_SCALARS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 _EPOCH_FIELDS = ("epoch", "lr", "loss_total", "time_s", "images_per_s")  # an epoch record's keys besides the terms
 
 
@@ -152,7 +152,7 @@ class TensorBoardWriter(RecordWriter):
             return
         for name, metrics in record["eval"].items():
             for prefix, values in ((f"eval/{name}", metrics), (f"eval/{name}/rerank", metrics.get("rerank", {}))):
-                for key in _EVAL_SCALARS:
+                for key in SCORE_REGISTRY:  # the scores metrics.json holds (rank10 only when TEST.MAX_RANK >= 10)
                     if key in values:
                         self._writer.add_scalar(f"{prefix}/{key}", values[key], epoch)
 
