@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterable, List, Mapping
 import torch
 from torch import nn
 
+from ..config.changes import flat_items
 from ..utils.errors import CheckpointError
 from .io import load_checkpoint
 
@@ -50,20 +51,10 @@ def config_differences(state: Mapping[str, Any], cfg, section: str = "MODEL",
     stored = state.get("cfg") if isinstance(state, Mapping) else None
     if cfg is None or not isinstance(stored, Mapping) or not isinstance(stored.get(section), Mapping):
         return []
-    out: List[str] = []
-
-    def walk(a: Mapping, b, prefix: str) -> None:
-        for k, v in a.items():
-            if k in ignore or k not in b:
-                continue
-            if isinstance(v, Mapping) or isinstance(b[k], Mapping):
-                if isinstance(v, Mapping) and isinstance(b[k], Mapping):
-                    walk(v, b[k], f"{prefix}{k}.")
-            elif (list(v) if isinstance(v, tuple) else v) != (list(b[k]) if isinstance(b[k], tuple) else b[k]):
-                out.append(f"{prefix}{k}: checkpoint {v!r} vs config {b[k]!r}")
-
-    walk(stored[section], cfg[section], f"{section}.")
-    return out
+    ignored = set(ignore)
+    old, new = (dict(flat_items(c[section], f"{section}.")) for c in (stored, cfg))
+    return [f"{key}: checkpoint {value!r} vs config {new[key]!r}" for key, value in old.items()
+            if key in new and value != new[key] and not ignored.intersection(key.split(".")[1:])]
 
 
 def load_model_state(model: nn.Module, state: Dict[str, Any], path: str | Path, skip: Iterable[str] = (),
