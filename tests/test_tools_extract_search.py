@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from reid.cli.parser import run_tool
+from reid.utils.errors import CheckpointError
 from test_api import make_checkpoint
 
 from reid.cli import extract as extract_tool, search as search_tool  # noqa: E402
@@ -79,3 +80,21 @@ def test_list_input_and_errors_exit_1(setup, tmp_path, capsys):
             run_tool(tool.main, argv)
         err = capsys.readouterr().err
         assert exit_info.value.code == 1 and expected in err and "dataset" not in err
+
+
+def test_append_refuses_other_embedding_settings(setup, tmp_path):
+    """--append with the same checkpoint but a setting that changes embeddings (TEST.FLIP, INPUT.*) is refused,
+    naming the keys; where the model runs (MODEL.DEVICE) is not such a setting."""
+    root, ckpt = setup
+    feats = tmp_path / "g.npz"
+    first = root / "first_only.txt"
+    first.write_text("gallery/id0/0.png\n", encoding="utf-8")
+    assert extract_tool.main(["--weights", str(ckpt), "--input", str(first), "--output", str(feats)]) == 0
+    more = root / "more.txt"
+    more.write_text("gallery/id1/0.png\n", encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"other settings \(INPUT\.SIZE_TEST, TEST\.FLIP differ\)"):
+        extract_tool.main(["--weights", str(ckpt), "--input", str(more), "--output", str(feats), "--append",
+                           "TEST.FLIP", "True", "INPUT.SIZE_TEST", "[32, 16]"])
+    assert extract_tool.main(["--weights", str(ckpt), "--input", str(more), "--output", str(feats), "--append",
+                              "MODEL.DEVICE", "cpu"]) == 0
+    assert [str(n) for n in np.load(feats, allow_pickle=False)["names"]] == ["gallery/id0/0.png", "gallery/id1/0.png"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from ..api import FeatureFile, ReIDModel, file_sha256, list_images
 from ..config import cfg_to_dict
+from ..config.changes import flat_items
 from ..index import KINDS, GalleryIndex, build_index, index_path
 from ..utils.errors import CheckpointError, DatasetError
 from .parser import config_parser, run_tool
@@ -113,16 +114,10 @@ def _embedding_settings(cfg: dict) -> dict:
     return {"MODEL": model, "INPUT": cfg.get("INPUT", {}), "TEST": {"FLIP": cfg.get("TEST", {}).get("FLIP")}}
 
 
-def _differing(a: dict, b: dict, prefix: str = "") -> list:
-    """Dotted keys whose values differ between two nested config dicts."""
-    out = []
-    for key in sorted(set(a) | set(b)):
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += _differing(x, y, f"{prefix}{key}.")
-        elif x != y:
-            out.append(prefix + key)
-    return out
+def _differing(a: dict, b: dict) -> List[str]:
+    """Dotted keys whose values differ between two nested config dicts, sorted."""
+    old, new = dict(flat_items(a)), dict(flat_items(b))
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
 def _write_index(args, out: Path, gallery: FeatureFile, appended: Optional[int], device: str) -> None:
