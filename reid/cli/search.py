@@ -12,6 +12,7 @@ import torch
 
 from ..api import FeatureFile, ReIDModel, search
 from ..checkpoint import load_checkpoint
+from ..config import get_cfg
 from ..evaluation.query_expansion import expand_queries
 from ..index import GalleryIndex, index_path
 from ..utils.errors import CheckpointError, ConfigError, DatasetError
@@ -77,13 +78,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     g_feats = torch.from_numpy(gallery.features)
     overrides = {"nprobe": args.nprobe} if args.nprobe else {}
     if args.aqe:
-        a = gallery.config().TEST.AQE if gallery.cfg_json else None
+        aqe = (gallery.config() or get_cfg()).TEST.AQE  # the gallery's TEST.AQE, or the defaults without a config
+
         def neighbours(rows: torch.Tensor, k: int):  # the index's neighbours as (similarities, indices)
             dist, idx = index.search(rows, gallery.features, k, args.device, **overrides)
             return 1 - dist, idx
 
-        q_feats = expand_queries(q_feats, g_feats, a.QE_TIME if a else 1, a.QE_K if a else 5,
-                                 a.ALPHA if a else 3.0, neighbours=None if index is None else neighbours)
+        q_feats = expand_queries(q_feats, g_feats, aqe.QE_TIME, aqe.QE_K, aqe.ALPHA,
+                                 neighbours=None if index is None else neighbours)
     if index is None:
         dist, idx = search(q_feats, g_feats, args.topk)
     else:
