@@ -195,7 +195,7 @@ def finished_run(tmp_path_factory):
     return out
 
 
-def test_evaluations_of_a_run_go_into_its_eval_folder_and_never_touch_its_records(finished_run, capsys):
+def test_evaluations_of_a_run_go_into_its_eval_folder_and_never_touch_its_records(finished_run, capsys, monkeypatch):
     out = finished_run
     before = _files(out)
     final = str(out / "model_final.pt")
@@ -213,8 +213,13 @@ def test_evaluations_of_a_run_go_into_its_eval_folder_and_never_touch_its_record
     assert "training run, written" in (out / "report.html").read_text()
 
     # Without --config (the checkpoint's config), with an override: a folder named after it, beside the first.
+    # The checkpoint is read once, for its config and its weights.
+    reads, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(str(f)) or load(f, *a, **k))
     assert _run(test_tool.main, ["MODEL.WEIGHTS", final, "TEST.RERANK.ENABLED", "True", "TEST.RERANK.K1", "4",
                                  "TEST.RERANK.K2", "2"], capsys)[0] == 0
+    monkeypatch.undo()
+    assert reads.count(final) == 1, reads
     reranked = out / "eval" / "model_final_TEST.RERANK.ENABLED=True_TEST.RERANK.K1=4_TEST.RERANK.K2=2"
     assert "rerank" in json.loads((reranked / "metrics.json").read_text())
     # --name, and the same name for another config: kept apart.

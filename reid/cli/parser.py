@@ -8,10 +8,10 @@ import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import load_checkpoint, resolve_config
-from ..config import load_cfg
+from ..config import CfgNode, load_cfg
 from ..utils.errors import ReIDError
 from ..utils.outputs import holds_training_run
 
@@ -113,19 +113,23 @@ def add_name_option(parser: argparse.ArgumentParser) -> None:
                              "never writes over a training run's files)")
 
 
-def eval_cfg_from_args(args: argparse.Namespace):
-    """The config of an evaluation of MODEL.WEIGHTS. With ``--config``: as :func:`cfg_from_args`. Without it: the
-    config stored in the checkpoint with the overrides merged over it, and OUTPUT_DIR (unless overridden) the
-    checkpoint's folder when that holds a training run (its evaluations then go into its eval/ folder)."""
+def eval_cfg_from_args(args: argparse.Namespace) -> Tuple[CfgNode, Optional[Dict[str, Any]]]:
+    """The config of an evaluation of MODEL.WEIGHTS, and the checkpoint's content when it was read for it (None
+    otherwise; pass it on as ``load_for_inference(state=...)`` so that the file is read once).
+
+    With ``--config``: as :func:`cfg_from_args`. Without it: the config stored in the checkpoint with the overrides
+    merged over it, and OUTPUT_DIR (unless overridden) the checkpoint's folder when that holds a training run (its
+    evaluations then go into its eval/ folder)."""
     cfg = cfg_from_args(args)
     weights = cfg.MODEL.WEIGHTS
     if not weights or args.config:
-        return cfg
+        return cfg, None
     opts = list(args.opts)
     folder = Path(weights).parent
     if "OUTPUT_DIR" not in opts[0::2] and holds_training_run(folder):
         opts = ["OUTPUT_DIR", str(folder), *opts]
-    return resolve_config(load_checkpoint(weights, "MODEL.WEIGHTS file"), weights, opts=opts)
+    state = load_checkpoint(weights, "MODEL.WEIGHTS file")
+    return resolve_config(state, weights, opts=opts), state
 
 
 def with_output_dir(cfg, folder: str | Path):

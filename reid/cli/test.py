@@ -1,7 +1,7 @@
 """``reid-test`` / ``tools/test.py``: evaluate a trained (or the untrained) model on the configured test sets."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from ..checkpoint import load_for_inference
 from ..config import dump_cfg
@@ -34,13 +34,15 @@ run's evaluations. The config, the test sets' folders and the weights file are c
 anything is embedded."""
 
 
-def run_test(cfg, name: str = "", opts: Sequence[str] = ()) -> Dict[str, TestSetResult]:
+def run_test(cfg, name: str = "", opts: Sequence[str] = (), state: Optional[Dict[str, Any]] = None
+             ) -> Dict[str, TestSetResult]:
     """Evaluate ``MODEL.WEIGHTS`` (or the initialised model when empty); returns the per-test-set results.
 
     Writes into :func:`reid.visualization.evaluations.evaluation_dir` (``name`` and the overrides ``opts`` name
     the folder of an evaluation of a training run). Every test set is parsed and checked, then the weights
     loaded, before anything is embedded, so a bad dataset, path or checkpoint stops the run at once (and a
-    missing dataset is reported as such, before any ImageNet download for an untrained model)."""
+    missing dataset is reported as such, before any ImageNet download for an untrained model). ``state``: the
+    content of MODEL.WEIGHTS when the caller has read it already (:func:`eval_cfg_from_args`)."""
     out = evaluation_dir(cfg, name, opts)
     cfg = with_output_dir(cfg, out)
     logger = setup_logger(cfg.OUTPUT_DIR)
@@ -50,7 +52,8 @@ def run_test(cfg, name: str = "", opts: Sequence[str] = ()) -> Dict[str, TestSet
         logger.info(line)
     test_sets = build_test_sets(cfg)  # parsed and checked once, before the model and anything embedded
     if cfg.MODEL.WEIGHTS:
-        model, cfg = load_for_inference(cfg.MODEL.WEIGHTS, config=cfg, device=device, name="MODEL.WEIGHTS file")
+        model, cfg = load_for_inference(cfg.MODEL.WEIGHTS, config=cfg, device=device, name="MODEL.WEIGHTS file",
+                                        state=state)
         logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)
     else:
         model = build_model(cfg).to(device)
@@ -77,7 +80,8 @@ def build_parser():
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    run_test(eval_cfg_from_args(args), args.name, args.opts)
+    cfg, state = eval_cfg_from_args(args)
+    run_test(cfg, args.name, args.opts, state)
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
@@ -93,18 +93,21 @@ def _check_positive(name: str, value: Optional[int], lo: int) -> None:
         raise ConfigError(f"{name} must be at least {lo}, got {value}.")
 
 
-def load_model(cfg, device: torch.device):
-    """MODEL.WEIGHTS loaded for inference, or the initialised model when it is empty; returns (model, cfg)."""
+def load_model(cfg, device: torch.device, state: Optional[Dict[str, Any]] = None):
+    """MODEL.WEIGHTS loaded for inference (``state``: its content when already read), or the initialised model
+    when it is empty; returns (model, cfg)."""
     if cfg.MODEL.WEIGHTS:
-        model, cfg = load_for_inference(cfg.MODEL.WEIGHTS, config=cfg, device=device, name="MODEL.WEIGHTS file")
+        model, cfg = load_for_inference(cfg.MODEL.WEIGHTS, config=cfg, device=device, name="MODEL.WEIGHTS file",
+                                        state=state)
         logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)
         return model, cfg
     logger.warning("No MODEL.WEIGHTS given: drawing the ranked lists of the initialised (untrained) model")
     return build_model(cfg).to(device).eval(), cfg
 
 
-def run_visualize(cfg, args: argparse.Namespace) -> Path:
-    """Evaluate like tools/test.py, select the queries and write the sheets + index.html; returns the index path."""
+def run_visualize(cfg, args: argparse.Namespace, state: Optional[Dict[str, Any]] = None) -> Path:
+    """Evaluate like tools/test.py, select the queries and write the sheets + index.html; returns the index path.
+    ``state``: the content of MODEL.WEIGHTS when already read (:func:`eval_cfg_from_args`)."""
     setup_logger()
     opts = vis_options(cfg)
     for name, value, lo in (("--topk", args.topk, 1), ("--missed", args.missed, 0), ("--per-sheet", args.per_sheet, 1),
@@ -138,7 +141,7 @@ def run_visualize(cfg, args: argparse.Namespace) -> Path:
     test_sets = {name: build_test_set(cfg, name) for name in datasets}
     for name, test_set in test_sets.items():
         select_queries(ranked_query_paths(test_set), None, args.query, dataset=name)
-    model, cfg = load_model(cfg, device)
+    model, cfg = load_model(cfg, device, state)
     run = run_of(folder) if folder is not None else None
     if run is not None and not (folder / CONFIG).is_file():  # what was evaluated, unless tools/test.py said it
         dump_cfg(cfg, folder / CONFIG)
@@ -180,7 +183,8 @@ def run_visualize(cfg, args: argparse.Namespace) -> Path:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    run_visualize(eval_cfg_from_args(args), args)
+    cfg, state = eval_cfg_from_args(args)
+    run_visualize(cfg, args, state)
     return 0
 
 
