@@ -1,4 +1,4 @@
-"""Datasets and loaders from the config: ``build_dataset``, ``build_train_loader``, ``build_test_loader``.
+"""Datasets and loaders from the config: ``build_dataset``, ``build_train_loader``, ``build_test_set``.
 
 Loaders yield the batch dicts of CONTRIBUTING.md: ``images`` (B, 3, H, W) normalised floats, ``pids`` and
 ``camids`` int64 (B,), ``paths`` list[str].
