@@ -169,10 +169,12 @@ def _seed(cfg: CfgNode) -> int:
     return cfg.SEED if cfg.SEED >= 0 else torch.initial_seed() % 2**63
 
 
-def _loader(cfg: CfgNode, dataset: Dataset, batch_size: int, sampler: Sampler | None, seed: int) -> DataLoader:
-    workers = cfg.DATALOADER.NUM_WORKERS
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=False,
-                      num_workers=workers, pin_memory=_pin(cfg), generator=torch.Generator().manual_seed(seed))
+def _test_loader(cfg: CfgNode, records: Sequence[ImageRecord]) -> DataLoader:
+    """``records`` in order, ``TEST.IMS_PER_BATCH`` at a time. Each iteration draws a worker seed from the loader's
+    generator: a private one, so that evaluating neither reads nor moves torch's global random state."""
+    return DataLoader(ImageDataset(records, build_test_transform(cfg)), batch_size=cfg.TEST.IMS_PER_BATCH,
+                      shuffle=False, drop_last=False, num_workers=cfg.DATALOADER.NUM_WORKERS, pin_memory=_pin(cfg),
+                      generator=torch.Generator().manual_seed(0))
 
 
 def _pin(cfg: CfgNode) -> bool:
@@ -340,5 +342,4 @@ def build_test_set(cfg: CfgNode, name: str) -> TestSet:
                        "file is removed from its gallery; every other image of its identity counts as a match.",
                        name, protocol.reason)
     records = query + gallery
-    loader = _loader(cfg, ImageDataset(records, build_test_transform(cfg)), cfg.TEST.IMS_PER_BATCH, None, 0)
-    return TestSet(name, loader, len(query), records, protocol, ids)
+    return TestSet(name, _test_loader(cfg, records), len(query), records, protocol, ids)
