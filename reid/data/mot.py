@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from ..utils.errors import DatasetError
