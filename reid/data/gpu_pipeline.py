@@ -33,7 +33,7 @@ from yacs.config import CfgNode
 
 from ..registry import PIPELINE_REGISTRY
 from ..utils.errors import ConfigError
-from .augment import AugmentParams, Augmenter, TrainAugmentation
+from .augment import AugmentParams, Augmenter
 from .build import TrainLoader, build_train_loader
 from .datasets import ImageRecord, ReIDDataset
 from .io import read_image
@@ -168,7 +168,7 @@ class GpuTrainPipeline:
         self.records: List[ImageRecord] = loader.dataset.records
         self.device = device
         self.cache = ImageCache(self.records, cfg, device)
-        self.augmentation = TrainAugmentation.from_cfg(cfg)
+        self.augmentation = loader.dataset.augmentation
         self.augmenter = Augmenter(self.augmentation, device)
         self.pids = torch.tensor([r.pid for r in self.records], dtype=torch.int64, device=device)
         self.camids = torch.tensor([r.camid for r in self.records], dtype=torch.int64, device=device)
