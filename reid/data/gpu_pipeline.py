@@ -10,8 +10,8 @@ disk for later runs). Each batch is then gathered from the cache and augmented b
 normalisation, random erasing). The GPU never waits for JPEG decoding or per-image Python code. On a CPU device the
 same code runs on CPU tensors.
 
-Batches come in the order of the workers path's sampler (the same ``IdentitySampler`` object, DDP-aware) and are
-the same dicts: ``images`` (on the device), ``pids``, ``camids`` and ``paths``. Each batch's augmentation
+Batches come in the order of the workers path's sampler (the same sampler object, identity or shuffle, DDP-aware)
+and are the same dicts: ``images`` (on the device), ``pids``, ``camids`` and ``paths``. Each batch's augmentation
 parameters are drawn from the training loader's seed of that batch, as the workers path draws them, so both paths
 flip, crop and erase the same images the same way (only the erased pixels' random values differ).
 """
