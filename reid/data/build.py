@@ -25,8 +25,8 @@ from ..registry import PIPELINE_REGISTRY, SAMPLER_REGISTRY
 from ..utils.errors import ConfigError, DatasetError
 from .augment import Augmenter, TrainAugmentation
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
-from .datasets.base import (CROSS_CAMERA, UNKNOWN_CAMERA, EvalProtocol, check_query_matches, choose_protocol,
-                            describe_identity, image_ids, queries_without_match, relabel, require_nonempty)
+from .datasets.base import (UNKNOWN_CAMERA, EvalProtocol, check_query_matches, choose_protocol, describe_identity,
+                            image_ids, queries_without_match, relabel, require_nonempty)
 from .io import image_problem, read_image
 from .transforms import build_resize, build_test_transform
 
@@ -307,8 +307,8 @@ class TestSet:
     loader: DataLoader
     num_query: int
     records: List[ImageRecord]
-    protocol: EvalProtocol = EvalProtocol(CROSS_CAMERA, "")
-    image_ids: Optional[List[int]] = None
+    protocol: EvalProtocol
+    image_ids: Optional[List[int]]  # None under the cross-camera protocol
 
     def protocol_args(self) -> Dict[str, Any]:
         """Keyword arguments of ``evaluate`` / ``evaluate_rank`` / ``topk_valid`` for this set's protocol."""
