@@ -276,9 +276,9 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
         check_test_sets(cfg, dict(zip(cfg.DATASETS.NAMES, datasets)))
     merged = merge_train_sets(datasets)
     train = relabel(_drop_unreadable(merged.train, cfg, "training"))
-    if not train:
-        raise DatasetError(f"No training images in {merged.name} ({merged.root}); check DATASETS.NAMES and the "
-                           f"train folders / lists.")
+    if not train:  # merge_train_sets refused empty sets: every image was dropped as unreadable
+        raise DatasetError(f"All {len(merged.train)} training images of {merged.name} ({merged.root}) are unreadable "
+                           f"and were skipped (DATASETS.SKIP_UNREADABLE); nothing is left to train on.")
     dataset = ReIDDataset(merged.name, merged.root, train, merged.query, merged.gallery, merged.parts)
     seed, batch_size = _seed(cfg), total // world_size
     sampler = SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER)([r.pid for r in train], batch_size, cfg, seed, rank,
