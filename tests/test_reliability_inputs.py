@@ -141,6 +141,14 @@ def test_skipping_every_query_image_is_an_error(tmp_path):
         build_test_set(cfg_for(tmp_path, SKIP_UNREADABLE=True), "Market1501")
 
 
+def test_skipping_every_training_image_is_an_error(tmp_path):
+    folder = make_market(tmp_path)
+    for name in MARKET["bounding_box_train"]:
+        (folder / "bounding_box_train" / name).write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"All 5 training images of Market1501 .* are unreadable and were skipped"):
+        build_train_loader(cfg_for(tmp_path, SKIP_UNREADABLE=True), check_tests=False)
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_unreadable_image_met_in_a_loader_worker_is_one_clear_paragraph(tmp_path, workers):
     folder = make_market(tmp_path)

@@ -1,4 +1,4 @@
-"""Datasets and loaders from the config: ``build_dataset``, ``build_train_loader``, ``build_test_loader``.
+"""Datasets and loaders from the config: ``build_dataset``, ``build_train_loader``, ``build_test_set``.
 
 Loaders yield the batch dicts of CONTRIBUTING.md: ``images`` (B, 3, H, W) normalised floats, ``pids`` and
 ``camids`` int64 (B,), ``paths`` list[str].
@@ -25,8 +25,8 @@ from ..registry import PIPELINE_REGISTRY, SAMPLER_REGISTRY
 from ..utils.errors import ConfigError, DatasetError
 from .augment import Augmenter, TrainAugmentation
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
-from .datasets.base import (CROSS_CAMERA, UNKNOWN_CAMERA, EvalProtocol, check_query_matches, choose_protocol,
-                            describe_identity, image_ids, queries_without_match, relabel, require_nonempty)
+from .datasets.base import (UNKNOWN_CAMERA, EvalProtocol, check_query_matches, choose_protocol, describe_identity,
+                            image_ids, queries_without_match, relabel, require_nonempty)
 from .io import image_problem, read_image
 from .transforms import build_resize, build_test_transform
 
@@ -169,10 +169,12 @@ def _seed(cfg: CfgNode) -> int:
     return cfg.SEED if cfg.SEED >= 0 else torch.initial_seed() % 2**63
 
 
-def _loader(cfg: CfgNode, dataset: Dataset, batch_size: int, sampler: Sampler | None, seed: int) -> DataLoader:
-    workers = cfg.DATALOADER.NUM_WORKERS
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=False,
-                      num_workers=workers, pin_memory=_pin(cfg), generator=torch.Generator().manual_seed(seed))
+def _test_loader(cfg: CfgNode, records: Sequence[ImageRecord]) -> DataLoader:
+    """``records`` in order, ``TEST.IMS_PER_BATCH`` at a time. Each iteration draws a worker seed from the loader's
+    generator: a private one, so that evaluating neither reads nor moves torch's global random state."""
+    return DataLoader(ImageDataset(records, build_test_transform(cfg)), batch_size=cfg.TEST.IMS_PER_BATCH,
+                      shuffle=False, drop_last=False, num_workers=cfg.DATALOADER.NUM_WORKERS, pin_memory=_pin(cfg),
+                      generator=torch.Generator().manual_seed(0))
 
 
 def _pin(cfg: CfgNode) -> bool:
@@ -274,9 +276,9 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
         check_test_sets(cfg, dict(zip(cfg.DATASETS.NAMES, datasets)))
     merged = merge_train_sets(datasets)
     train = relabel(_drop_unreadable(merged.train, cfg, "training"))
-    if not train:
-        raise DatasetError(f"No training images in {merged.name} ({merged.root}); check DATASETS.NAMES and the "
-                           f"train folders / lists.")
+    if not train:  # merge_train_sets refused empty sets: every image was dropped as unreadable
+        raise DatasetError(f"All {len(merged.train)} training images of {merged.name} ({merged.root}) are unreadable "
+                           f"and were skipped (DATASETS.SKIP_UNREADABLE); nothing is left to train on.")
     dataset = ReIDDataset(merged.name, merged.root, train, merged.query, merged.gallery, merged.parts)
     seed, batch_size = _seed(cfg), total // world_size
     sampler = SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER)([r.pid for r in train], batch_size, cfg, seed, rank,
@@ -305,8 +307,8 @@ class TestSet:
     loader: DataLoader
     num_query: int
     records: List[ImageRecord]
-    protocol: EvalProtocol = EvalProtocol(CROSS_CAMERA, "")
-    image_ids: Optional[List[int]] = None
+    protocol: EvalProtocol
+    image_ids: Optional[List[int]]  # None under the cross-camera protocol
 
     def protocol_args(self) -> Dict[str, Any]:
         """Keyword arguments of ``evaluate`` / ``evaluate_rank`` / ``topk_valid`` for this set's protocol."""
@@ -340,5 +342,4 @@ def build_test_set(cfg: CfgNode, name: str) -> TestSet:
                        "file is removed from its gallery; every other image of its identity counts as a match.",
                        name, protocol.reason)
     records = query + gallery
-    loader = _loader(cfg, ImageDataset(records, build_test_transform(cfg)), cfg.TEST.IMS_PER_BATCH, None, 0)
-    return TestSet(name, loader, len(query), records, protocol, ids)
+    return TestSet(name, _test_loader(cfg, records), len(query), records, protocol, ids)

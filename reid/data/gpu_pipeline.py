@@ -10,8 +10,8 @@ disk for later runs). Each batch is then gathered from the cache and augmented b
 normalisation, random erasing). The GPU never waits for JPEG decoding or per-image Python code. On a CPU device the
 same code runs on CPU tensors.
 
-Batches come in the order of the workers path's sampler (the same ``IdentitySampler`` object, DDP-aware) and are
-the same dicts: ``images`` (on the device), ``pids``, ``camids`` and ``paths``. Each batch's augmentation
+Batches come in the order of the workers path's sampler (the same sampler object, identity or shuffle, DDP-aware)
+and are the same dicts: ``images`` (on the device), ``pids``, ``camids`` and ``paths``. Each batch's augmentation
 parameters are drawn from the training loader's seed of that batch, as the workers path draws them, so both paths
 flip, crop and erase the same images the same way (only the erased pixels' random values differ).
 """
@@ -33,7 +33,7 @@ from yacs.config import CfgNode
 
 from ..registry import PIPELINE_REGISTRY
 from ..utils.errors import ConfigError
-from .augment import AugmentParams, Augmenter, TrainAugmentation
+from .augment import AugmentParams, Augmenter
 from .build import TrainLoader, build_train_loader
 from .datasets import ImageRecord, ReIDDataset
 from .io import read_image
@@ -168,7 +168,7 @@ class GpuTrainPipeline:
         self.records: List[ImageRecord] = loader.dataset.records
         self.device = device
         self.cache = ImageCache(self.records, cfg, device)
-        self.augmentation = TrainAugmentation.from_cfg(cfg)
+        self.augmentation = loader.dataset.augmentation
         self.augmenter = Augmenter(self.augmentation, device)
         self.pids = torch.tensor([r.pid for r in self.records], dtype=torch.int64, device=device)
         self.camids = torch.tensor([r.camid for r in self.records], dtype=torch.int64, device=device)

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from ..utils.errors import DatasetError
 from .datasets.base import text_lines
+from .datasets.market1501 import SPLIT_FOLDERS, market_file_name
 from .io import read_image
 
 MOT_LAYOUT = """\
@@ -361,9 +361,6 @@ def mot_to_reid(mot_root: str | Path, output: str | Path, opts: Optional[Mot2Rei
     return summary
 
 
-_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
-
-
 def _write_crops(folder: Path, seqs: Sequence[MotSequence], cameras: Sequence[int], splits: Dict[str, List[_Crop]],
                  pids: Dict[Tuple[int, int], int], progress: bool) -> None:
     """Read each frame once and write its crops."""
@@ -371,7 +368,7 @@ def _write_crops(folder: Path, seqs: Sequence[MotSequence], cameras: Sequence[in
     for split, crops in splits.items():
         for c in crops:
             by_frame[(c.seq, c.frame)].append((split, c))
-    for sub in _FOLDERS.values():
+    for sub in SPLIT_FOLDERS.values():
         (folder / sub).mkdir()
     for (s, frame), items in tqdm(sorted(by_frame.items()), desc="mot2reid frames", unit="frame",
                                   disable=not progress):
@@ -381,5 +378,5 @@ def _write_crops(folder: Path, seqs: Sequence[MotSequence], cameras: Sequence[in
             raise DatasetError(f"Frame {str(seq.frame_path(frame))!r} is {image.size[0]} x {image.size[1]} pixels, "
                                f"but the sequence's are {seq.width} x {seq.height} (seqinfo.ini or its first frame).")
         for split, c in items:
-            name = f"{pids[(c.seq, c.track)]:04d}_c{cameras[s]}s{s + 1}_{frame:06d}_00.jpg"
-            image.crop(c.box).save(folder / _FOLDERS[split] / name, quality=95)
+            name = market_file_name(pids[(c.seq, c.track)], cameras[s] - 1, s + 1, frame, 0)
+            image.crop(c.box).save(folder / SPLIT_FOLDERS[split] / name, quality=95)

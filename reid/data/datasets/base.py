@@ -13,6 +13,7 @@ from ...registry import DATASET_REGISTRY  # noqa: F401 - re-exported: name in DA
 from ...utils.errors import DatasetError
 
 UNKNOWN_CAMERA = -1  # camid of an image whose camera is not known (folder / CSV sets without camera ids)
+SPLITS = ("train", "query", "gallery")  # a dataset's record lists (ReIDDataset attributes, folder / CSV split names)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class ReIDDataset:
         names where the dataset names its identities; for a merged training set, one train row per dataset it was
         made of (their identities are kept apart)."""
         rows = [("subset", "# ids", "# images", "# cameras")]
-        for subset in ("train", "query", "gallery"):
+        for subset in SPLITS:
             rows.append((subset, *_counts(getattr(self, subset))))
         for part in self.parts:
             rows.append((f"  train of {part.name}", *_counts(part.train)))
@@ -77,7 +78,7 @@ class ReIDDataset:
                  for row in rows]
         lines.insert(1, "-+-".join("-" * w for w in widths))
         text = f"Dataset {self.name} ({self.root})\n" + "\n".join("  " + line for line in lines)
-        for subset in ("train", "query", "gallery"):
+        for subset in SPLITS:
             named = {r.pid: r.identity_name for r in getattr(self, subset) if r.identity_name}
             if named:
                 shown = ", ".join(f"{pid} {named[pid]!r}" for pid in sorted(named)[:4])

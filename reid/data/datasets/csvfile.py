@@ -14,8 +14,8 @@ from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
 from yacs.config import CfgNode
 
 from ...utils.errors import DatasetError
-from .base import (DATASET_REGISTRY, UNKNOWN_CAMERA, ImageRecord, ReIDDataset, check_duplicates, identity_ids,
-                   is_image_name, resolve_data_path)
+from .base import (DATASET_REGISTRY, SPLITS, UNKNOWN_CAMERA, ImageRecord, ReIDDataset, check_duplicates,
+                   identity_ids, is_image_name, resolve_data_path)
 
 CSV_LAYOUT = """\
   FILE.csv                      (csv:FILE; FILE absolute or relative to DATASETS.ROOT)
@@ -23,8 +23,6 @@ CSV_LAYOUT = """\
     train/a/001.jpg,alice,0,train
     q/17.jpg,bob,,query         camid empty: unknown camera; split: train, query or gallery
                                 paths relative to the CSV's folder, inside it"""
-
-SPLITS = ("train", "query", "gallery")
 
 
 def csv_rows(file: Path) -> Iterator[Tuple[int, List[str]]]:

@@ -14,8 +14,8 @@ from typing import Dict, List, Tuple
 from yacs.config import CfgNode
 
 from ...utils.errors import DatasetError
-from .base import (DATASET_REGISTRY, UNKNOWN_CAMERA, ImageRecord, ReIDDataset, camera_token, check_duplicates,
-                   identity_ids, is_image_name, resolve_data_path)
+from .base import (DATASET_REGISTRY, SPLITS, UNKNOWN_CAMERA, ImageRecord, ReIDDataset, camera_token,
+                   check_duplicates, identity_ids, is_image_name, resolve_data_path)
 from .csvfile import csv_rows, header_columns, relative_image
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,6 @@ FOLDER_LAYOUT = """\
     cameras.csv                 optional: "path,camera" lines, path relative to PATH, camera from 1
   A camera token in the file name (..._c3_..., c3s1) comes first; without either the camera is unknown."""
 
-SPLITS = ("train", "query", "gallery")
 CAMERAS_FILE = "cameras.csv"
 
 

@@ -18,6 +18,15 @@ MARKET_LAYOUT = """\
     bounding_box_test/          0000_c1s1_000151_01.jpg, -1_c1s1_000401_03.jpg ..."""
 
 _JUNK = -1
+# Where each split lives in a Market-1501 folder; also what the writers of the layout create (Synthetic, mot2reid).
+SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+
+
+def market_file_name(pid: int, camid: int, sequence: int, frame: int, box: int) -> str:
+    """The Market-1501 name of an image, which ``Market1501.parse_name`` reads back as ``(pid, camid)``: pid 2,
+    camid 0 (camera 1), sequence 1, frame 451, box 3 -> ``0002_c1s1_000451_03.jpg``; junk (pid -1) ``-1_c...``."""
+    pid_text = f"{pid:04d}" if pid >= 0 else str(pid)
+    return f"{pid_text}_c{camid + 1}s{sequence}_{frame:06d}_{box:02d}.jpg"
 
 
 @DATASET_REGISTRY.register(argument="PATH", argument_required=False)
@@ -34,16 +43,16 @@ class Market1501(ReIDDataset):
     LAYOUT = MARKET_LAYOUT
     # ASCII digits only; ids and cameras of at most 9 digits (any int() of them is cheap and exact).
     PATTERN = re.compile(r"(-?\d{1,9})_c(\d{1,9})s\d+_\d+_\d+\.jpg", re.ASCII)
-    MARKERS = ("bounding_box_train", "query", "bounding_box_test")
+    MARKERS = tuple(SPLIT_FOLDERS.values())
 
     def __init__(self, root: str, cfg: CfgNode, arg: Optional[str] = None) -> None:
         folder = self.dataset_folder(root, arg)
         keep_junk = cfg.DATASETS.KEEP_JUNK
-        train = relabel(r for r in self._parse_dir(folder / "bounding_box_train") if r.pid != _JUNK)
-        query = [r for r in self._parse_dir(folder / "query") if keep_junk or r.pid != _JUNK]
-        gallery = [r for r in self._parse_dir(folder / "bounding_box_test") if keep_junk or r.pid != _JUNK]
-        require_nonempty(query, "query", folder / "query")
-        require_nonempty(gallery, "gallery", folder / "bounding_box_test")
+        train = relabel(r for r in self._parse_dir(folder / SPLIT_FOLDERS["train"]) if r.pid != _JUNK)
+        query = [r for r in self._parse_dir(folder / SPLIT_FOLDERS["query"]) if keep_junk or r.pid != _JUNK]
+        gallery = [r for r in self._parse_dir(folder / SPLIT_FOLDERS["gallery"]) if keep_junk or r.pid != _JUNK]
+        require_nonempty(query, "query", folder / SPLIT_FOLDERS["query"])
+        require_nonempty(gallery, "gallery", folder / SPLIT_FOLDERS["gallery"])
         super().__init__(type(self).__name__, str(folder), train, query, gallery)
 
     @classmethod

@@ -21,7 +21,7 @@ from yacs.config import CfgNode
 
 from ...utils.errors import ConfigError, DatasetError
 from .base import DATASET_REGISTRY
-from .market1501 import Market1501
+from .market1501 import SPLIT_FOLDERS, Market1501, market_file_name
 from .pedestrians import Camera, Identity, render, sample_camera, sample_identity, sample_lookalike
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def _install(tmp: Path, folder: Path, params: dict) -> None:
 
 
 class _Shot(NamedTuple):
-    subdir: str
+    split: str  # train / query / gallery
     name: str
     identity: Identity
     camid: int
@@ -167,9 +167,8 @@ def _spread(rng: np.random.Generator, num_images: int, num_cams: int) -> List[in
 
 
 def _name(pid: int, camid: int, frame: int) -> str:
-    """Market-1501 naming: ``0002_c1s1_000451_01.jpg``, junk as ``-1_c1s1_...``."""
-    pid_text = f"{pid:04d}" if pid >= 0 else str(pid)
-    return f"{pid_text}_c{camid + 1}s1_{frame:06d}_01.jpg"
+    """The Market-1501 name of a drawn image (sequence 1, box 01): ``0002_c1s1_000451_01.jpg``."""
+    return market_file_name(pid, camid, 1, frame, 1)
 
 
 def _plan(p: Dict[str, object], rng: np.random.Generator) -> List[_Shot]:
@@ -182,21 +181,21 @@ def _plan(p: Dict[str, object], rng: np.random.Generator) -> List[_Shot]:
     strangers = _identities(rng, p["NUM_DISTRACTORS"], 0.0, seen)
     shots: List[_Shot] = []
     for i, ident in enumerate(train_ids):
-        shots += [_Shot("bounding_box_train", _name(i + 1, c, 25 * j + 1), ident, c, False)
+        shots += [_Shot("train", _name(i + 1, c, 25 * j + 1), ident, c, False)
                   for j, c in enumerate(_spread(rng, n_img, n_cams))]
     for i, ident in enumerate(test_ids):
         pid, cams = n_train + i + 1, _spread(rng, n_img, n_cams)
         whole = int(rng.choice(sorted(set(cams))))
         first = {c: cams.index(c) for c in set(cams) if c != whole}
         for j, c in enumerate(cams):
-            subdir = "query" if first.get(c) == j else "bounding_box_test"
-            shots.append(_Shot(subdir, _name(pid, c, 25 * j + 1), ident, c, False))
+            split = "query" if first.get(c) == j else "gallery"
+            shots.append(_Shot(split, _name(pid, c, 25 * j + 1), ident, c, False))
     for i, ident in enumerate(strangers):  # distractors: unseen people, half of them badly cropped
         c = int(rng.integers(n_cams))
-        shots.append(_Shot("bounding_box_test", _name(0, c, i + 1), ident, c, i % 2 == 1))
+        shots.append(_Shot("gallery", _name(0, c, i + 1), ident, c, i % 2 == 1))
     for i in range(p["NUM_JUNK"]):  # junk: bad detections of test people
         c = int(rng.integers(n_cams))
-        shots.append(_Shot("bounding_box_test", _name(-1, c, i + 1), test_ids[int(rng.integers(n_test))], c, True))
+        shots.append(_Shot("gallery", _name(-1, c, i + 1), test_ids[int(rng.integers(n_test))], c, True))
     return shots
 
 
@@ -205,11 +204,11 @@ def generate(folder: Path, params: Dict[str, object]) -> int:
     seed, size, difficulty = params["SEED"], tuple(params["IMAGE_SIZE"]), params["DIFFICULTY"]
     cameras = _cameras(seed, params["NUM_CAMERAS"], difficulty)
     shots = _plan(params, np.random.default_rng([seed, 0]))
-    for subdir in ("bounding_box_train", "query", "bounding_box_test"):
+    for subdir in SPLIT_FOLDERS.values():
         (folder / subdir).mkdir(parents=True, exist_ok=True)
     for k, shot in enumerate(shots):
         pixels = render(shot.identity, cameras[shot.camid], np.random.default_rng([seed, 3, k]), size, difficulty,
                         partial=shot.partial)
-        Image.fromarray(pixels).save(folder / shot.subdir / shot.name, quality=92)
+        Image.fromarray(pixels).save(folder / SPLIT_FOLDERS[shot.split] / shot.name, quality=92)
     (folder / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return len(shots)

@@ -28,7 +28,9 @@ from .registry import BACKBONE_REGISTRY
 class _PostNorm:
     """A residual block with IBN-b's optional InstanceNorm ``IN`` between the residual sum and the last ReLU."""
 
-    IN: nn.Module | None
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)  # torchvision's block
+        self.IN: nn.Module | None = None  # set by ResNet for IBN-b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.residual(x) + (x if self.downsample is None else self.downsample(x))
@@ -40,20 +42,12 @@ class _PostNorm:
 class BasicBlock(_PostNorm, tv.BasicBlock):
     """torchvision's basic block (same parameters) with IBN-b's optional post-sum InstanceNorm."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.IN = None
-
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
 
 class Bottleneck(_PostNorm, tv.Bottleneck):
     """torchvision's bottleneck (same parameters) with IBN-b's optional post-sum InstanceNorm."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.IN = None
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
