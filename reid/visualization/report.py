@@ -23,7 +23,7 @@ from . import html as H
 from .curves import (Curve, feature_histogram, plot_cmc, plot_distance_histogram, plot_roc, plot_training_curves,
                      read_train_log)
 from .evaluations import RANKED_LISTS_DIR, evaluations_section
-from .ranked_list import select_queries
+from .ranked_list import removed_items, select_queries
 from .sheets import INDEX, SheetInfo, distance_name, draw_ranked_lists, safe_name, write_index
 
 logger = logging.getLogger("reid")
@@ -154,8 +154,7 @@ def _test_set_section(ev: TestSetResult, out: Path, opts: dict) -> Tuple[str, Li
                             title=f"{ev.name}: {ev.metric} distances of true vs false matches (valid pairs)",
                             xlabel=f"{ev.metric} distance",
                             thresholds=ev.verification.threshold_at_far if ev.verification is not None else None)
-    removed = ("same-camera views of the query's identity" if ev.protocol.cross_camera
-               else "the query's own image")
+    removed = removed_items(ev.protocol.cross_camera)
     parts = [f"<h2>{H.esc(ev.name)}</h2>",
              f"<p class=meta>protocol: {H.esc(ev.protocol.name)} ({H.esc(ev.protocol.reason)})</p>",
              "<div class=figs>" + _img(f"{PLOTS}/distances_{safe}.png", f"{ev.name} distance histogram",
