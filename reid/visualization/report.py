@@ -1,9 +1,11 @@
 """``OUTPUT_DIR/report.html``: one page a person reads after training or testing.
 
-It holds the results table (with the chance level of each split), the CMC curves (with and without re-ranking
-when both exist), the training curves (when ``train_log.jsonl`` is there), the distances of true vs false matches,
-ranked lists of the worst-AP queries (``VIS.REPORT_SHEETS`` sheets per test set and distance, drawn into
-``plots/worst_queries/``), a link to ``tools/visualize.py``'s ranked lists in ``OUTPUT_DIR/ranked_lists/`` and the
+It holds the results table (with the chance level of each split) and each set's protocol, the verification
+table (AUC, EER, TAR and threshold at each FAR), the CMC curves (with and without re-ranking when both exist), the
+ROC, the training curves (when ``train_log.jsonl`` is there), the distances of true vs false matches with the
+thresholds, ranked lists of the worst-AP queries (``VIS.REPORT_SHEETS`` sheets per test set and distance, drawn
+into ``plots/worst_queries/``), a link to ``tools/visualize.py``'s ranked lists (``OUTPUT_DIR/ranked_lists/``; of a
+training run, ``eval/<name>/ranked_lists/``), the run's evaluations (of a training run), its files and the
 resolved config. The page is assembled once from one small function per section; every figure is a PNG under
 ``OUTPUT_DIR/plots/`` linked relatively, so the folder can be copied and opened offline.
 """
