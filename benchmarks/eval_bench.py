@@ -216,7 +216,8 @@ def setup_worker(args: argparse.Namespace) -> None:
 
 
 def peer_status(modules: dict[str, str]) -> dict:
-    """Which peer toolkits (fast-reid, torchreid) can be imported here; they are not pip-installable usably."""
+    """Which peer toolkits (fast-reid, torchreid; requirements-peers.txt installs them) can be imported here; they
+    are reported, not run."""
     out = {}
     for name, module in modules.items():
         try:
@@ -277,7 +278,7 @@ def main() -> None:
                     abs(ours[k] - base[k]) < 1e-9 for k in ("rank1", "mAP", "mINP"))
         if not args.no_baseline:
             line["peers"] = peer_status({"fastreid": "fastreid.evaluation.rank",
-                                         "torchreid": "torchreid.metrics.rank"})
+                                         "torchreid": "torchreid.reid.metrics.rank"})
         print(json.dumps(line), flush=True)
         if m == "features" and not args.no_verification:
             both = spawn(__file__, [*argv, "--impl", "reid+verification", "--mode", m, "--repeat", str(args.repeat)],

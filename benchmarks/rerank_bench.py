@@ -95,7 +95,7 @@ def main() -> None:
             ours["max_abs_diff_vs_baseline"] = base.get("max_abs_diff_vs_reid")
             ours["entries_over_1e-4_vs_baseline"] = base.get("entries_over_1e-4")
     if not args.no_baseline:
-        ours["peers"] = peer_status({"fastreid": "fastreid.evaluation.rerank", "torchreid": "torchreid.utils.rerank"})
+        ours["peers"] = peer_status({"fastreid": "fastreid.evaluation.rerank", "torchreid": "torchreid.reid.utils.rerank"})
     print(json.dumps(ours), flush=True)
 
 

@@ -118,7 +118,8 @@ def build_faiss_index(features: np.ndarray, kind: str, device: str = "cpu", seed
         index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = DEFAULTS["hnsw"]["ef_construction"]
     else:
-        raise ConfigError(f"Unknown index type {kind!r}; choose one of {', '.join(KINDS)}.")
+        raise ConfigError(f"Unknown index type {kind!r}; choose one of {', '.join(DEFAULTS)} (or search without an "
+                          f"index: --index exact).")
     index.add(feats)
     return index
 

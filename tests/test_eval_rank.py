@@ -198,6 +198,19 @@ def test_chance_level_is_the_exact_expectation(seed):
     assert abs(got.rank1 - rank1) < 1e-12 and abs(got.mAP - m_ap) < 1e-12
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_chance_level_under_same_image_removal(seed):
+    """Same-image removal: the image id takes the camera's place as the key of what is removed."""
+    rng = np.random.default_rng(seed)
+    q_pids, q_ids = rng.integers(1, 4, 6), rng.integers(0, 4, 6)
+    g_pids, g_ids = rng.integers(-1, 4, 8), rng.integers(0, 4, 8)
+    cams = np.zeros(6, np.int64), np.zeros(8, np.int64)  # one camera: cross-camera would remove every match
+    rank1, m_ap, num_valid = _exact_chance(q_pids, g_pids, q_ids, g_ids)
+    got = chance_level(q_pids, g_pids, *cams, cross_camera=False, q_image_ids=q_ids, g_image_ids=g_ids)
+    assert got.num_valid == num_valid
+    assert abs(got.rank1 - rank1) < 1e-12 and abs(got.mAP - m_ap) < 1e-12
+
+
 def test_chance_level_matches_random_rankings():
     """Monte Carlo through the evaluator itself: 400 random rankings of one split, as 400 copies of its queries."""
     _, q_pids, g_pids, q_cams, g_cams = random_case(15, num_q=30, num_g=60, num_ids=6)

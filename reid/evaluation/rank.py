@@ -441,43 +441,26 @@ def chance_level(q_pids: IdsLike, g_pids: IdsLike, q_camids: IdsLike, g_camids: 
     Both are averaged over the valid queries, as CMC and mAP are.
     """
     cpu = torch.device("cpu")
-    q_pids, g_pids = _as_ids(q_pids, "q_pids", None, cpu).numpy(), _as_ids(g_pids, "g_pids", None, cpu).numpy()
-    if cross_camera:
-        q_keys, g_keys = q_camids, g_camids
-        rule = "same pid, other camera, not junk"
-    else:
-        q_keys, g_keys = q_image_ids, g_image_ids
-        rule = "same pid, not the query's own image, not junk"
-    keep = g_pids != -1
-    g_pids = g_pids[keep]
-    same_pid = _count_in(g_pids, q_pids)
-    if q_keys is None or g_keys is None:  # same-image removal without image ids: nothing but junk is removed
-        same_view = np.zeros_like(same_pid)
-    else:
-        q_keys = _as_ids(q_keys, "query keys", len(q_pids), cpu).numpy()
-        g_keys = _as_ids(g_keys, "gallery keys", len(keep), cpu).numpy()[keep]
-        # One integer per (pid, key) view: pid * span + key offset.
-        lo = int(min(g_keys.min(initial=0), q_keys.min(initial=0)))
-        span = int(max(g_keys.max(initial=0), q_keys.max(initial=0))) - lo + 1
-        same_view = _count_in(g_pids * span + (g_keys - lo), q_pids * span + (q_keys - lo))
-    n = same_pid - same_view
-    valid = (n > 0) & (q_pids != -1)
+    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), (len(q_pids), len(g_pids)), cpu, cross_camera,
+                      (q_image_ids, g_image_ids))
+    # Per query: its true matches and the gallery items of its identity the protocol removes, a block of queries
+    # at a time (a block's candidates are at most block x gallery).
+    step = block_rows(proto.g_pids.numel(), cpu)
+    matches, removals = [], []
+    for start in range(0, proto.q_pids.numel(), step):
+        _, match, removed = proto.candidates(slice(start, start + step))
+        matches.append(match.sum(1))
+        removals.append(removed.sum(1))
+    n, removed = torch.cat(matches).numpy(), torch.cat(removals).numpy()
+    valid = n > 0
     if not valid.any():
-        raise EvaluationError(f"none of the {len(q_pids)} queries has a true match in the gallery ({rule}); chance "
-                              "level is undefined.")
-    n, size = n[valid].astype(np.float64), (int(keep.sum()) - same_view[valid]).astype(np.float64)
+        raise EvaluationError(f"none of the {len(valid)} queries has a true match in the gallery ({proto.rule}); "
+                              "chance level is undefined.")
+    usable = int((~proto.junk).sum())
+    n, size = n[valid].astype(np.float64), (usable - removed[valid]).astype(np.float64)
     harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, int(size.max()) + 1))])[size.astype(np.int64)]
     pairs = np.where(size > 1, (n - 1) * (size - harmonic) / np.maximum(size * (size - 1), 1.0), 0.0)
     return ChanceLevel(float(np.mean(n / size)), float(np.mean(harmonic / size + pairs)), int(valid.sum()))
-
-
-def _count_in(items: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """How often each of `keys` occurs among `items` (1-D int arrays)."""
-    uniq, counts = np.unique(items, return_counts=True)
-    if len(uniq) == 0:
-        return np.zeros(len(keys), dtype=np.int64)
-    pos = np.minimum(np.searchsorted(uniq, keys), len(uniq) - 1)
-    return np.where(uniq[pos] == keys, counts[pos], 0)
 
 
 def topk_valid(

@@ -11,9 +11,9 @@ from .verification import VerificationResult, far_key
 TABLE_FAR = 1e-3  # the FAR of the table's TAR column
 COLUMNS = ("rank-1", "rank-5", "rank-10", "mAP", "mINP", "valid q", "gallery", "chance r-1", "chance mAP", "AUC",
            f"TAR@{far_key(TABLE_FAR)}")
-NOTE = ("percent; rank-k = CMC, mAP / mINP over valid queries (a true match in another camera); chance = the "
-        "expected rank-1 / mAP of a uniformly random ranking of each query's valid gallery; AUC and TAR at a "
-        "false-accept rate of 1e-3 over all valid query-gallery pairs, plain distances")
+NOTE = ("percent; rank-k = CMC, mAP / mINP over valid queries (a true match left after the protocol's removals); "
+        "chance = the expected rank-1 / mAP of a uniformly random ranking of each query's valid gallery; AUC and TAR "
+        f"at a false-accept rate of {far_key(TABLE_FAR)} over all valid query-gallery pairs, plain distances")
 
 
 class ResultRow(NamedTuple):

@@ -23,6 +23,7 @@ from ..evaluation.verification import VerificationResult
 logger = logging.getLogger("reid")
 
 MATCH_COLOR, FALSE_COLOR = "#1a9641", "#d7191c"
+PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096")  # one colour per dataset / metric
 DPI = 110
 
 
@@ -70,10 +71,9 @@ def plot_cmc(curves: Sequence[Curve], path: str | Path, title: str = "CMC") -> P
     fig = _figure(7.5, 4.6)
     ax = fig.add_subplot(1, 1, 1)
     colors = {}
-    palette = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096"]
     for c in curves:
         base = c.label.replace(" +rerank", "")
-        color = colors.setdefault(base, palette[len(colors) % len(palette)])
+        color = colors.setdefault(base, PALETTE[len(colors) % len(PALETTE)])
         cmc = 100 * np.asarray(c.cmc, dtype=np.float64)
         ranks = np.arange(1, len(cmc) + 1)
         marks = [k for k in (1, 5, 10) if k <= len(cmc)]
@@ -178,7 +178,6 @@ def training_curves_figure(log: TrainLog, title: str = "Training"):
         ax = fig.add_subplot(1, panels, 3)
         e_ep = [r["epoch"] for r in log.evals]
         datasets = list(dict.fromkeys(d for r in log.evals for d in r["eval"]))
-        colors = ["#2b6cb0", "#dd6b20", "#38a169"]
         for di, name in enumerate(datasets):
             for mi, (key, label) in enumerate(_METRICS):
                 for rerank in (False, True):
@@ -191,7 +190,7 @@ def training_curves_figure(log: TrainLog, title: str = "Training"):
                         continue
                     lab = label + (" +rerank" if rerank else "") + (f" {name}" if len(datasets) > 1 else "")
                     ax.plot(e_ep, ys, marker="o", ms=3, ls="--" if rerank else "-",
-                            color=colors[mi % len(colors)], alpha=1.0 / (1 + di), label=lab)
+                            color=PALETTE[mi], alpha=1.0 / (1 + di), label=lab)
         ax.set_title("evaluation (%)")
         _epoch_axis(ax, e_ep)
         ax.grid(True, alpha=0.3)
@@ -351,9 +350,8 @@ def plot_roc(curves: Sequence[Tuple[str, VerificationResult]], path: str | Path,
     """
     fig = _figure(7.0, 4.6)
     ax = fig.add_subplot(1, 1, 1)
-    palette = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096"]
     low = 1.0
-    for (label, ver), color in zip(curves, itertools.cycle(palette)):
+    for (label, ver), color in zip(curves, itertools.cycle(PALETTE)):
         if ver.num_true == 0 or ver.num_false == 0:
             continue
         far, tar = _thin_roc(ver.roc_far, ver.roc_tar)

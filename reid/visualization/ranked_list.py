@@ -60,7 +60,7 @@ class Tile:
     gallery_index: int  # into the ranked gallery; into the junk list for kind "junk"
     distance: float
     rank: Optional[int]  # 1-based rank among the protocol's valid gallery images; None for junk
-    kind: str  # "match" (same pid, other camera), "false" or "junk" (pid -1, takes no part in ranking)
+    kind: str  # "match" (same pid), "false" or "junk" (pid -1, takes no part in ranking)
     path: str = ""
     pid: int = 0
     camid: int = 0
@@ -116,6 +116,11 @@ class SheetLayout:
 def identity_label(pid: int, name: str = "") -> str:
     """How an identity is shown: its dataset name when it has one, else "pid N"."""
     return name if name else f"pid {pid}"
+
+
+def removed_items(cross_camera: bool) -> str:
+    """What the protocol removes from a query's gallery besides junk, in words (sheet headers, report captions)."""
+    return "same-camera views of the query's identity" if cross_camera else "the query's own image"
 
 
 def camera_label(camid: int) -> str:
@@ -334,11 +339,12 @@ def draw_sheet(
     topk: Optional[int] = None,
     num_missed: Optional[int] = None,
     cache: Optional[TileCache] = None,
+    cross_camera: bool = True,
 ) -> SheetLayout:
     """Draw ``queries`` (one row each) into the PNG ``path``; returns where every tile went.
 
     ``topk`` / ``num_missed`` fix the column count (default: the longest list among ``queries``), so that sheets
-    of one run line up.
+    of one run line up. ``cross_camera``: the protocol the lists were ranked by (named in the header).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -376,7 +382,7 @@ def draw_sheet(
 
     head_y = y0 - HEADER_H + 2
     texts.append((x_query, head_y, "query", dict(fontsize=9, weight="bold", va="top")))
-    texts.append((x_top, head_y, f"top-{topk} gallery (same-camera views of the query's id removed)",
+    texts.append((x_top, head_y, f"top-{topk} gallery ({removed_items(cross_camera)} removed)",
                   dict(fontsize=9, weight="bold", va="top")))
     if num_missed:
         texts.append((x_missed, head_y, "lowest-ranked true matches", dict(fontsize=9, weight="bold", va="top")))

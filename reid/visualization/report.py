@@ -1,9 +1,11 @@
 """``OUTPUT_DIR/report.html``: one page a person reads after training or testing.
 
-It holds the results table (with the chance level of each split), the CMC curves (with and without re-ranking
-when both exist), the training curves (when ``train_log.jsonl`` is there), the distances of true vs false matches,
-ranked lists of the worst-AP queries (``VIS.REPORT_SHEETS`` sheets per test set and distance, drawn into
-``plots/worst_queries/``), a link to ``tools/visualize.py``'s ranked lists in ``OUTPUT_DIR/ranked_lists/`` and the
+It holds the results table (with the chance level of each split) and each set's protocol, the verification
+table (AUC, EER, TAR and threshold at each FAR), the CMC curves (with and without re-ranking when both exist), the
+ROC, the training curves (when ``train_log.jsonl`` is there), the distances of true vs false matches with the
+thresholds, ranked lists of the worst-AP queries (``VIS.REPORT_SHEETS`` sheets per test set and distance, drawn
+into ``plots/worst_queries/``), a link to ``tools/visualize.py``'s ranked lists (``OUTPUT_DIR/ranked_lists/``; of a
+training run, ``eval/<name>/ranked_lists/``), the run's evaluations (of a training run), its files and the
 resolved config. The page is assembled once from one small function per section; every figure is a PNG under
 ``OUTPUT_DIR/plots/`` linked relatively, so the folder can be copied and opened offline.
 """
@@ -23,7 +25,7 @@ from . import html as H
 from .curves import (Curve, feature_histogram, plot_cmc, plot_distance_histogram, plot_roc, plot_training_curves,
                      read_train_log)
 from .evaluations import RANKED_LISTS_DIR, evaluations_section
-from .ranked_list import select_queries
+from .ranked_list import removed_items, select_queries
 from .sheets import INDEX, SheetInfo, distance_name, draw_ranked_lists, safe_name, write_index
 
 logger = logging.getLogger("reid")
@@ -154,8 +156,7 @@ def _test_set_section(ev: TestSetResult, out: Path, opts: dict) -> Tuple[str, Li
                             title=f"{ev.name}: {ev.metric} distances of true vs false matches (valid pairs)",
                             xlabel=f"{ev.metric} distance",
                             thresholds=ev.verification.threshold_at_far if ev.verification is not None else None)
-    removed = ("same-camera views of the query's identity" if ev.protocol.cross_camera
-               else "the query's own image")
+    removed = removed_items(ev.protocol.cross_camera)
     parts = [f"<h2>{H.esc(ev.name)}</h2>",
              f"<p class=meta>protocol: {H.esc(ev.protocol.name)} ({H.esc(ev.protocol.reason)})</p>",
              "<div class=figs>" + _img(f"{PLOTS}/distances_{safe}.png", f"{ev.name} distance histogram",

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from ..evaluation.testsets import TestSetResult
 from . import html as H
-from .ranked_list import RankedQuery, TileCache, camera_label, draw_sheet, queries_to_json, rank_queries
+from .ranked_list import (RankedQuery, TileCache, camera_label, draw_sheet, queries_to_json, rank_queries,
+                          removed_items)
 
 INDEX = "index.html"
 MANIFEST = "ranked_lists.json"
@@ -37,8 +38,9 @@ class SheetInfo:
 
 def write_sheets(queries: Sequence[RankedQuery], out_dir: str | Path, prefix: str, per_sheet: int = 6,
                  topk: Optional[int] = None, num_missed: Optional[int] = None, title: str = "",
-                 progress: bool = True) -> List[SheetInfo]:
-    """Draw ``queries`` ``per_sheet`` at a time into ``out_dir/<prefix>_001.png``, ... ; returns the sheets."""
+                 progress: bool = True, cross_camera: bool = True) -> List[SheetInfo]:
+    """Draw ``queries`` ``per_sheet`` at a time into ``out_dir/<prefix>_001.png``, ... ; returns the sheets.
+    ``cross_camera``: the protocol they were ranked by."""
     out_dir = Path(out_dir)
     per_sheet = max(1, int(per_sheet))
     chunks = [list(queries[i:i + per_sheet]) for i in range(0, len(queries), per_sheet)]
@@ -48,7 +50,8 @@ def write_sheets(queries: Sequence[RankedQuery], out_dir: str | Path, prefix: st
                                    disable=not progress or len(chunks) < 2), start=1):
         name = f"{prefix}_{n:03d}.png"
         sheet_title = f"{title}  —  sheet {n}/{len(chunks)}" if title else f"sheet {n}/{len(chunks)}"
-        draw_sheet(chunk, out_dir / name, title=sheet_title, topk=topk, num_missed=num_missed, cache=cache)
+        draw_sheet(chunk, out_dir / name, title=sheet_title, topk=topk, num_missed=num_missed, cache=cache,
+                   cross_camera=cross_camera)
         sheets.append(SheetInfo(name, chunk[0].dataset if chunk else "", sheet_title, chunk))
     return sheets
 
@@ -71,7 +74,7 @@ def draw_ranked_lists(ev: TestSetResult, indices: Sequence[int], out_dir: str | 
                           dataset=ev.name + (" +rerank" if reranked else ""))
     title = f"{ev.name}: ranked lists ({distance_name(ev, reranked)})"
     return write_sheets(ranked, out_dir, prefix or safe_name(ev.name) + ("_rerank" if reranked else ""), per_sheet,
-                        topk, num_missed, title)
+                        topk, num_missed, title, cross_camera=ev.protocol.cross_camera)
 
 
 def distance_name(ev: TestSetResult, reranked: bool) -> str:
