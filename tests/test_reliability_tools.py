@@ -61,6 +61,23 @@ def test_missing_dataset_root(tmp_path):
                 "MODEL.DEVICE", "cpu")
     assert "Dataset folder not found" in err and "nowhere' itself does not exist" in err
     assert "bounding_box_train/" in err  # the expected layout is shown
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert log.rstrip().endswith(err.splitlines()[-1]) and "] " + err.splitlines()[0] in log  # why the run stopped
+
+
+def test_the_error_ends_the_log_of_its_own_command_only(tmp_path, capsys):
+    """In one process (a notebook, tests), a command that stops before opening its log leaves the previous
+    command's log.txt alone."""
+    out = tmp_path / "out"
+    for opts in (["DATASETS.ROOT", str(tmp_path / "nowhere"), "OUTPUT_DIR", str(out), "MODEL.DEVICE", "cpu"],
+                 ["SOLVER.BASE_LR", "fast"]):
+        with pytest.raises(SystemExit) as exit_:
+            run_tool(_main_of("train"), opts)
+        assert exit_.value.code == 1
+        if opts[0] == "DATASETS.ROOT":
+            first = (out / "log.txt").read_text()
+            assert "error: Dataset folder not found" in first
+    assert (out / "log.txt").read_text() == first and "BASE_LR" in capsys.readouterr().err
 
 
 def test_resume_without_a_checkpoint(tmp_path, synthetic_root):

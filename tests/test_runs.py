@@ -298,3 +298,4 @@ def test_ctrl_c_says_how_to_continue(synthetic_root, tmp_path, capsys, monkeypat
     assert code == 130 and "\n" not in message
     assert message.startswith(f"interrupted; {out / 'model_last.pt'} holds the last checkpoint")
     assert message.endswith(f"OUTPUT_DIR {out} SOLVER.MAX_EPOCHS 3 --resume")
+    assert (out / "log.txt").read_text().rstrip().endswith(message)  # the log says how the run ended

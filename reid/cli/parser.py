@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..checkpoint import load_checkpoint, resolve_config
 from ..config import CfgNode, load_cfg
 from ..utils.errors import ReIDError
+from ..utils.logger import log_files, note_in_log_file
 from ..utils.outputs import holds_training_run
 
 OVERRIDES_HELP = (
@@ -144,11 +145,15 @@ def with_output_dir(cfg, folder: str | Path):
 def run_tool(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> None:
     """Run a command's ``main``. What the user can fix is shown as one ``error: ...`` paragraph and exit status 1,
     never a traceback: a ReIDError (its message says what and how), an OSError (a file that cannot be read or
-    written, a full disk) and running out of GPU memory. ``REID_TRACEBACK=1`` shows the traceback as well."""
+    written, a full disk) and running out of GPU memory. ``REID_TRACEBACK=1`` shows the traceback as well. The
+    message also ends the command's ``log.txt`` when it had opened one."""
+    earlier_logs = log_files()
     try:
         code = main(argv)
     except KeyboardInterrupt as e:  # a command may say how to go on (tools/train.py: --resume)
-        print(f"interrupted; {e}" if str(e) else "interrupted", file=sys.stderr)
+        message = f"interrupted; {e}" if str(e) else "interrupted"
+        note_in_log_file(message, earlier_logs)
+        print(message, file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - anything else is a bug and keeps its traceback
         message = user_message(e)
@@ -156,6 +161,7 @@ def run_tool(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequ
             raise
         if os.environ.get("REID_TRACEBACK"):
             traceback.print_exc()
+        note_in_log_file(f"error: {message}", earlier_logs)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
     sys.exit(code or 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Sequence
 
 from .outputs import LOG
 
@@ -47,6 +47,22 @@ def setup_logger(output_dir: Optional[str] = None, rank: int = 0, name: str = "r
         fh.setFormatter(fmt)
         logger.addHandler(fh)
     return logger
+
+
+def log_files(name: str = "reid") -> List[logging.FileHandler]:
+    """The log files the logger writes into now (at most one: see :func:`setup_logger`)."""
+    return [h for h in logging.getLogger(name).handlers if isinstance(h, logging.FileHandler)]
+
+
+def note_in_log_file(text: str, opened_before: Sequence[logging.Handler] = (), name: str = "reid") -> None:
+    """Write ``text`` into the open ``log.txt`` only, unless it was already open before the command (in
+    ``opened_before``; a process that runs several commands): why a command stopped (an error, Ctrl-C) belongs in
+    the log of the run it ended, while the console has already shown it as ``error: ...``."""
+    logger = logging.getLogger(name)
+    record = logger.makeRecord(name, logging.ERROR, __file__, 0, text, (), None)
+    for handler in log_files(name):
+        if handler not in opened_before:
+            handler.handle(record)
 
 
 def format_duration(seconds: float) -> str:
