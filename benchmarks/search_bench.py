@@ -3,7 +3,7 @@
 A gallery of `--size` structured random features (identity centres in a low-dimensional latent space projected to
 `--dim`, per-image noise, L2-normalised, as in eval_bench.py) and `--queries` queries (other views of gallery
 identities). For each index kind: build time, index size, the process's peak RSS, queries/s (all queries in one
-call) and recall@k against the exact search's top-k. One JSON line per measurement.
+call; the median of --repeat calls) and recall@k against the exact search's top-k. One JSON line per measurement.
 
     python benchmarks/search_bench.py                         # 1 M x 512 on the CPU: exact, flat, ivfpq
     python benchmarks/search_bench.py --kinds ivfpq,hnsw --size 200000
@@ -19,6 +19,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from reid.api import search  # noqa: E402
 from reid.index import DEFAULTS, build_index  # noqa: E402
+
+T = TypeVar("T")
 
 LATENT = 64
 
@@ -66,6 +69,8 @@ def main() -> None:
                                                      "default and half and twice it)")
     parser.add_argument("--refine", default="10", help="IVF-PQ candidates re-ranked exactly, x k, comma-separated")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (faiss-gpu)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls of each search; the median is reported "
+                                                              "(one call of 1,000 queries is too short to trust)")
     args = parser.parse_args()
     common = {"bench": "search", "size": args.size, "dim": args.dim, "queries": args.queries, "k": args.k,
               "device": args.device, "device_name": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -78,12 +83,10 @@ def main() -> None:
     q = torch.from_numpy(queries)
     g = torch.from_numpy(gallery).to(args.device)
     search(q[:8].to(args.device), g, args.k)  # warm-up
-    t0 = time.perf_counter()
-    _, exact = search(q.to(args.device), g, args.k)
-    exact_s = time.perf_counter() - t0
+    exact_s, (_, exact) = timed(lambda: search(q.to(args.device), g, args.k), args.repeat)
     exact = exact.cpu().numpy()
     exact_qps = args.queries / exact_s
-    print(json.dumps({**common, "what": "exact torch search", "seconds": round(exact_s, 3),
+    print(json.dumps({**common, "what": "exact torch search", "seconds": round(exact_s, 3), "repeat": args.repeat,
                       "queries_per_s": round(exact_qps, 1), "peak_rss_mb": peak_rss_mb()}), flush=True)
     del g
     for kind in args.kinds.split(","):
@@ -99,17 +102,26 @@ def main() -> None:
                     for n in probes] if kind == "ivfpq" else [{}]
         for extra in settings:
             index.search(q[:8], gallery, args.k, args.device, **extra)  # warm-up
-            t0 = time.perf_counter()
-            _, found = index.search(q, gallery, args.k, args.device, **extra)
-            seconds = time.perf_counter() - t0
+            seconds, (_, found) = timed(lambda: index.search(q, gallery, args.k, args.device, **extra), args.repeat)
             recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(found.tolist(), exact.tolist())]))
             params = {**DEFAULTS[kind], **index.params, **extra}
             print(json.dumps({**common, "what": f"{kind} index", "params": params, "build_s": round(build_s, 2),
                               "index_mb": round(size_mb, 1), "peak_rss_mb": peak_rss_mb(),
-                              "seconds": round(seconds, 3), "queries_per_s": round(args.queries / seconds, 1),
+                              "seconds": round(seconds, 3), "repeat": args.repeat,
+                              "queries_per_s": round(args.queries / seconds, 1),
                               "speedup_vs_exact": round(exact_s / seconds, 2),
                               f"recall_at_{args.k}": round(recall, 4)}), flush=True)
         del index
+
+
+def timed(call: Callable[[], T], repeat: int) -> Tuple[float, T]:
+    """(median seconds of ``repeat`` calls, the last call's result)."""
+    times = []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), result
 
 
 if __name__ == "__main__":

@@ -220,11 +220,13 @@ def _unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 def rerank(queries: torch.Tensor, gallery: np.ndarray, cand: torch.Tensor,
            k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` nearest of each query's candidate gallery rows (-1 = none) by exact cosine distance."""
+    """The ``k`` nearest of each query's candidate gallery rows (-1 = none) by exact cosine distance (``queries``
+    of unit length; the rows' norms divide their dot products, so no normalised copy of the rows is made)."""
     safe = cand.clamp(min=0)
     rows = torch.from_numpy(np.ascontiguousarray(gallery[safe.reshape(-1).numpy()], dtype=np.float32))
-    rows = torch.nn.functional.normalize(rows, dim=1).view(*cand.shape, -1)
-    dist = 1 - torch.einsum("qd,qkd->qk", queries, rows)
+    rows = rows.view(*cand.shape, -1)
+    dots = torch.bmm(rows, queries.unsqueeze(2)).squeeze(2)
+    dist = 1 - dots / torch.linalg.vector_norm(rows, dim=2).clamp_min(1e-12)
     dist = dist.masked_fill(cand < 0, float("inf"))
     best = torch.topk(dist, min(k, cand.shape[1]), dim=1, largest=False)
     return best.values, cand.gather(1, best.indices)
