@@ -10,7 +10,7 @@ STAMPS := .make
 DEMO_CONFIG := configs/Synthetic/resnet50_circle.yml
 DEMO_OUTPUT := output/synthetic/resnet50_circle
 
-.PHONY: demo test setup
+.PHONY: demo test setup peers
 
 demo: $(STAMPS)/setup
 	$(PYTHON) tools/train.py --config $(DEMO_CONFIG) $(if $(wildcard $(DEMO_OUTPUT)/model_last.pt),--resume)
@@ -19,6 +19,8 @@ test: $(STAMPS)/setup $(STAMPS)/peers
 	$(PYTHON) -m pytest
 
 setup: $(STAMPS)/setup
+
+peers: $(STAMPS)/peers
 
 # The README's set-up: tested pins and reid itself (editable).
 $(STAMPS)/setup: requirements.txt setup.py

@@ -1,5 +1,6 @@
 """The two commands the README starts with: `make demo` and `make test` install the README's set-up once (a stamp
-guards it), then run the main job / the suite; CI runs `make test` from a clean clone. Checked as dry runs."""
+guards it), then run the main job / the suite; CI installs the same (`make peers`) from a clean clone and runs the README's
+test command. Checked as dry runs."""
 import os
 import re
 import shutil
@@ -40,4 +41,14 @@ def test_readme_heads_with_the_two_commands_and_ci_runs_one():
     assert [line.split("#")[0].strip() for line in first_block.strip().splitlines()] == ["make demo", "make test"]
     assert f"```bash\n{SETUP}\n```" in readme  # the individual commands stay documented
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
-    assert re.search(r"^REID_REQUIRE_PEERS=1 make test$", ci, re.M)
+    test_command = re.search(r"## Tests\n\n```bash\n(.*?)\n```", readme).group(1)
+    assert test_command == "python -m pytest"
+    commands = [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert commands == ["make peers", f"REID_REQUIRE_PEERS=1 {test_command}"]
+
+
+def test_make_peers_installs_the_setup_then_the_peers(tmp_path):
+    fresh = _dry_run("peers", tmp_path)
+    assert fresh[0] == SETUP and "python -m pip install -r requirements-peers.txt" in fresh
+    assert "python -m pip install --no-deps --no-build-isolation fastreid==1.4.0 torchreid==0.2.5" in fresh
+    assert "python -m pytest" not in fresh
