@@ -8,7 +8,6 @@ computed here equals the one ``tools/test.py`` ranks with.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +35,7 @@ from .evaluation.extract import embed_batch
 from .registry import INTERPOLATION_REGISTRY
 from .utils.env import resolve_device
 from .utils.errors import CheckpointError, ConfigError, DatasetError
+from .utils.files import atomic_write, file_sha256
 from .zoo import pretrained_checkpoint
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -369,13 +369,11 @@ class FeatureFile:
         atomically (a temporary file, then a rename: an index beside it never sees half a gallery)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path lacking it
+        with atomic_write(path) as f:  # a file object: np.savez would append ".npz" to a path lacking it
             np.savez(f, features=self.features.astype(np.float32), names=np.asarray(self.names, dtype=np.str_),
                      normalized=np.bool_(self.normalized), weights=np.str_(self.weights),
                      cfg=np.str_(self.cfg_json), weights_sha256=np.str_(self.weights_sha256),
                      threshold=np.float64(self.threshold))
-        os.replace(tmp, path)
         return path
 
     @classmethod
@@ -401,15 +399,6 @@ class FeatureFile:
     def config(self) -> Optional[CfgNode]:
         """The config the features were extracted with (to embed queries identically), if recorded."""
         return cfg_from_dict(json.loads(self.cfg_json)) if self.cfg_json else None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file (a checkpoint's identity, whatever its path)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- ranking ----------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .utils.errors import ConfigError, DatasetError
+from .utils.files import atomic_write
 
 KINDS = ("exact", "flat", "ivfpq", "hnsw")  # "exact": no index, reid's exact torch search
 SUFFIX = ".index.npz"
@@ -139,12 +140,10 @@ class GalleryIndex:
         """Write the .npz (atomically: a temporary file, then a rename)."""
         faiss = faiss_module()
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, index=faiss.serialize_index(self.index), kind=np.str_(self.kind), count=np.int64(self.count),
                      dim=np.int64(self.dim), fingerprint=np.str_(self.fingerprint),
                      params=np.str_(json.dumps(self.params)), faiss_version=np.str_(faiss.__version__))
-        os.replace(tmp, path)
         return path
 
     @classmethod

@@ -8,11 +8,12 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ..api import FeatureFile, ReIDModel, file_sha256, list_images
+from ..api import FeatureFile, ReIDModel, list_images
 from ..config import cfg_to_dict
 from ..config.changes import flat_items
 from ..index import KINDS, GalleryIndex, build_index, index_path
 from ..utils.errors import CheckpointError, DatasetError
+from ..utils.files import file_sha256
 from .parser import config_parser, run_tool
 
 EPILOG = """examples:

@@ -13,7 +13,6 @@ span and the rest of its crops form its gallery, so queries are matched across t
 from __future__ import annotations
 
 import configparser
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.errors import DatasetError
+from ..utils.files import file_sha256
 from .datasets.base import text_lines
 from .datasets.market1501 import SPLIT_FOLDERS, market_file_name
 from .io import read_image
@@ -319,7 +319,7 @@ def mot_to_reid(mot_root: str | Path, output: str | Path, opts: Optional[Mot2Rei
     for folder in find_sequences(Path(mot_root), sequences):
         gt = folder / "gt" / "gt.txt"
         seq_boxes = read_gt(gt)
-        digest = hashlib.sha256(gt.read_bytes()).hexdigest()
+        digest = file_sha256(gt)
         if digest in digests:  # MOT17 ships each sequence three times (one per public detector), same gt
             duplicates[folder.name] = digests[digest]
             continue
