@@ -79,6 +79,7 @@ class ReIDModel:
         self.threshold = threshold
         self.threshold_far = threshold_far
         self._dim: Optional[int] = None
+        self._weights_sha256: Optional[str] = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, config: ConfigLike = None, device: str = "auto",
@@ -153,6 +154,13 @@ class ReIDModel:
         if self._dim is None:
             self._dim = int(self.embed(np.zeros((*self.input_size, 3), dtype=np.uint8)).shape[1])
         return self._dim
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the checkpoint file (read once; "" when the model was not loaded from a file)."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = file_sha256(self.weights) if self.weights and os.path.isfile(self.weights) else ""
+        return self._weights_sha256
 
     @torch.inference_mode()
     def embed_boxes(self, frame: Frame, boxes_xyxy: Any, normalize: bool = True, batch_size: Optional[int] = None,
@@ -359,9 +367,8 @@ class FeatureFile:
     @classmethod
     def of(cls, model: "ReIDModel", features: torch.Tensor, names: Sequence[str], normalized: bool) -> "FeatureFile":
         """Features embedded by ``model``, recording its checkpoint and config so queries can be embedded alike."""
-        digest = file_sha256(model.weights) if model.weights and os.path.isfile(model.weights) else ""
         return cls(features.float().cpu().numpy(), list(names), normalized, model.weights,
-                   json.dumps(cfg_to_dict(model.cfg), sort_keys=True), digest,
+                   json.dumps(cfg_to_dict(model.cfg), sort_keys=True), model.weights_sha256,
                    float("nan") if model.threshold is None else float(model.threshold))
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -82,9 +82,19 @@ def test_list_input_and_errors_exit_1(setup, tmp_path, capsys):
         assert exit_info.value.code == 1 and expected in err and "dataset" not in err
 
 
-def test_append_refuses_other_embedding_settings(setup, tmp_path):
+def test_append_refuses_other_embedding_settings(setup, tmp_path, monkeypatch):
     """--append with the same checkpoint but a setting that changes embeddings (TEST.FLIP, INPUT.*) is refused,
-    naming the keys; where the model runs (MODEL.DEVICE) is not such a setting."""
+    naming the keys; where the model runs (MODEL.DEVICE) is not such a setting. The checkpoint is hashed once per
+    command (the check of the gallery and the new file's record share it)."""
+    import reid.api
+
+    hashed = []
+    def counted(path, real=reid.api.file_sha256):
+        hashed.append(path)
+        return real(path)
+
+    for module in (reid.api, extract_tool):  # wherever a hash could be taken
+        monkeypatch.setattr(module, "file_sha256", counted, raising=False)
     root, ckpt = setup
     feats = tmp_path / "g.npz"
     first = root / "first_only.txt"
@@ -95,6 +105,8 @@ def test_append_refuses_other_embedding_settings(setup, tmp_path):
     with pytest.raises(CheckpointError, match=r"other settings \(INPUT\.SIZE_TEST, TEST\.FLIP differ\)"):
         extract_tool.main(["--weights", str(ckpt), "--input", str(more), "--output", str(feats), "--append",
                            "TEST.FLIP", "True", "INPUT.SIZE_TEST", "[32, 16]"])
+    hashed.clear()
     assert extract_tool.main(["--weights", str(ckpt), "--input", str(more), "--output", str(feats), "--append",
                               "MODEL.DEVICE", "cpu"]) == 0
+    assert len(hashed) == 1
     assert [str(n) for n in np.load(feats, allow_pickle=False)["names"]] == ["gallery/id0/0.png", "gallery/id1/0.png"]

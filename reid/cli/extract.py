@@ -13,7 +13,6 @@ from ..config import cfg_to_dict
 from ..config.changes import flat_items
 from ..index import KINDS, GalleryIndex, build_index, index_path
 from ..utils.errors import CheckpointError, DatasetError
-from ..utils.files import file_sha256
 from .parser import config_parser, run_tool
 
 EPILOG = """examples:
@@ -89,7 +88,7 @@ def _check_append(output: str, model: ReIDModel, names: Sequence[str], normalize
     if not Path(output).is_file():
         raise DatasetError(f"--append: {output!r} does not exist; extract the gallery first (without --append).")
     old = FeatureFile.load(output)
-    digest = file_sha256(model.weights)
+    digest = model.weights_sha256
     if old.weights_sha256 and old.weights_sha256 != digest or not old.weights_sha256 and old.weights != model.weights:
         raise CheckpointError(f"--append: {output!r} was extracted with another checkpoint ({old.weights!r}); "
                               f"embeddings of two models cannot be compared. Use --weights {old.weights} or "
