@@ -128,7 +128,7 @@ def run_measurement(fn, device: str, repeat: int, warmup=None) -> tuple[dict, ob
         "wall_s_all": [round(t, 4) for t in times],
         "cpu_s_all": [round(t, 4) for t in cpu_times],  # all threads: wall_s x threads when nothing else runs
         "rss_before_mb": round(rss_before, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "torch_threads": torch.get_num_threads(),
     })
     if device.startswith("cuda"):
@@ -139,6 +139,11 @@ def run_measurement(fn, device: str, repeat: int, warmup=None) -> tuple[dict, ob
 
 
 WARMUP_ROWS = (256, 2048)  # queries and gallery items of the warm-up slice
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident size so far (``ru_maxrss``), in MiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _rss_mb() -> float:

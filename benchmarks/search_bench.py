@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -26,7 +23,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from eval_bench import device_name, peak_rss_mb  # noqa: E402
 from reid.api import search  # noqa: E402
 from reid.index import DEFAULTS, build_index  # noqa: E402
 
@@ -53,10 +52,6 @@ def make_data(size: int, queries: int, dim: int, ids: int, seed: int = 0):
     return views(size), views(queries)
 
 
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1_000_000, help="gallery vectors (default 1 M)")
@@ -73,7 +68,7 @@ def main() -> None:
                                                               "(one call of 1,000 queries is too short to trust)")
     args = parser.parse_args()
     common = {"bench": "search", "size": args.size, "dim": args.dim, "queries": args.queries, "k": args.k,
-              "device": args.device, "device_name": f"{platform.machine()}, {os.cpu_count()} cores",
+              "device": args.device, "device_name": device_name(args.device),
               "torch_threads": torch.get_num_threads()}
     t0 = time.perf_counter()
     gallery, queries = make_data(args.size, args.queries, args.dim, args.ids)
