@@ -78,7 +78,7 @@ def main() -> None:
     q = torch.from_numpy(queries)
     g = torch.from_numpy(gallery).to(args.device)
     search(q[:8].to(args.device), g, args.k)  # warm-up
-    exact_s, (_, exact) = timed(lambda: search(q.to(args.device), g, args.k), args.repeat)
+    exact_s, (_, exact) = timed(lambda: search(q.to(args.device), g, args.k), args.repeat, args.device)
     exact = exact.cpu().numpy()
     exact_qps = args.queries / exact_s
     print(json.dumps({**common, "what": "exact torch search", "seconds": round(exact_s, 3), "repeat": args.repeat,
@@ -97,7 +97,8 @@ def main() -> None:
                     for n in probes] if kind == "ivfpq" else [{}]
         for extra in settings:
             index.search(q[:8], gallery, args.k, args.device, **extra)  # warm-up
-            seconds, (_, found) = timed(lambda: index.search(q, gallery, args.k, args.device, **extra), args.repeat)
+            seconds, (_, found) = timed(lambda: index.search(q, gallery, args.k, args.device, **extra), args.repeat,
+                                       args.device)
             recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(found.tolist(), exact.tolist())]))
             params = {**DEFAULTS[kind], **index.params, **extra}
             print(json.dumps({**common, "what": f"{kind} index", "params": params, "build_s": round(build_s, 2),
@@ -109,12 +110,16 @@ def main() -> None:
         del index
 
 
-def timed(call: Callable[[], T], repeat: int) -> Tuple[float, T]:
-    """(median seconds of ``repeat`` calls, the last call's result)."""
+def timed(call: Callable[[], T], repeat: int, device: str) -> Tuple[float, T]:
+    """(median seconds of ``repeat`` calls, the last call's result); on a GPU each call ends synchronised, so its
+    queued kernels are timed with it."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()  # the warm-up's queued work is not timed
     times = []
     for _ in range(max(1, repeat)):
         t0 = time.perf_counter()
         result = call()
+        sync()
         times.append(time.perf_counter() - t0)
     return float(np.median(times)), result
 
