@@ -172,12 +172,12 @@ def worker(args: argparse.Namespace) -> dict:
         stats, result = run_measurement(lambda: evaluate(q, g, *ids), args.device, args.repeat,
                                         warmup=lambda: evaluate(q[:nq], g[:ng], *few))
     elif args.impl == "reid+verification":
-        def both():
-            counter = VerificationCounter(*ids, device=args.device)
-            return evaluate(q, g, *ids, observe=counter.add), counter.result()
+        def both(qf, gf, pids_cams):
+            counter = VerificationCounter(*pids_cams, device=args.device)
+            return evaluate(qf, gf, *pids_cams, observe=counter.add), counter.result()
 
-        stats, (result, ver) = run_measurement(both, args.device, args.repeat,
-                                               warmup=lambda: evaluate(q[:nq], g[:ng], *few))
+        stats, (result, ver) = run_measurement(lambda: both(q, g, ids), args.device, args.repeat,
+                                               warmup=lambda: both(q[:nq], g[:ng], few))
         return {**stats, **_metrics(result), "verification": {k: v for k, v in ver.as_dict().items()
                                                               if k not in ("far", "threshold")}}
     else:
