@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from eval_bench import device_name  # noqa: E402
 from reid.api import EmbeddingModule  # noqa: E402
 from reid.config import load_cfg  # noqa: E402
 from reid.export import FORMATS, export_module  # noqa: E402
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--repeat", type=int, default=20, help="timed calls per measurement (median reported)")
     args = parser.parse_args()
-    common = {"bench": "deploy", "device": "cpu", "device_name": f"{platform.machine()}, {os.cpu_count()} cores",
+    common = {"bench": "deploy", "device": "cpu", "device_name": device_name("cpu"),
               "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     for model_name in args.models.split(","):
         config, opts = MODELS[model_name]

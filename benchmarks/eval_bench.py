@@ -128,7 +128,7 @@ def run_measurement(fn, device: str, repeat: int, warmup=None) -> tuple[dict, ob
         "wall_s_all": [round(t, 4) for t in times],
         "cpu_s_all": [round(t, 4) for t in cpu_times],  # all threads: wall_s x threads when nothing else runs
         "rss_before_mb": round(rss_before, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "torch_threads": torch.get_num_threads(),
     })
     if device.startswith("cuda"):
@@ -139,6 +139,11 @@ def run_measurement(fn, device: str, repeat: int, warmup=None) -> tuple[dict, ob
 
 
 WARMUP_ROWS = (256, 2048)  # queries and gallery items of the warm-up slice
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident size so far (``ru_maxrss``), in MiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _rss_mb() -> float:
@@ -167,12 +172,12 @@ def worker(args: argparse.Namespace) -> dict:
         stats, result = run_measurement(lambda: evaluate(q, g, *ids), args.device, args.repeat,
                                         warmup=lambda: evaluate(q[:nq], g[:ng], *few))
     elif args.impl == "reid+verification":
-        def both():
-            counter = VerificationCounter(*ids, device=args.device)
-            return evaluate(q, g, *ids, observe=counter.add), counter.result()
+        def both(qf, gf, pids_cams):
+            counter = VerificationCounter(*pids_cams, device=args.device)
+            return evaluate(qf, gf, *pids_cams, observe=counter.add), counter.result()
 
-        stats, (result, ver) = run_measurement(both, args.device, args.repeat,
-                                               warmup=lambda: evaluate(q[:nq], g[:ng], *few))
+        stats, (result, ver) = run_measurement(lambda: both(q, g, ids), args.device, args.repeat,
+                                               warmup=lambda: both(q[:nq], g[:ng], few))
         return {**stats, **_metrics(result), "verification": {k: v for k, v in ver.as_dict().items()
                                                               if k not in ("far", "threshold")}}
     else:

@@ -54,9 +54,7 @@ def versions() -> dict:
     """What the results depend on: Python, torch and its CUDA / cuDNN, the libraries reid needs, the device."""
     out = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
            "cudnn": torch.backends.cudnn.version(), "cpu": train_bench.cpu_name(), "cpu_count": os.cpu_count(),
-           "cuda_available": torch.cuda.is_available(),
-           "fp32_precision": {"conv": torch.backends.cudnn.conv.fp32_precision,
-                              "matmul": torch.backends.cuda.matmul.fp32_precision}}
+           "cuda_available": torch.cuda.is_available(), "fp32_precision": train_bench.fp32_precision()}
     for name in ("torchvision", "numpy", "yacs", "pillow", "tqdm", "matplotlib", "tensorboard", "onnx", "onnxruntime",
                  "pytest", "hypothesis"):
         try:
@@ -150,7 +148,7 @@ def probe(model: str, args: argparse.Namespace) -> dict:
     line = {"probe": "sync", "model": model, "steps": steps, "batch": batch,
             "settings": train_bench.variant_settings("fast"),
             "violations": sorted(found.values(), key=lambda v: -v["count"]), "losses": losses,
-            "device": f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}"}
+            "device": train_bench.device_label(device)}
     if device.type != "cuda":
         line["detection"] = "skipped: no CUDA device (the steps ran without synchronisation checks)"
     return line
@@ -160,8 +158,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
     """MGN via tools/train.py: 2 epochs (evaluation, re-ranking, report every epoch), then --resume to 3."""
     tb = bench_args(args)
     batch = 16 if args.tiny else PROBE_BATCH
-    settings = [x for kv in train_bench.variant_settings("fast").items() for x in kv]
-    opts = (train_bench.data_settings(tb) + train_bench.model_settings("mgn", batch, tb) + settings
+    opts = (train_bench.config_opts("mgn", "fast", batch, tb)
             + ["VIS.REPORT", "True", "TEST.RERANK.ENABLED", "True", "TEST.EVAL_PERIOD", "1", "SOLVER.LOG_PERIOD",
                "20", "SOLVER.WARMUP_EPOCHS", "1", "SOLVER.CHECKPOINT_PERIOD", "1", "OUTPUT_DIR", args.out])
     runs = []

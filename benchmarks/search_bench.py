@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -26,7 +23,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from eval_bench import device_name, peak_rss_mb  # noqa: E402
 from reid.api import search  # noqa: E402
 from reid.index import DEFAULTS, build_index  # noqa: E402
 
@@ -53,10 +52,6 @@ def make_data(size: int, queries: int, dim: int, ids: int, seed: int = 0):
     return views(size), views(queries)
 
 
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1_000_000, help="gallery vectors (default 1 M)")
@@ -73,7 +68,7 @@ def main() -> None:
                                                               "(one call of 1,000 queries is too short to trust)")
     args = parser.parse_args()
     common = {"bench": "search", "size": args.size, "dim": args.dim, "queries": args.queries, "k": args.k,
-              "device": args.device, "device_name": f"{platform.machine()}, {os.cpu_count()} cores",
+              "device": args.device, "device_name": device_name(args.device),
               "torch_threads": torch.get_num_threads()}
     t0 = time.perf_counter()
     gallery, queries = make_data(args.size, args.queries, args.dim, args.ids)
@@ -83,7 +78,7 @@ def main() -> None:
     q = torch.from_numpy(queries)
     g = torch.from_numpy(gallery).to(args.device)
     search(q[:8].to(args.device), g, args.k)  # warm-up
-    exact_s, (_, exact) = timed(lambda: search(q.to(args.device), g, args.k), args.repeat)
+    exact_s, (_, exact) = timed(lambda: search(q.to(args.device), g, args.k), args.repeat, args.device)
     exact = exact.cpu().numpy()
     exact_qps = args.queries / exact_s
     print(json.dumps({**common, "what": "exact torch search", "seconds": round(exact_s, 3), "repeat": args.repeat,
@@ -102,7 +97,8 @@ def main() -> None:
                     for n in probes] if kind == "ivfpq" else [{}]
         for extra in settings:
             index.search(q[:8], gallery, args.k, args.device, **extra)  # warm-up
-            seconds, (_, found) = timed(lambda: index.search(q, gallery, args.k, args.device, **extra), args.repeat)
+            seconds, (_, found) = timed(lambda: index.search(q, gallery, args.k, args.device, **extra), args.repeat,
+                                       args.device)
             recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(found.tolist(), exact.tolist())]))
             params = {**DEFAULTS[kind], **index.params, **extra}
             print(json.dumps({**common, "what": f"{kind} index", "params": params, "build_s": round(build_s, 2),
@@ -114,12 +110,16 @@ def main() -> None:
         del index
 
 
-def timed(call: Callable[[], T], repeat: int) -> Tuple[float, T]:
-    """(median seconds of ``repeat`` calls, the last call's result)."""
+def timed(call: Callable[[], T], repeat: int, device: str) -> Tuple[float, T]:
+    """(median seconds of ``repeat`` calls, the last call's result); on a GPU each call ends synchronised, so its
+    queued kernels are timed with it."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()  # the warm-up's queued work is not timed
     times = []
     for _ in range(max(1, repeat)):
         t0 = time.perf_counter()
         result = call()
+        sync()
         times.append(time.perf_counter() - t0)
     return float(np.median(times)), result
 

@@ -93,10 +93,14 @@ def model_settings(model: str, batch: int, args: argparse.Namespace) -> List[str
     return opts
 
 
-def build_cfg(model: str, variant: str, batch: int, args: argparse.Namespace, output_dir: str, *extra: str):
+def config_opts(model: str, variant: str, batch: int, args: argparse.Namespace) -> List[str]:
+    """The config overrides of one model, set-up and batch on the synthetic set (KEY VALUE pairs, flattened)."""
     settings = [x for kv in variant_settings(variant).items() for x in kv]
-    return load_cfg(CONFIGS[model], data_settings(args) + model_settings(model, batch, args) + settings
-                    + ["OUTPUT_DIR", output_dir, *extra])
+    return data_settings(args) + model_settings(model, batch, args) + settings
+
+
+def build_cfg(model: str, variant: str, batch: int, args: argparse.Namespace, output_dir: str, *extra: str):
+    return load_cfg(CONFIGS[model], config_opts(model, variant, batch, args) + ["OUTPUT_DIR", output_dir, *extra])
 
 
 def endless(trainer: Trainer) -> Iterator[Dict[str, object]]:
@@ -139,12 +143,20 @@ def cpu_name() -> str:
     return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
 
 
-def environment(device: torch.device) -> dict:
+def device_label(device: torch.device) -> str:
+    """``cuda: <GPU name>`` / ``cpu: <CPU model>``."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return {"device": f"{device.type}: {name}", "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "load_avg_1min": round(os.getloadavg()[0], 2),
-            "fp32_precision": {"conv": torch.backends.cudnn.conv.fp32_precision,
-                               "matmul": torch.backends.cuda.matmul.fp32_precision}}
+    return f"{device.type}: {name}"
+
+
+def fp32_precision() -> Dict[str, str]:
+    """torch's fp32_precision of cuDNN convolutions and cuBLAS matrix products (TF32 or full float32)."""
+    return {"conv": torch.backends.cudnn.conv.fp32_precision, "matmul": torch.backends.cuda.matmul.fp32_precision}
+
+
+def environment(device: torch.device) -> dict:
+    return {"device": device_label(device), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "load_avg_1min": round(os.getloadavg()[0], 2), "fp32_precision": fp32_precision()}
 
 
 def free_memory(device: torch.device) -> None:
