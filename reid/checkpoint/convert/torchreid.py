@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from ...config import get_cfg
+from ...config import load_cfg
 from ...modeling.backbones.osnet import SPECS as OSNET_SPECS
 from ...utils.errors import CheckpointError
 from .core import Plan, Rule, state_dict_of
@@ -92,10 +92,7 @@ def plan(obj: Any, path: str | Path, arch: str) -> Plan:
         hint = (f"The file looks like torchreid's {guess}: try --arch {guess}." if guess and guess != arch else
                 f"Check --arch (the file's first keys: {', '.join(list(state)[:4])}).")
     spec = ARCHS[arch]
-    cfg = get_cfg()
-    cfg.merge_from_list([*spec.opts, *_HEAD, *_INPUT, "TEST.METRIC", spec.metric])
-    cfg.validate()
-    cfg.freeze()
+    cfg = load_cfg(opts=[*spec.opts, *_HEAD, *_INPUT, "TEST.METRIC", spec.metric])
     classifier = state.get("classifier.weight")
     rules = _CLASSIFIER_RULES + (_FC_RULES if spec.fc else ()) + ((r"(.+)", r"backbone.\1"),)
     return Plan("torchreid", f"torchreid {arch}", cfg, rules, state,
