@@ -32,7 +32,7 @@ import yaml
 
 from ...config import load_cfg
 from ...utils.errors import CheckpointError
-from .core import Plan, Rule, state_dict_of
+from .core import Plan, Rule, count_parameters, state_dict_of
 from .verify import PeerModel
 
 PeerConfig = Union[str, os.PathLike, Mapping[str, Any]]
@@ -285,7 +285,7 @@ def peer_model(plan: Plan) -> Optional[PeerModel]:
     if leftover:
         raise CheckpointError(f"fast-reid's model does not accept the file either: {leftover[:8]}.")
     model.eval()
-    params = sum(p.numel() for n, p in model.named_parameters() if n not in classifier)
+    params = count_parameters(model, lambda name: name in classifier)
 
     def embed(images: Sequence[Any]) -> torch.Tensor:
         # fast-reid's ToTensor keeps 0-255 values (no scaling); its model subtracts PIXEL_MEAN, divides by PIXEL_STD.

@@ -20,7 +20,7 @@ import torch
 from ...config import load_cfg
 from ...modeling.backbones.osnet import SPECS as OSNET_SPECS
 from ...utils.errors import CheckpointError
-from .core import Plan, Rule, state_dict_of
+from .core import Plan, Rule, count_parameters, state_dict_of
 from .verify import PeerModel
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -118,7 +118,7 @@ def peer_model(plan: Plan) -> Optional[PeerModel]:
     if leftover:
         raise CheckpointError(f"torchreid's {arch} does not accept the file either: {leftover[:8]}.")
     model.eval()
-    params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("classifier."))
+    params = count_parameters(model, lambda name: name.startswith("classifier."))
 
     def embed(images: Sequence[Any]) -> torch.Tensor:
         return model(torch.stack([transform(im) for im in images]))
