@@ -8,6 +8,7 @@ computed here equals the one ``tools/test.py`` ranks with.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ from yacs.config import CfgNode
 
 import torchvision.transforms.functional as TF
 
-from .checkpoint import file_sha256, load_checkpoint, load_for_inference
+from .checkpoint import load_checkpoint, load_for_inference
 from .checkpoint.inference import ConfigLike
 from .config import cfg_from_dict, cfg_to_dict
 from .data.io import read_image
@@ -400,6 +401,15 @@ class FeatureFile:
     def config(self) -> Optional[CfgNode]:
         """The config the features were extracted with (to embed queries identically), if recorded."""
         return cfg_from_dict(json.loads(self.cfg_json)) if self.cfg_json else None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (a checkpoint's identity, whatever its path)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # -- ranking ----------------------------------------------------------------------------------------------------

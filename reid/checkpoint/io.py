@@ -9,7 +9,6 @@ would make it 0600, unreadable by colleagues on a shared server).
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import re
@@ -135,15 +134,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file (a checkpoint's identity, whatever its path)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | Path, name: str = "Checkpoint") -> Dict[str, Any]:

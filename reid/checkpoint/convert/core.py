@@ -13,6 +13,7 @@ does not read it). A failure names the keys and shapes.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from yacs.config import CfgNode
 from ...config import cfg_to_dict
 from ...modeling import build_model
 from ...utils.errors import CheckpointError
-from ..io import _load_failure, file_sha256, save_checkpoint
+from ..io import _load_failure, save_checkpoint
 from ..state import CLASSIFIER_MARKER, _show
 
 Rule = Tuple[str, Optional[str]]  # (regular expression matching a whole peer key, our key template or None)
@@ -160,6 +161,14 @@ def map_state(plan: Plan, model: nn.Module) -> Tuple[Dict[str, torch.Tensor], Li
     return {k: v for k, v in mapped.items() if CLASSIFIER_MARKER not in k}, dropped
 
 
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def count_parameters(model: nn.Module, skip: Callable[[str], bool]) -> int:
     """Parameters of ``model`` whose names ``skip`` rejects not (used without the classifiers)."""
     return sum(p.numel() for name, p in model.named_parameters() if not skip(name))
@@ -190,7 +199,7 @@ def write_checkpoint(plan: Plan, weights: str | Path, output: str | Path,
         "num_classes": plan.num_classes or 0,
         "meta_architecture": plan.cfg.MODEL.META_ARCHITECTURE,
         "converted_from": {"source": plan.source, "model": plan.description, "file": Path(weights).name,
-                           "sha256": file_sha256(weights), "classifier_keys_dropped": dropped, **plan.info},
+                           "sha256": sha256(weights), "classifier_keys_dropped": dropped, **plan.info},
     })
     params = count_parameters(model, lambda name: CLASSIFIER_MARKER in name)
     return Converted(Path(output), plan, dropped, params)
