@@ -23,13 +23,13 @@ from typing import Dict, Optional, Tuple
 from tqdm import tqdm
 
 from .checkpoint.convert import ConversionError, convert_checkpoint, fastreid
+from .modeling.backbones.osnet import DRIVE_DOWNLOAD
 from .utils.errors import CheckpointError
 
 FASTREID_RELEASE = "https://github.com/JDAI-CV/fast-reid/releases/download/v0.1.1/{}.pth"
 FASTREID_PAGE = "https://github.com/JDAI-CV/fast-reid/blob/master/MODEL_ZOO.md"
 TORCHREID_PAGE = "https://kaiyangzhou.github.io/deep-person-reid/MODEL_ZOO"
 DRIVE_FILE = "https://drive.google.com/file/d/{}/view?usp=sharing"
-DRIVE_DOWNLOAD = "https://drive.google.com/uc?export=download&id={}"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from ...modeling import build_model
 from ...utils.errors import CheckpointError
 from ...utils.files import file_sha256
 from ..io import _load_failure, save_checkpoint
-from ..state import CLASSIFIER_MARKER
+from ..state import CLASSIFIER_MARKER, _show
 
 Rule = Tuple[str, Optional[str]]  # (regular expression matching a whole peer key, our key template or None)
 
@@ -120,10 +120,6 @@ def _target(key: str, rules: Sequence[Rule]) -> Tuple[bool, Optional[str]]:
     return False, None
 
 
-def _listing(items: List[str], limit: int = 8) -> str:
-    return ", ".join(items[:limit]) + (f" ... (+{len(items) - limit} more)" if len(items) > limit else "")
-
-
 def map_state(plan: Plan, model: nn.Module) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """(our state dict without classifier tensors, the peer keys dropped as classifier); CheckpointError naming
     every unmapped, unfilled, doubly mapped or mis-shaped key."""
@@ -154,11 +150,11 @@ def map_state(plan: Plan, model: nn.Module) -> Tuple[Dict[str, torch.Tensor], Li
             mapped[k] = torch.zeros_like(v)
         else:
             missing.append(k)
-    problems = [f"{len(unmatched)} tensors of the file that no rule maps: {_listing(unmatched)}" if unmatched else "",
-                f"{len(foreign)} mapped to keys this model lacks: {_listing(foreign)}" if foreign else "",
-                f"{len(twice)} mapped twice: {_listing(twice)}" if twice else "",
-                f"{len(shapes)} shape mismatches: {_listing(shapes)}" if shapes else "",
-                f"{len(missing)} tensors of ours not in the file: {_listing(missing)}" if missing else ""]
+    problems = [f"{len(unmatched)} tensors of the file that no rule maps: {_show(unmatched, 8)}" if unmatched else "",
+                f"{len(foreign)} mapped to keys this model lacks: {_show(foreign, 8)}" if foreign else "",
+                f"{len(twice)} mapped twice: {_show(twice, 8)}" if twice else "",
+                f"{len(shapes)} shape mismatches: {_show(shapes, 8)}" if shapes else "",
+                f"{len(missing)} tensors of ours not in the file: {_show(missing, 8)}" if missing else ""]
     problems = [p for p in problems if p]
     if problems:
         raise CheckpointError(f"The file does not fit {plan.description}: {'; '.join(problems)}. {plan.hint}".strip())

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 import yaml
 
-from ...config import get_cfg
+from ...config import load_cfg
 from ...utils.errors import CheckpointError
-from .core import Plan, Rule, state_dict_of
+from .core import Plan, Rule, count_parameters, state_dict_of
 from .verify import PeerModel
 
 PeerConfig = Union[str, os.PathLike, Mapping[str, Any]]
@@ -231,10 +231,7 @@ def plan(obj: Any, path: str | Path, peer_config: PeerConfig) -> Plan:
     """The conversion of a loaded fast-reid file ``obj`` (read from ``path``) described by ``peer_config``."""
     fr = read_config(peer_config)
     state = _normalise_legacy(state_dict_of(obj, ("model", "state_dict"), path), fr)
-    cfg = get_cfg()
-    cfg.merge_from_list(_reid_opts(fr, state))
-    cfg.validate()
-    cfg.freeze()
+    cfg = load_cfg(opts=_reid_opts(fr, state))
     meta = cfg.MODEL.META_ARCHITECTURE
     hint = ("The file's keys look like torchreid's: use --source torchreid --arch NAME."
             if "conv1.weight" in state or "conv1.conv.weight" in state else
@@ -288,7 +285,7 @@ def peer_model(plan: Plan) -> Optional[PeerModel]:
     if leftover:
         raise CheckpointError(f"fast-reid's model does not accept the file either: {leftover[:8]}.")
     model.eval()
-    params = sum(p.numel() for n, p in model.named_parameters() if n not in classifier)
+    params = count_parameters(model, lambda name: name in classifier)
 
     def embed(images: Sequence[Any]) -> torch.Tensor:
         # fast-reid's ToTensor keeps 0-255 values (no scaling); its model subtracts PIXEL_MEAN, divides by PIXEL_STD.

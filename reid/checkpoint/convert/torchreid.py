@@ -17,10 +17,10 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from ...config import get_cfg
+from ...config import load_cfg
 from ...modeling.backbones.osnet import SPECS as OSNET_SPECS
 from ...utils.errors import CheckpointError
-from .core import Plan, Rule, state_dict_of
+from .core import Plan, Rule, count_parameters, state_dict_of
 from .verify import PeerModel
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -92,10 +92,7 @@ def plan(obj: Any, path: str | Path, arch: str) -> Plan:
         hint = (f"The file looks like torchreid's {guess}: try --arch {guess}." if guess and guess != arch else
                 f"Check --arch (the file's first keys: {', '.join(list(state)[:4])}).")
     spec = ARCHS[arch]
-    cfg = get_cfg()
-    cfg.merge_from_list([*spec.opts, *_HEAD, *_INPUT, "TEST.METRIC", spec.metric])
-    cfg.validate()
-    cfg.freeze()
+    cfg = load_cfg(opts=[*spec.opts, *_HEAD, *_INPUT, "TEST.METRIC", spec.metric])
     classifier = state.get("classifier.weight")
     rules = _CLASSIFIER_RULES + (_FC_RULES if spec.fc else ()) + ((r"(.+)", r"backbone.\1"),)
     return Plan("torchreid", f"torchreid {arch}", cfg, rules, state,
@@ -121,7 +118,7 @@ def peer_model(plan: Plan) -> Optional[PeerModel]:
     if leftover:
         raise CheckpointError(f"torchreid's {arch} does not accept the file either: {leftover[:8]}.")
     model.eval()
-    params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("classifier."))
+    params = count_parameters(model, lambda name: name.startswith("classifier."))
 
     def embed(images: Sequence[Any]) -> torch.Tensor:
         return model(torch.stack([transform(im) for im in images]))
