@@ -73,7 +73,7 @@ def sweep_weights(loss: nn.Module, sim: Tensor, pos: Tensor, neg: Tensor, anchor
 
 def plot_pair_weights(path: Path, panels: Sequence[Panel] | None = None, seed: int = 0,
                       sweep_points: int = 201) -> Path:
-    """Seed 003 Fig. 1 by autograd: per-anchor weight N |dL/ds_ij| against s_ij for a synthetic batch
+    """The GPW paper's Fig. 1 by autograd: per-anchor weight N |dL/ds_ij| against s_ij for a synthetic batch
     (dots) and for one anchor's positive / negative pair swept over [-1, 1] (lines)."""
     panels = list(panels or default_panels())
     x, labels = synthetic_batch(seed=seed)
