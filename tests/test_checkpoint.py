@@ -120,3 +120,8 @@ def test_an_export_given_as_weights_is_named_with_what_to_use_instead(tmp_path):
     onnx.write_bytes(b"\x08\x09\x12\x07pytorch\x1a\x062.14.1:\x00")
     with pytest.raises(CheckpointError, match=r"is an ONNX export .* onnxruntime\.InferenceSession"):
         load_checkpoint(onnx)
+    # An OpenVINO IR (what tools/export.py --format openvino writes: an XML <net> beside its .bin).
+    ir = tmp_path / "model_final.xml"
+    ir.write_bytes(b'<?xml version="1.0"?>\n<net name="Model0" version="11">\n\t<layers>\n')
+    with pytest.raises(CheckpointError, match=r"is an OpenVINO export .* openvino\.Core\(\)\.compile_model"):
+        load_checkpoint(ir)

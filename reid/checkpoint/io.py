@@ -176,9 +176,9 @@ def checkpoints_in(folder: Path) -> List[Path]:
 
 
 def export_kind(path: Path) -> str:
-    """"TorchScript" or "ONNX" when ``path`` is a deployment export (tools/export.py writes both), recognised by
-    its content (a TorchScript zip archive holds ``code/``; an ONNX protobuf starts with its IR version and
-    producer), else ""."""
+    """"TorchScript", "ONNX" or "OpenVINO" when ``path`` is a deployment export (tools/export.py writes each),
+    recognised by its content (a TorchScript zip archive holds ``code/``; an ONNX protobuf starts with its IR
+    version and producer; an OpenVINO IR is an XML ``<net>``), else ""."""
     if path.suffix == ".onnx":
         return "ONNX"
     try:
@@ -190,12 +190,15 @@ def export_kind(path: Path) -> str:
             head = f.read(64)
     except (OSError, zipfile.BadZipFile):
         return ""
+    if head.startswith(b"<?xml") and b"<net " in head:
+        return "OpenVINO"
     return "ONNX" if head[:1] == b"\x08" and b"\x12\x07pytorch" in head else ""
 
 
 def _export_message(path: Path, kind: str) -> str:
-    runtime = ("torch.jit.load(path) (PyTorch alone, no reid needed)" if kind == "TorchScript"
-               else "onnxruntime.InferenceSession(path) (or any ONNX runtime)")
+    runtime = {"TorchScript": "torch.jit.load(path) (PyTorch alone, no reid needed)",
+               "ONNX": "onnxruntime.InferenceSession(path) (or any ONNX runtime)",
+               "OpenVINO": "openvino.Core().compile_model(path, 'CPU') (its weights are the .bin beside it)"}[kind]
     article = "an" if kind[0] in "AEIOU" else "a"
     return (f"{str(path)!r} is {article} {kind} export (written by tools/export.py for deployment), not a checkpoint: "
             f"run it with {runtime}; its input and output conventions are stored in the file. To evaluate, embed "
