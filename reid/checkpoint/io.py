@@ -158,7 +158,7 @@ def load_checkpoint(path: str | Path, name: str = "Checkpoint") -> Dict[str, Any
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling errors have many types; all mean "not a safe checkpoint"
         raise CheckpointError(
-            f"Cannot load {str(path)!r} as a checkpoint: {_load_failure(e)}. Checkpoints are read with "
+            f"Cannot load {str(path)!r} as a checkpoint: {load_failure_reason(e)}. Checkpoints are read with "
             f"torch.load(weights_only=True), which accepts tensors and plain containers only and refuses anything "
             f"else for safety. Use a checkpoint written by tools/train.py."
         ) from None
@@ -206,7 +206,7 @@ def _export_message(path: Path, kind: str) -> str:
             f"MODEL.WEIGHTS / --weights, or load that with reid.api.ReIDModel.from_checkpoint.")
 
 
-def _load_failure(e: Exception) -> str:
+def load_failure_reason(e: Exception) -> str:
     """Why torch.load refused a file, in words (never torch's advice to retry with weights_only=False)."""
     text = str(e)
     found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)

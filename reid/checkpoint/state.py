@@ -24,7 +24,8 @@ def model_state_from(state: Dict[str, Any]) -> Dict[str, torch.Tensor]:
     return inner
 
 
-def _show(items: List[str], limit: int = 6) -> str:
+def abbreviate(items: List[str], limit: int = 6) -> str:
+    """The first ``limit`` items of a list of keys, comma-separated, with how many more there are (for errors)."""
     return ", ".join(items[:limit]) + (f" ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
@@ -38,9 +39,9 @@ def state_mismatch(model: nn.Module, given: Mapping[str, torch.Tensor], skip: It
     unexpected = sorted(set(given) - set(wanted))
     shapes = sorted(f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(v.shape)}"
                     for k, v in wanted.items() if k in given and given[k].shape != v.shape)
-    parts = [f"{len(missing)} missing: {_show(missing)}" if missing else "",
-             f"{len(unexpected)} unexpected: {_show(unexpected)}" if unexpected else "",
-             f"{len(shapes)} with other shapes: {_show(shapes)}" if shapes else ""]
+    parts = [f"{len(missing)} missing: {abbreviate(missing)}" if missing else "",
+             f"{len(unexpected)} unexpected: {abbreviate(unexpected)}" if unexpected else "",
+             f"{len(shapes)} with other shapes: {abbreviate(shapes)}" if shapes else ""]
     return "; ".join(p for p in parts if p)
 
 
@@ -75,7 +76,7 @@ def load_model_state(model: nn.Module, state: Dict[str, Any], path: str | Path, 
             problem += (f". The checkpoint's classifier has {stored} classes, this model {current}: it was trained "
                         f"on data with another number of identities")
         if diffs:
-            where = f" Its MODEL settings differ from this config: {_show(diffs, 4)}."
+            where = f" Its MODEL settings differ from this config: {abbreviate(diffs, 4)}."
         elif classes_differ and only_classifier:
             where = ""
         else:

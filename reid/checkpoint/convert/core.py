@@ -28,8 +28,8 @@ from ...config import cfg_to_dict
 from ...modeling import build_model
 from ...utils.errors import CheckpointError
 from ...utils.files import file_sha256
-from ..io import _load_failure, save_checkpoint
-from ..state import CLASSIFIER_MARKER, _show
+from ..io import load_failure_reason, save_checkpoint
+from ..state import CLASSIFIER_MARKER, abbreviate
 
 Rule = Tuple[str, Optional[str]]  # (regular expression matching a whole peer key, our key template or None)
 
@@ -67,7 +67,7 @@ def read_peer_file(path: str | Path, trust_pickle: bool = False) -> Any:
             with torch.serialization.safe_globals(_numpy_globals()):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - unpickling errors have many types
-            why = _load_failure(e)
+            why = load_failure_reason(e)
             if "import the Python object" in why:
                 raise CheckpointError(f"{str(path)!r} needs full unpickling: {why}. Checkpoints are read with "
                                       f"torch.load(weights_only=True) for safety. {TRUST_HINT}") from None
@@ -150,12 +150,9 @@ def map_state(plan: Plan, model: nn.Module) -> Tuple[Dict[str, torch.Tensor], Li
             mapped[k] = torch.zeros_like(v)
         else:
             missing.append(k)
-    problems = [f"{len(unmatched)} tensors of the file that no rule maps: {_show(unmatched, 8)}" if unmatched else "",
-                f"{len(foreign)} mapped to keys this model lacks: {_show(foreign, 8)}" if foreign else "",
-                f"{len(twice)} mapped twice: {_show(twice, 8)}" if twice else "",
-                f"{len(shapes)} shape mismatches: {_show(shapes, 8)}" if shapes else "",
-                f"{len(missing)} tensors of ours not in the file: {_show(missing, 8)}" if missing else ""]
-    problems = [p for p in problems if p]
+    found = [(unmatched, "tensors of the file that no rule maps"), (foreign, "mapped to keys this model lacks"),
+             (twice, "mapped twice"), (shapes, "shape mismatches"), (missing, "tensors of ours not in the file")]
+    problems = [f"{len(keys)} {what}: {abbreviate(keys, 8)}" for keys, what in found if keys]
     if problems:
         raise CheckpointError(f"The file does not fit {plan.description}: {'; '.join(problems)}. {plan.hint}".strip())
     return {k: v for k, v in mapped.items() if CLASSIFIER_MARKER not in k}, dropped
