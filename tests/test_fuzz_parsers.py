@@ -15,7 +15,7 @@ from yacs.config import CfgNode
 from reid.config import get_cfg, load_cfg
 from reid.config.merge import _all_keys, parse_override_value
 from reid.data.datasets import MSMT17, CsvDataset, ImageRecord, Market1501
-from reid.data.mot import parse_gt_line
+from reid.data.prep.mot import parse_gt_line
 from reid.utils.errors import ConfigError, DatasetError, ReIDError, _from_worker
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

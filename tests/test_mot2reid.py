@@ -17,8 +17,8 @@ from reid.cli.mot2reid import main as mot2reid_main
 from reid.cli.parser import run_tool
 from reid.cli.train import main as train_main
 from reid.data.datasets import Market1501
-from reid.data.mot import Mot2ReidOptions, mot_to_reid
-from reid.data.mot_synthetic import CAR_TRACK, write_synthetic_mot
+from reid.data.prep.mot import Mot2ReidOptions, mot_to_reid
+from reid.data.prep.mot_synthetic import CAR_TRACK, write_synthetic_mot
 from reid.utils.errors import DatasetError
 
 from conftest import TINY_TRAINING

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Dict, Optional, Sequence
 
-from ..data.mot import Mot2ReidOptions, mot_to_reid
+from ..data.prep.mot import Mot2ReidOptions, mot_to_reid
 from ..utils.errors import ConfigError
 from .parser import plain_parser, run_tool
 

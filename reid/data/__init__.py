@@ -1,5 +1,6 @@
 """Data layer: dataset parsers (Market-1501, MSMT17, Synthetic, folder:PATH, csv:FILE), P x K sampling, transforms,
-loaders, and re-ID crops from MOT tracking ground truth (mot.py)."""
+loaders. Offline tools that write datasets (re-ID crops from MOT tracking ground truth) are in ``prep/``, outside
+the runtime pipeline."""
 from .build import TestSet, TrainLoader, build_dataset, build_test_set, build_train_loader, check_test_sets
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
 from .io import read_image

@@ -14,7 +14,7 @@ from typing import List, NamedTuple, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .datasets.pedestrians import VIEWS, apply_camera, background, render_sprite, sample_camera, sample_identity
+from ..datasets.pedestrians import VIEWS, apply_camera, background, render_sprite, sample_camera, sample_identity
 
 CAR_TRACK = 1000  # track id of the parked car
 

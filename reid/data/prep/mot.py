@@ -26,11 +26,11 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from ..utils.errors import DatasetError
-from ..utils.files import file_sha256
-from .datasets.base import text_lines
-from .datasets.market1501 import SPLIT_FOLDERS, market_file_name
-from .io import read_image
+from ...utils.errors import DatasetError
+from ...utils.files import file_sha256
+from ..datasets.base import text_lines
+from ..datasets.market1501 import SPLIT_FOLDERS, market_file_name
+from ..io import read_image
 
 MOT_LAYOUT = """\
   MOT_ROOT/                     a folder of sequences (or one sequence itself)
