@@ -121,3 +121,11 @@ def test_no_package_import_cycles():
             if "." in b and a.split(".")[1] != b.split(".")[1]:
                 packages[a.split(".")[1]].add(b.split(".")[1])
     assert not _cycles(packages)
+
+
+def test_data_preparation_stays_out_of_the_runtime_pipeline():
+    """``reid.data.prep`` (offline tools that write datasets, e.g. from MOT ground truth) is used by the commands
+    only: no module of the pipeline, the engine or the API imports it."""
+    users = sorted(f"{a} imports {b}" for a, deps in _graph().items() for b in deps
+                   if b.startswith("reid.data.prep") and not a.startswith(("reid.data.prep", "reid.cli.")))
+    assert not users, "\n".join(users)
