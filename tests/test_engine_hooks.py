@@ -126,6 +126,30 @@ def test_after_train_is_not_called_when_training_fails():
     assert ("hook", "after_train") not in calls
 
 
+def _protocol(epochs: int, iters: int) -> list:
+    """The hook calls of a whole run of ``epochs`` x ``iters``."""
+    calls = []
+    _TinyTrainer([_Recorder(calls)], epochs=epochs, iters=iters).train()
+    return calls
+
+
+@pytest.mark.parametrize("max_iters", [1, 3, 4, 6, 100])
+def test_max_iters_stops_after_that_iteration_leaving_an_unfinished_epoch_unfinished(max_iters):
+    calls = []
+    trainer = _TinyTrainer([_Recorder(calls)], epochs=2, iters=3)
+    trainer.max_iters = max_iters
+    trainer.train()
+    steps = [c for c in calls if c[1] == "after_step"]
+    assert len(steps) == min(max_iters, 6) and steps[-1][2:] == divmod(min(max_iters, 6) - 1, 3)
+    whole = _protocol(2, 3)
+    if max_iters >= 6:  # the whole run: after_train too
+        assert calls == whole
+        return
+    assert calls == whole[:whole.index(steps[-1]) + 1 + (max_iters % 3 == 0)]  # + after_epoch of a whole epoch
+    assert ("hook", "after_train") not in calls
+    assert [r["epoch"] for r in trainer.records] == list(range(1, max_iters // 3 + 1))
+
+
 def test_epoch_records_hold_the_mean_loss_terms():
     trainer = _TinyTrainer([], epochs=2, iters=3)
     trainer.train()

@@ -243,6 +243,31 @@ def test_run_with_loader_workers_crashed_mid_epoch_resumes_exactly(tiny_train_cf
         _same_hook_outputs(tmp_path / "straight", tmp_path / "crashed")
 
 
+@pytest.mark.usefixtures("single_thread")
+def test_run_stopped_by_max_iters_inside_an_epoch_resumes_exactly(tiny_train_cfg, tmp_path):
+    """A stop at ``max_iters`` in the middle of epoch 2 is an interruption: epoch 2 is neither recorded nor
+    checkpointed, no final files are written, and --resume redoes it to the uninterrupted result."""
+    from reid.engine.trainer import Trainer
+
+    def cfg(out):
+        return tiny_train_cfg("SOLVER.MAX_EPOCHS", "2", "TEST.EVAL_PERIOD", "2", "SEED", "7",
+                              "OUTPUT_DIR", str(tmp_path / out))
+
+    straight = Trainer(cfg("straight")).train()
+    stopped = Trainer(cfg("stopped"))
+    stopped.max_iters = stopped.iters_per_epoch + 2
+    assert stopped.train() == {}
+    out = tmp_path / "stopped"
+    assert load_checkpoint(out / "model_last.pt")["epoch"] == 1
+    assert not (out / "metrics.json").exists() and not (out / "model_final.pt").exists()
+    assert [json.loads(line)["epoch"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [1]
+    resumed = Trainer(cfg("stopped"), resume=True).train()
+    for key in ("rank1", "rank5", "mAP", "mINP"):
+        assert abs(straight[key] - resumed[key]) <= 1e-6, (key, straight[key], resumed[key])
+    wa, wb = (load_checkpoint(tmp_path / d / "model_final.pt")["model"] for d in ("straight", "stopped"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Non-finite loss
 

@@ -74,6 +74,11 @@ class TrainerBase:
     A subclass provides ``model`` (the module trained), ``train_loader`` (iterable of batch dicts with
     ``set_epoch`` and ``close``, which stops its workers when training ends), ``optimizer``,
     ``train_step(batch) -> loss terms`` and sets ``start_epoch``, ``max_epochs`` and ``iters_per_epoch``.
+    ``max_iters`` (None: no limit) stops training after that many iterations, counted from the first epoch's first
+    (``epoch * iters_per_epoch + iter + 1``), as detectron2's ``max_iter``: for probes and benchmarks that time
+    the real loop. A stop inside an epoch leaves the run as an interruption would (no ``after_epoch`` for the
+    unfinished epoch, so nothing of it is checkpointed: ``--resume`` redoes it exactly); ``after_train`` runs only
+    when every epoch to ``max_epochs`` is done.
     What the loop shares with hooks:
 
     - ``epoch``, ``iter``: the running epoch (0-based) and iteration within it;
@@ -92,6 +97,7 @@ class TrainerBase:
     def __init__(self) -> None:
         self.hooks: List[HookBase] = []
         self.start_epoch, self.max_epochs, self.iters_per_epoch = 0, 0, 0
+        self.max_iters: Optional[int] = None
         self.epoch, self.iter = 0, 0
         self.terms: Dict[str, torch.Tensor] = {}
         self.losses = LossSums()
@@ -124,33 +130,42 @@ class TrainerBase:
         raise NotImplementedError
 
     def train(self) -> dict:
-        """Epochs ``start_epoch`` to ``max_epochs`` with their hooks; returns ``results``."""
+        """Epochs ``start_epoch`` to ``max_epochs`` (or to ``max_iters``) with their hooks; returns ``results``."""
+        total = self.max_epochs * self.iters_per_epoch
+        stop = total if self.max_iters is None else min(self.max_iters, total)
         self.clock.start()
         try:
             self._call("before_train")
             for epoch in range(self.start_epoch, self.max_epochs):
+                if epoch * self.iters_per_epoch >= stop:
+                    break
                 self.train_epoch(epoch)
         finally:
             self.train_loader.close()  # persistent loader workers end with training, also a failed one
-        self._call("after_train")
+        if stop == total:
+            self._call("after_train")
         return self.results
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
-        """One pass over the epoch's batches with the epoch and step hooks; returns the mean loss terms (of this
-        process's batches)."""
+        """One pass over the epoch's batches with the epoch and step hooks (up to ``max_iters``); returns the mean
+        loss terms (of this process's batches)."""
         self.epoch = epoch
         self.model.train()
         self.train_loader.set_epoch(epoch)  # the epoch's batches and augmentation seeds
         self.losses = LossSums()
         self._call("before_epoch")
+        steps = self.iters_per_epoch
+        if self.max_iters is not None:
+            steps = min(steps, self.max_iters - epoch * self.iters_per_epoch)
         start, seen = time.perf_counter(), 0
         self.progress = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.max_epochs}", leave=False,
                              dynamic_ncols=True, disable=not self.show_progress)
         for self.iter, batch in enumerate(self.progress):
-            self.terms = self.train_step(batch)
-            self.losses.add(self.terms)
+            self.run_step(batch)
             seen += batch["images"].shape[0]
-            self._call("after_step")
+            if self.iter + 1 == steps < self.iters_per_epoch:  # max_iters inside the epoch: the run stops here
+                self.progress.close()
+                return self.losses.means()
         elapsed = time.perf_counter() - start
         means = self.losses.means()
         self.records.append({"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **means,
@@ -158,6 +173,14 @@ class TrainerBase:
                              "images_per_s": seen / max(elapsed, 1e-9)})
         self._call("after_epoch")
         return means
+
+    def run_step(self, batch: Dict[str, object]) -> None:
+        """One iteration of the loop (as detectron2's ``SimpleTrainer.run_step``): the optimisation step on
+        ``batch``, its loss terms added to the epoch's sums on the device (no sync), then every hook's
+        ``after_step``."""
+        self.terms = self.train_step(batch)
+        self.losses.add(self.terms)
+        self._call("after_step")
 
     @property
     def show_progress(self) -> bool:
