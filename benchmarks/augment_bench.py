@@ -8,18 +8,14 @@ Measured in the same run on Market-1501-sized JPEGs (128 x 64, resized to INPUT.
                 erasing too, when importable: not the same distributions, for scale only).
 Best of --repeat; one JSON line per measurement, in ms per image.
 
-    python benchmarks/augment_bench.py
-    python benchmarks/augment_bench.py --device cuda --batch 64
+    python -m benchmarks.augment_bench
+    python -m benchmarks.augment_bench --device cuda --batch 64
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tempfile
-import time
-from pathlib import Path
 from typing import Callable, Dict
 
 import numpy as np
@@ -28,14 +24,13 @@ import torchvision.transforms as T
 from PIL import Image, ImageFilter
 from torchvision.transforms.functional import pil_to_tensor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from reid.config import load_cfg
+from reid.data import build_resize, read_image
+from reid.data.augment import Augmenter, TrainAugmentation
+from reid.data.build import TrainImages
+from reid.data.datasets import ImageRecord
 
-from reid.config import load_cfg  # noqa: E402
-from reid.data import build_resize, read_image  # noqa: E402
-from reid.data.augment import Augmenter, TrainAugmentation  # noqa: E402
-from reid.data.build import TrainImages  # noqa: E402
-from reid.data.datasets import ImageRecord  # noqa: E402
+from .common import emit, load_average, timed_calls
 
 
 def torchvision_augmentation(cfg) -> T.Compose:
@@ -45,27 +40,22 @@ def torchvision_augmentation(cfg) -> T.Compose:
                       T.RandomErasing(p=inp.REA.PROB, value="random")])
 
 
-def best_ms(fn: Callable[[], object], images: int, repeat: int, sync: Callable[[], None]) -> float:
+def best_ms(fn: Callable[[], object], images: int, repeat: int, device: torch.device) -> float:
+    """Milliseconds per image of the best of ``repeat`` calls, after one untimed call."""
     fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
+    times, _ = timed_calls(fn, repeat, device)
     return 1e3 * min(times) / images
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.augment_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="device of the batched applier (cpu or cuda)")
     parser.add_argument("--batch", type=int, default=64, help="images per batch")
     parser.add_argument("--repeat", type=int, default=15, help="best of this many runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cfg = load_cfg(None, [])
     aug = TrainAugmentation.from_cfg(cfg)
     resize = build_resize(cfg, cfg.INPUT.SIZE_TRAIN)
@@ -107,9 +97,9 @@ def main() -> None:
         except ImportError:
             pass
         for what, fn in cases.items():
-            ms = best_ms(fn, n, args.repeat, sync)
-            print(json.dumps({"bench": "augment", "what": what, "ms_per_image": round(ms, 4), "device": str(device),
-                              "threads": 1, "load_avg_1min": os.getloadavg()[0]}))
+            ms = best_ms(fn, n, args.repeat, device)
+            emit({"bench": "augment", "what": what, "ms_per_image": round(ms, 4), "device": str(device), "threads": 1,
+                  "load_avg_1min": load_average()})
 
 
 if __name__ == "__main__":

@@ -7,31 +7,24 @@ CPU provider; OpenVINO's CPU runtime in f32). Weights are random (latency does n
 (a tracker's single new crop) and batch 32 (a frame's worth of crops): the median of ``--repeat`` timed calls
 after warm-up, per batch and per crop. One JSON line per measurement.
 
-    python benchmarks/deploy_bench.py
-    python benchmarks/deploy_bench.py --models osnet_x0_25 --runtimes openvino --batches 1,8
+    python -m benchmarks.deploy_bench
+    python -m benchmarks.deploy_bench --models osnet_x0_25 --runtimes openvino --batches 1,8
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from reid.api import EmbeddingModule
+from reid.config import load_cfg
+from reid.export import FORMATS, export_module
+from reid.modeling import build_model
 
-from eval_bench import device_name  # noqa: E402
-from reid.api import EmbeddingModule  # noqa: E402
-from reid.config import load_cfg  # noqa: E402
-from reid.export import FORMATS, export_module  # noqa: E402
-from reid.modeling import build_model  # noqa: E402
+from .common import ROOT, device_name, emit, load_average, timed_calls
 
 MODELS = {
     "resnet50": ("configs/Market1501/resnet50_circle.yml", []),
@@ -52,7 +45,8 @@ def runners(net: torch.nn.Module, size, names, tmp: Path):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.deploy_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet50,osnet_x0_25")
     parser.add_argument("--runtimes", default="pytorch,onnx,openvino")
     parser.add_argument("--batches", default="1,32")
@@ -71,19 +65,13 @@ def main() -> None:
                 for batch in (int(b) for b in args.batches.split(",")):
                     x = torch.randn(batch, 3, *size)
                     dim = int(run(x).shape[1])
-                    for _ in range(3):
-                        run(x)
-                    times = []
-                    for _ in range(max(1, args.repeat if batch == 1 else args.repeat // 4)):
-                        t0 = time.perf_counter()
-                        run(x)
-                        times.append(time.perf_counter() - t0)
+                    timed_calls(lambda: run(x), 3, "cpu")  # warm-up
+                    times, _ = timed_calls(lambda: run(x), args.repeat if batch == 1 else args.repeat // 4, "cpu")
                     ms = 1000 * statistics.median(times)
-                    print(json.dumps({**common, "model": model_name, "params_m": round(params / 1e6, 2),
-                                      "input_hw": list(size), "dim": dim, "runtime": runtime, "batch": batch,
-                                      "calls": len(times), "ms_per_batch": round(ms, 2),
-                                      "ms_per_crop": round(ms / batch, 2),
-                                      "load_avg_1min": round(os.getloadavg()[0], 2)}), flush=True)
+                    emit({**common, "model": model_name, "params_m": round(params / 1e6, 2), "input_hw": list(size),
+                          "dim": dim, "runtime": runtime, "batch": batch, "calls": len(times),
+                          "ms_per_batch": round(ms, 2), "ms_per_crop": round(ms / batch, 2),
+                          "load_avg_1min": load_average()})
 
 
 if __name__ == "__main__":

@@ -1,19 +1,20 @@
 """The steps of ``benchmarks/gpu_check.sh`` that are Python: the environment, the sync probe, the end-to-end run.
 
-    python benchmarks/gpu_check.py env
-    python benchmarks/gpu_check.py sync-probe --device cuda --root DATA [--steps 20] [--tiny]
-    python benchmarks/gpu_check.py end-to-end --device cuda --root DATA --out DIR [--tiny]
+    python -m benchmarks.gpu_check env
+    python -m benchmarks.gpu_check sync-probe --device cuda --root DATA [--steps 20] [--tiny]
+    python -m benchmarks.gpu_check end-to-end --device cuda --root DATA --out DIR [--tiny]
 
-The synthetic data, model sizes and set-ups are those of ``train_bench.py`` (same --root, --ids, --images-per-id,
---test-ids), so the steps of one check share one generated set.
+The synthetic data, model sizes and set-ups are those of ``train_bench`` (``training_setups.py``: same --root,
+--ids, --images-per-id, --test-ids), so the steps of one check share one generated set.
 
 **Sync probe.** The training step must never wait for the GPU (CONTRIBUTING.md, "Training hooks"). For the fast
-set-up of ResNet50 and MGN it runs the loop body (next batch, ``train_step``, loss sums, every hook's
-``after_step``) for ``--steps`` steps after the epoch's first batch (which autotunes cuDNN and starts the epoch's
-plan) under ``torch.cuda.set_sync_debug_mode``. Violations are recorded, not raised: in "warn" mode torch reports
-every synchronising call, and each is kept with the Python stack that made it (file, line, function in reid), so
-one run lists them all. SOLVER.LOG_PERIOD is set beyond the window: the periodic read-back is by design. One JSON
-line per model. On a CPU the same steps run without detection (nothing to synchronise with), which the line says.
+set-up of ResNet50 and MGN it runs the real training loop (``Trainer.train`` stopped by ``max_iters``: next batch,
+``run_step`` with every hook's ``after_step``) for ``--steps`` steps after the epoch's first batch (which autotunes
+cuDNN and starts the epoch's plan) under ``torch.cuda.set_sync_debug_mode``, switched on and off by a hook that runs
+after all others. Violations are recorded, not raised: in "warn" mode torch reports every synchronising call, and
+each is kept with the Python stack that made it (file, line, function in reid), so one run lists them all.
+SOLVER.LOG_PERIOD is set beyond the window: the periodic read-back is by design. One JSON line per model. On a CPU
+the same steps run without detection (nothing to synchronise with), which the line says.
 
 **End to end.** ``tools/train.py``'s main trains MGN (fast set-up) for 2 epochs with evaluation and k-reciprocal
 re-ranking after each epoch and the report, then ``--resume --allow-config-change`` continues the same run to 3
@@ -27,25 +28,22 @@ import json
 from importlib import metadata
 import os
 import platform
-import sys
 import tempfile
 import time
 import traceback
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
+from reid.cli.train import main as train_main
+from reid.engine.hooks import HookBase
+from reid.engine.trainer import Trainer
 
-import train_bench  # noqa: E402
-from reid.cli.train import main as train_main  # noqa: E402
-from reid.engine.trainer import Trainer  # noqa: E402
+from .common import ROOT, cpu_name, device_label, emit, fp32_precision, log_to_stderr
+from .training_setups import CONFIGS, add_data_options, build_cfg, config_opts, use_tiny_data, variant_settings
 
 PROBE_BATCH = 64
 
@@ -53,8 +51,8 @@ PROBE_BATCH = 64
 def versions() -> dict:
     """What the results depend on: Python, torch and its CUDA / cuDNN, the libraries reid needs, the device."""
     out = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version(), "cpu": train_bench.cpu_name(), "cpu_count": os.cpu_count(),
-           "cuda_available": torch.cuda.is_available(), "fp32_precision": train_bench.fp32_precision()}
+           "cudnn": torch.backends.cudnn.version(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+           "cuda_available": torch.cuda.is_available(), "fp32_precision": fp32_precision()}
     for name in ("torchvision", "numpy", "yacs", "pillow", "tqdm", "matplotlib", "tensorboard", "onnx", "onnxruntime",
                  "pytest", "hypothesis"):
         try:
@@ -67,13 +65,6 @@ def versions() -> dict:
                       "memory_gb": round(props.total_memory / 1e9, 1), "multiprocessors": props.multi_processor_count,
                       "count": torch.cuda.device_count()}
     return out
-
-
-def bench_args(args: argparse.Namespace) -> argparse.Namespace:
-    """train_bench's options for the same data and sizes (its --tiny presets included)."""
-    argv = ["--device", args.device, "--root", args.root, "--ids", str(args.ids), "--images-per-id",
-            str(args.images_per_id), "--test-ids", str(args.test_ids), "--workers", str(args.workers)]
-    return train_bench.parse_args(argv + (["--tiny"] if args.tiny else []))
 
 
 @contextmanager
@@ -113,59 +104,53 @@ def sync_recorder(device: torch.device, found: Dict[tuple, dict]) -> Iterator[No
     torch.cuda.synchronize(device)
 
 
+class SyncWindow(HookBase):
+    """Records the synchronising calls of training steps ``1..steps`` (after the epoch's first, which autotunes):
+    switched on after every other hook's ``after_step`` of step 0, off after theirs of step ``steps``."""
+
+    priority = 1000  # after every hook of the trainer, so that the whole of each step is inside the window
+
+    def __init__(self, steps: int, device: torch.device, found: Dict[tuple, dict], stack: ExitStack) -> None:
+        self.steps, self.device, self.found, self.stack = steps, device, found, stack
+
+    def after_step(self) -> None:
+        if self.trainer.iter == 0:
+            self.stack.enter_context(sync_recorder(self.device, self.found))
+        elif self.trainer.iter == self.steps:
+            self.stack.close()
+
+
 def probe(model: str, args: argparse.Namespace) -> dict:
-    """``args.steps`` training steps of ``model``'s fast set-up after the epoch's first batch, synchronising
-    calls recorded."""
-    tb = bench_args(args)
+    """``args.steps`` steps of the training loop of ``model``'s fast set-up after the epoch's first batch,
+    synchronising calls recorded."""
     batch = 16 if args.tiny else PROBE_BATCH
-    with tempfile.TemporaryDirectory(prefix="sync_probe_") as out:
-        cfg = train_bench.build_cfg(model, "fast", batch, tb, out)
-        trainer = Trainer(cfg)
-        device = trainer.device
-        trainer.model.train()
-        trainer.train_loader.set_epoch(0)
-        for hook in trainer.hooks:
-            hook.before_train()
-            hook.before_epoch()
-        batches = iter(trainer.train_loader)
-        found: Dict[tuple, dict] = {}
-        steps = 0
-
-        def step(i: int) -> None:
-            trainer.iter = i
-            trainer.terms = trainer.train_step(next(batches))
-            trainer.losses.add(trainer.terms)
-            for hook in trainer.hooks:
-                hook.after_step()
-
-        step(0)  # the epoch's first batch: cuDNN autotuning, lazy initialisation
-        with sync_recorder(device, found):
-            for i in range(1, min(args.steps, len(trainer.train_loader) - 1) + 1):
-                step(i)
-                steps += 1
+    found: Dict[tuple, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="sync_probe_") as out, ExitStack() as window:
+        trainer = Trainer(build_cfg(model, "fast", batch, args, out))
+        steps = min(args.steps, trainer.iters_per_epoch - 2)  # within the first epoch, stopped inside it
+        trainer.register_hooks([SyncWindow(steps, trainer.device, found, window)])
+        trainer.max_iters = steps + 1
+        trainer.train()
         losses = trainer.losses.means()
-        trainer.train_loader.close()
-    line = {"probe": "sync", "model": model, "steps": steps, "batch": batch,
-            "settings": train_bench.variant_settings("fast"),
+    line = {"probe": "sync", "model": model, "steps": steps, "batch": batch, "settings": variant_settings("fast"),
             "violations": sorted(found.values(), key=lambda v: -v["count"]), "losses": losses,
-            "device": train_bench.device_label(device)}
-    if device.type != "cuda":
+            "device": device_label(trainer.device)}
+    if trainer.device.type != "cuda":
         line["detection"] = "skipped: no CUDA device (the steps ran without synchronisation checks)"
     return line
 
 
 def end_to_end(args: argparse.Namespace) -> dict:
     """MGN via tools/train.py: 2 epochs (evaluation, re-ranking, report every epoch), then --resume to 3."""
-    tb = bench_args(args)
     batch = 16 if args.tiny else PROBE_BATCH
-    opts = (train_bench.config_opts("mgn", "fast", batch, tb)
+    opts = (config_opts("mgn", "fast", batch, args)
             + ["VIS.REPORT", "True", "TEST.RERANK.ENABLED", "True", "TEST.EVAL_PERIOD", "1", "SOLVER.LOG_PERIOD",
                "20", "SOLVER.WARMUP_EPOCHS", "1", "SOLVER.CHECKPOINT_PERIOD", "1", "OUTPUT_DIR", args.out])
     runs = []
     for epochs, resume in ((2, False), (3, True)):
         start = time.perf_counter()
         try:  # the command-line tool's main, in this process (one start-up for both runs)
-            rc = train_main(["--config", str(train_bench.CONFIGS["mgn"]), *opts, "SOLVER.MAX_EPOCHS", str(epochs),
+            rc = train_main(["--config", str(CONFIGS["mgn"]), *opts, "SOLVER.MAX_EPOCHS", str(epochs),
                              *(["--resume", "--allow-config-change"] if resume else [])])  # 2 -> 3 epochs
         except Exception:  # noqa: BLE001 - reported in the summary, the traceback in the log
             traceback.print_exc()
@@ -187,7 +172,8 @@ def end_to_end(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.splitlines()[0],
+                                epilog=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("step", choices=["env", "sync-probe", "end-to-end"])
     p.add_argument("--device", default="auto", help="MODEL.DEVICE")
@@ -195,16 +181,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="end-to-end: OUTPUT_DIR of the run")
     p.add_argument("--models", default="resnet50,mgn", help="sync-probe: comma-separated models")
     p.add_argument("--steps", type=int, default=20, help="sync-probe: steps checked after the epoch's first batch")
-    p.add_argument("--ids", type=int, default=751, help="training identities of the synthetic set")
-    p.add_argument("--images-per-id", type=int, default=6, help="images per identity")
-    p.add_argument("--test-ids", type=int, default=50, help="test identities")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DATALOADER.NUM_WORKERS")
-    p.add_argument("--tiny", action="store_true", help="tiny models and data (train_bench.py --tiny): CPU smoke runs")
+    add_data_options(p, images_per_id=6, test_ids=50)
+    p.add_argument("--tiny", action="store_true", help="tiny models and data (train_bench --tiny): CPU smoke runs")
     args = p.parse_args(argv)
     if args.step != "env" and not args.root:
         p.error(f"{args.step} needs --root (the synthetic set's folder)")
     if args.step == "end-to-end" and not args.out:
         p.error("end-to-end needs --out (the run's OUTPUT_DIR)")
+    if args.tiny:
+        use_tiny_data(args)
     return args
 
 
@@ -213,19 +198,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.step == "env":
         print(json.dumps(versions(), indent=1), flush=True)
         return 0
-    import logging
-
-    logging.getLogger("reid").addHandler(logging.StreamHandler(sys.stderr))  # stdout: JSON lines (and tool logs)
+    log_to_stderr()
     if args.tiny:
         torch.set_num_threads(1)
     if args.step == "sync-probe":
         for model in args.models.split(","):
-            print(json.dumps(probe(model, args)), flush=True)
+            emit(probe(model, args))
         return 0
     summary = end_to_end(args)
-    print(json.dumps(summary), flush=True)
+    emit(summary)
     return 0 if all(r["rc"] == 0 for r in summary["runs"]) and len(summary["runs"]) == 2 else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -11,7 +11,7 @@
 #                         the epoch's first batch: every synchronising call with its file and line
 #   3. pytest_gpu.txt     pytest -m gpu but the compile test (step 7 compiles); the CPU smoke run collects and skips
 #   4. train_bench.jsonl  throughput: conventional vs each speed setting alone vs all (ResNet50 batch 64), batch 256,
-#                         MGN; 200 timed steps each after the warm-up (benchmarks/train_bench.py)
+#                         MGN; 200 timed steps each after the warm-up (python -m benchmarks.train_bench)
 #   5. eval_bench.jsonl   Market-1501- and MSMT17-size evaluation (with and without verification) and re-ranking:
 #                         time and peak memory, 2 runs each
 #   6. end_to_end.txt     tools/train.py: MGN on the synthetic set, 2 epochs with re-ranking and the report, then
@@ -110,10 +110,10 @@ if command -v nvidia-smi > /dev/null; then
 else
     echo "nvidia-smi: not found (no NVIDIA driver on this machine)" >> "$ENV"
 fi
-step env-versions 30 "$ENV" "$PY" benchmarks/gpu_check.py env
+step env-versions 30 "$ENV" "$PY" -m benchmarks.gpu_check env
 
 # -- 2. sync probe (generates the synthetic set the later steps share) ------------------------------------------
-step sync-probe 120 "$OUT/sync_probe.jsonl" "$PY" benchmarks/gpu_check.py sync-probe --device $DEVICE \
+step sync-probe 120 "$OUT/sync_probe.jsonl" "$PY" -m benchmarks.gpu_check sync-probe --device $DEVICE \
     --root "$DATA" --steps 20 "${SYN[@]}"
 
 # -- 3. GPU tests -----------------------------------------------------------------------------------------------
@@ -122,26 +122,26 @@ step pytest-gpu 150 "$OUT/pytest_gpu.txt" "$PY" -m pytest -m gpu -v -rs -p no:ca
 # -- 4. training throughput -------------------------------------------------------------------------------------
 BENCH=$OUT/train_bench.jsonl
 if [[ $SMOKE == 1 ]]; then
-    step train-bench 60 "$BENCH" "$PY" benchmarks/train_bench.py --device $DEVICE --root "$DATA" "${TRAIN[@]}"
+    step train-bench 60 "$BENCH" "$PY" -m benchmarks.train_bench --device $DEVICE --root "$DATA" "${TRAIN[@]}"
 else
-    step train-bench-resnet50-64 100 "$BENCH" "$PY" benchmarks/train_bench.py --device $DEVICE --root "$DATA" \
+    step train-bench-resnet50-64 100 "$BENCH" "$PY" -m benchmarks.train_bench --device $DEVICE --root "$DATA" \
         "${TRAIN[@]}" --models resnet50 --batches 64
-    step train-bench-resnet50-256 60 "$BENCH" "$PY" benchmarks/train_bench.py --device $DEVICE --root "$DATA" \
+    step train-bench-resnet50-256 60 "$BENCH" "$PY" -m benchmarks.train_bench --device $DEVICE --root "$DATA" \
         "${TRAIN[@]}" --models resnet50 --batches 256 --variants conventional,fast
-    step train-bench-mgn-64 60 "$BENCH" "$PY" benchmarks/train_bench.py --device $DEVICE --root "$DATA" \
+    step train-bench-mgn-64 60 "$BENCH" "$PY" -m benchmarks.train_bench --device $DEVICE --root "$DATA" \
         "${TRAIN[@]}" --models mgn --batches 64 --variants conventional,fast
 fi
 
 # -- 5. evaluation and re-ranking -------------------------------------------------------------------------------
 for set in "${EVAL_SETS[@]}"; do
-    step "eval-$set" 75 "$OUT/eval_bench.jsonl" "$PY" benchmarks/eval_bench.py --dataset "$set" "${EVAL[@]}" \
+    step "eval-$set" 75 "$OUT/eval_bench.jsonl" "$PY" -m benchmarks.eval_bench --dataset "$set" "${EVAL[@]}" \
         $([[ $set == msmt17 ]] && echo --no-baseline)
-    step "rerank-$set" 45 "$OUT/eval_bench.jsonl" "$PY" benchmarks/rerank_bench.py --dataset "$set" "${EVAL[@]}" \
+    step "rerank-$set" 45 "$OUT/eval_bench.jsonl" "$PY" -m benchmarks.rerank_bench --dataset "$set" "${EVAL[@]}" \
         $([[ $SMOKE == 0 ]] && echo --no-baseline)
 done
 
 # -- 6. end to end ----------------------------------------------------------------------------------------------
-step end-to-end 120 "$OUT/end_to_end.txt" "$PY" benchmarks/gpu_check.py end-to-end --device $DEVICE --root "$DATA" \
+step end-to-end 120 "$OUT/end_to_end.txt" "$PY" -m benchmarks.gpu_check end-to-end --device $DEVICE --root "$DATA" \
     --out "$DATA/end_to_end" "${SYN[@]}"
 cat "$DATA/end_to_end/log.txt" >> "$OUT/end_to_end.txt" 2>/dev/null
 
@@ -154,7 +154,7 @@ if [[ $SMOKE == 1 ]]; then
 elif ((BUDGET - SECONDS >= 100)); then
     # A cold compile, as a user's first run has it: inductor's on-disk caches (warmed by step 3) are not used.
     step compile $((BUDGET - SECONDS)) "$COMPILE" env TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 "$PY" \
-        benchmarks/train_bench.py --device $DEVICE --root "$DATA" "${TRAIN[@]}" --models resnet50 --batches 64 \
+        -m benchmarks.train_bench --device $DEVICE --root "$DATA" "${TRAIN[@]}" --models resnet50 --batches 64 \
         --variants fast,fast_compile
 else
     echo "{\"step\": \"compile\", \"skipped\": \"$((BUDGET - SECONDS)) s left, fewer than 100\"}" > "$COMPILE"

@@ -1,34 +1,30 @@
-"""Re-ranking benchmark: sparse `re_ranking` against the textbook dense NumPy version (the test reference).
+"""Re-ranking benchmark: sparse `re_ranking` against the textbook dense NumPy version (the tests' reference).
 
-Same random features as `eval_bench.py` (query + gallery without junk: Market-1501 N = 19,281, MSMT17
+Same random features as `eval_bench` (`splits.py`; query + gallery without junk: Market-1501 N = 19,281, MSMT17
 N = 93,820), L2-normalised. Each measurement runs in a fresh subprocess (on a GPU after an untimed warm-up on a
 small slice); ours runs --repeat times (2). One JSON line per measurement. The
 dense baseline runs in float32 like the authors' code, only where its N x N matrices fit (Market-1501 needs
 about 10 GB); its output is compared with ours (max absolute difference).
 
-    python benchmarks/rerank_bench.py --dataset market --device cpu
-    python benchmarks/rerank_bench.py --dataset msmt17 --device cuda --no-baseline
+    python -m benchmarks.rerank_bench --dataset market --device cpu
+    python -m benchmarks.rerank_bench --dataset msmt17 --device cuda --no-baseline
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reid.evaluation import re_ranking
 
-from eval_bench import (  # noqa: E402
-    SPLITS, WARMUP_ROWS, base_parser, common_fields, device_name, make_split, peer_status, run_measurement,
-    setup_worker, spawn, worker_argv,
-)
+from .common import device_name, emit, peer_status
+from .measure import WARMUP_ROWS, base_parser, common_fields, run_measurement, setup_worker, spawn, worker_argv
+from .references import dense_re_ranking_reference
+from .splits import SPLITS, make_split
 
-from reid.evaluation import re_ranking  # noqa: E402
+MODULE = "benchmarks.rerank_bench"  # run again by spawn, once per measurement
 
 # Bytes per N^2 entry the dense baseline holds at its peak (float32 distances, int64 argsort, V, V_qe, temporaries).
 DENSE_BYTES_PER_ENTRY = 28
@@ -45,9 +41,6 @@ def worker(args: argparse.Namespace) -> dict:
                                      args.repeat, warmup=lambda: re_ranking(q[:nq], g[:ng], args.k1, args.k2,
                                                                             args.lambda_value))
         return {**stats, "output_checksum": float(out.double().sum())}
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_eval_reranking import dense_re_ranking_reference
-
     qn, gn = q.cpu().numpy(), g.cpu().numpy()
     stats, dense = run_measurement(
         lambda: dense_re_ranking_reference(qn, gn, args.k1, args.k2, args.lambda_value, dtype=np.float32), "cpu", 1)
@@ -58,7 +51,7 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = base_parser(__doc__)
+    parser = base_parser(__doc__, MODULE)
     parser.add_argument("--k1", type=int, default=20)
     parser.add_argument("--k2", type=int, default=6)
     parser.add_argument("--lambda-value", type=float, default=0.3)
@@ -67,7 +60,7 @@ def main() -> None:
                         help="skip the dense NumPy re-ranking and the peer toolkits' check")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args)))
+        emit(worker(args))
         return
     split = SPLITS[args.dataset]
     num = split.num_query + split.num_gallery
@@ -77,7 +70,7 @@ def main() -> None:
             "--repeat", str(args.repeat)]
     local = (lambda a: worker(parser.parse_args(["--worker", *a]))) if args.in_process else None
     ours = {**common, "what": "re_ranking(features)", "impl": "reid",
-            **spawn(__file__, [*argv, "--impl", "reid"], local)}
+            **spawn(MODULE, [*argv, "--impl", "reid"], local)}
     need_gb = DENSE_BYTES_PER_ENTRY * num**2 / 2**30
     free_gb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     if args.no_baseline:
@@ -85,9 +78,9 @@ def main() -> None:
     elif need_gb > 0.8 * free_gb:
         ours["baseline"] = f"skipped: the dense version needs about {need_gb:.0f} GB, {free_gb:.0f} GB free"
     else:
-        base = spawn(__file__, [*argv, "--impl", "dense_numpy"], local)
-        print(json.dumps({**common, "what": "re_ranking(features)", "impl": "dense_numpy_reference_float32",
-                          "device": "cpu", "device_name": device_name("cpu"), **base}))
+        base = spawn(MODULE, [*argv, "--impl", "dense_numpy"], local)
+        emit({**common, "what": "re_ranking(features)", "impl": "dense_numpy_reference_float32", "device": "cpu",
+              "device_name": device_name("cpu"), **base})
         if "wall_s" in base and "wall_s" in ours:
             ours["baseline_wall_s"] = base["wall_s"]
             ours["speedup_vs_baseline"] = round(base["wall_s"] / ours["wall_s"], 2)
@@ -96,7 +89,7 @@ def main() -> None:
             ours["entries_over_1e-4_vs_baseline"] = base.get("entries_over_1e-4")
     if not args.no_baseline:
         ours["peers"] = peer_status({"fastreid": "fastreid.evaluation.rerank", "torchreid": "torchreid.reid.utils.rerank"})
-    print(json.dumps(ours), flush=True)
+    emit(ours)
 
 
 if __name__ == "__main__":

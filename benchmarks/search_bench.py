@@ -1,37 +1,30 @@
 """Search benchmark: FAISS gallery indexes (reid/index.py) against reid's exact torch search, in the same run.
 
 A gallery of `--size` structured random features (identity centres in a low-dimensional latent space projected to
-`--dim`, per-image noise, L2-normalised, as in eval_bench.py) and `--queries` queries (other views of gallery
+`--dim`, per-image noise, L2-normalised, as in eval_bench) and `--queries` queries (other views of gallery
 identities). For each index kind: build time, index size, the process's peak RSS, queries/s (all queries in one
 call; the median of --repeat calls) and recall@k against the exact search's top-k. One JSON line per measurement.
 
-    python benchmarks/search_bench.py                         # 1 M x 512 on the CPU: exact, flat, ivfpq
-    python benchmarks/search_bench.py --kinds ivfpq,hnsw --size 200000
-    python benchmarks/search_bench.py --size 10000000 --device cuda   # with faiss-gpu
+    python -m benchmarks.search_bench                         # 1 M x 512 on the CPU: exact, flat, ivfpq
+    python -m benchmarks.search_bench --kinds ivfpq,hnsw --size 200000
+    python -m benchmarks.search_bench --size 10000000 --device cuda   # with faiss-gpu
 """
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
-from pathlib import Path
 from typing import Callable, Tuple, TypeVar
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from reid.api import search
+from reid.index import DEFAULTS, build_index
 
-from eval_bench import device_name, peak_rss_mb  # noqa: E402
-from reid.api import search  # noqa: E402
-from reid.index import DEFAULTS, build_index  # noqa: E402
+from .common import device_name, emit, peak_rss_mb, timed_calls
+from .splits import LATENT
 
 T = TypeVar("T")
-
-LATENT = 64
 
 
 def make_data(size: int, queries: int, dim: int, ids: int, seed: int = 0):
@@ -53,7 +46,8 @@ def make_data(size: int, queries: int, dim: int, ids: int, seed: int = 0):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.search_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1_000_000, help="gallery vectors (default 1 M)")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=1000)
@@ -72,8 +66,8 @@ def main() -> None:
               "torch_threads": torch.get_num_threads()}
     t0 = time.perf_counter()
     gallery, queries = make_data(args.size, args.queries, args.dim, args.ids)
-    print(json.dumps({**common, "what": "data", "seconds": round(time.perf_counter() - t0, 2),
-                      "gallery_mb": round(gallery.nbytes / 2**20, 1), "peak_rss_mb": peak_rss_mb()}), flush=True)
+    emit({**common, "what": "data", "seconds": round(time.perf_counter() - t0, 2),
+          "gallery_mb": round(gallery.nbytes / 2**20, 1), "peak_rss_mb": peak_rss_mb()})
     names = [str(i) for i in range(args.size)]
     q = torch.from_numpy(queries)
     g = torch.from_numpy(gallery).to(args.device)
@@ -81,8 +75,8 @@ def main() -> None:
     exact_s, (_, exact) = timed(lambda: search(q.to(args.device), g, args.k), args.repeat, args.device)
     exact = exact.cpu().numpy()
     exact_qps = args.queries / exact_s
-    print(json.dumps({**common, "what": "exact torch search", "seconds": round(exact_s, 3), "repeat": args.repeat,
-                      "queries_per_s": round(exact_qps, 1), "peak_rss_mb": peak_rss_mb()}), flush=True)
+    emit({**common, "what": "exact torch search", "seconds": round(exact_s, 3), "repeat": args.repeat,
+          "queries_per_s": round(exact_qps, 1), "peak_rss_mb": peak_rss_mb()})
     del g
     for kind in args.kinds.split(","):
         t0 = time.perf_counter()
@@ -101,26 +95,17 @@ def main() -> None:
                                        args.device)
             recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(found.tolist(), exact.tolist())]))
             params = {**DEFAULTS[kind], **index.params, **extra}
-            print(json.dumps({**common, "what": f"{kind} index", "params": params, "build_s": round(build_s, 2),
-                              "index_mb": round(size_mb, 1), "peak_rss_mb": peak_rss_mb(),
-                              "seconds": round(seconds, 3), "repeat": args.repeat,
-                              "queries_per_s": round(args.queries / seconds, 1),
-                              "speedup_vs_exact": round(exact_s / seconds, 2),
-                              f"recall_at_{args.k}": round(recall, 4)}), flush=True)
+            emit({**common, "what": f"{kind} index", "params": params, "build_s": round(build_s, 2),
+                  "index_mb": round(size_mb, 1), "peak_rss_mb": peak_rss_mb(), "seconds": round(seconds, 3),
+                  "repeat": args.repeat, "queries_per_s": round(args.queries / seconds, 1),
+                  "speedup_vs_exact": round(exact_s / seconds, 2), f"recall_at_{args.k}": round(recall, 4)})
         del index
 
 
 def timed(call: Callable[[], T], repeat: int, device: str) -> Tuple[float, T]:
     """(median seconds of ``repeat`` calls, the last call's result); on a GPU each call ends synchronised, so its
     queued kernels are timed with it."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    sync()  # the warm-up's queued work is not timed
-    times = []
-    for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        result = call()
-        sync()
-        times.append(time.perf_counter() - t0)
+    times, result = timed_calls(call, repeat, device)
     return float(np.median(times)), result
 
 

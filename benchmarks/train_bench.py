@@ -21,20 +21,17 @@ The first step's time is reported apart (``first_step_s``: cuDNN autotuning, and
 set-ups, where it is also ``compile_s``); ``images_per_s`` is the steady state without it. Each line says where the
 image cache sits (``cache``: device / host, its size). One JSON line per measurement on stdout (the log on stderr).
 
-    python benchmarks/train_bench.py --device cuda                               # ResNet50 and MGN, batch 64
-    python benchmarks/train_bench.py --device cuda --models resnet50 --batches 64,256
-    python benchmarks/train_bench.py --device cuda --variants fast --compile     # + compile, fast_compile
-    python benchmarks/train_bench.py --tiny                                      # seconds on a CPU (the CI test)
+    python -m benchmarks.train_bench --device cuda                               # ResNet50 and MGN, batch 64
+    python -m benchmarks.train_bench --device cuda --models resnet50 --batches 64,256
+    python -m benchmarks.train_bench --device cuda --variants fast --compile     # + compile, fast_compile
+    python -m benchmarks.train_bench --tiny                                      # seconds on a CPU (the CI test)
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import json
-import logging
 import os
-import platform
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -43,64 +40,14 @@ from typing import Dict, Iterator, List, Optional
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from reid.engine.hooks import HISTORY
+from reid.engine.trainer import Trainer
 
-from reid.config import load_cfg  # noqa: E402
-from reid.engine.hooks import HISTORY  # noqa: E402
-from reid.engine.trainer import Trainer  # noqa: E402
+from .common import device_label, emit, fp32_precision, load_average, log_to_stderr, synchronize
+from .training_setups import VARIANTS, add_data_options, build_cfg, use_tiny_data, variant_settings
 
-CONFIGS = {"resnet50": ROOT / "configs/Market1501/resnet50_circle.yml",
-           "mgn": ROOT / "configs/Market1501/mgn_circle.yml"}
-TINY_SIZES = {"resnet50": "[64, 32]", "mgn": "[96, 32]"}
-
-BASELINE = {"DATALOADER.PIPELINE": "workers", "SOLVER.AMP": "off", "MODEL.CHANNELS_LAST": "False",
-            "MODEL.COMPILE": "False", "SOLVER.FUSED": "True"}
-FACTORS = {"gpu_pipeline": {"DATALOADER.PIPELINE": "gpu"}, "bf16": {"SOLVER.AMP": "bf16"},
-           "channels_last": {"MODEL.CHANNELS_LAST": "True"}, "compile": {"MODEL.COMPILE": "True"}}
-VARIANTS: Dict[str, Dict[str, str]] = {
-    "conventional": {},
-    **FACTORS,
-    "fast": {**FACTORS["gpu_pipeline"], **FACTORS["bf16"], **FACTORS["channels_last"]},
-    "fast_compile": {**FACTORS["gpu_pipeline"], **FACTORS["bf16"], **FACTORS["channels_last"], **FACTORS["compile"]},
-}
 COMPILED = ("compile", "fast_compile")
 EXTRA_WARMUP = 5  # steps after the prefetched batches are drained, before the clock starts
-
-
-def variant_settings(variant: str) -> Dict[str, str]:
-    """The config values of a set-up (the baseline's, overridden by the variant's)."""
-    return {**BASELINE, **VARIANTS[variant]}
-
-
-def data_settings(args: argparse.Namespace) -> List[str]:
-    syn = "DATASETS.SYNTHETIC."
-    return ["DATASETS.ROOT", args.root, "DATASETS.NAMES", "['Synthetic']", "DATASETS.TESTS", "['Synthetic']",
-            syn + "NUM_TRAIN_IDS", str(args.ids), syn + "IMAGES_PER_ID", str(args.images_per_id),
-            syn + "NUM_TEST_IDS", str(args.test_ids), syn + "NUM_DISTRACTORS", str(args.test_ids),
-            syn + "NUM_JUNK", str(args.test_ids // 4),
-            # the fast pipeline's cache is decoded once, into a file later set-ups reuse (then copied to the GPU)
-            "DATALOADER.CACHE_RAM_GB", "0.0", "DATALOADER.CACHE_DIR", str(Path(args.root) / "cache")]
-
-
-def model_settings(model: str, batch: int, args: argparse.Namespace) -> List[str]:
-    opts = ["MODEL.BACKBONE.PRETRAIN", "False", "MODEL.DEVICE", args.device, "SOLVER.IMS_PER_BATCH", str(batch),
-            "DATALOADER.NUM_INSTANCE", "4", "DATALOADER.NUM_WORKERS", str(args.workers), "VIS.REPORT", "False",
-            "SOLVER.LOG_PERIOD", "1000000"]
-    if args.tiny:
-        opts += ["MODEL.BACKBONE.DEPTH", "18", "MODEL.BACKBONE.LAYERS", "[1, 1, 1, 1]", "MODEL.BACKBONE.WIDTH", "8",
-                 "INPUT.SIZE_TRAIN", TINY_SIZES[model], "INPUT.SIZE_TEST", TINY_SIZES[model]]
-    return opts
-
-
-def config_opts(model: str, variant: str, batch: int, args: argparse.Namespace) -> List[str]:
-    """The config overrides of one model, set-up and batch on the synthetic set (KEY VALUE pairs, flattened)."""
-    settings = [x for kv in variant_settings(variant).items() for x in kv]
-    return data_settings(args) + model_settings(model, batch, args) + settings
-
-
-def build_cfg(model: str, variant: str, batch: int, args: argparse.Namespace, output_dir: str, *extra: str):
-    return load_cfg(CONFIGS[model], config_opts(model, variant, batch, args) + ["OUTPUT_DIR", output_dir, *extra])
 
 
 def endless(trainer: Trainer) -> Iterator[Dict[str, object]]:
@@ -130,33 +77,9 @@ def cache_report(trainer: Trainer) -> Optional[dict]:
             "where": str(cache.on_device.device) if cache.on_device is not None else "host"}
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or platform.machine()
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
-
-
-def device_label(device: torch.device) -> str:
-    """``cuda: <GPU name>`` / ``cpu: <CPU model>``."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return f"{device.type}: {name}"
-
-
-def fp32_precision() -> Dict[str, str]:
-    """torch's fp32_precision of cuDNN convolutions and cuBLAS matrix products (TF32 or full float32)."""
-    return {"conv": torch.backends.cudnn.conv.fp32_precision, "matmul": torch.backends.cuda.matmul.fp32_precision}
-
-
 def environment(device: torch.device) -> dict:
     return {"device": device_label(device), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "load_avg_1min": round(os.getloadavg()[0], 2), "fp32_precision": fp32_precision()}
+            "load_avg_1min": load_average(), "fp32_precision": fp32_precision()}
 
 
 def free_memory(device: torch.device) -> None:
@@ -181,20 +104,20 @@ def measure_throughput(model: str, variant: str, batch: int, args: argparse.Name
         batches = endless(trainer)
         drained = prefetched_batches(trainer)
         warmup = max(args.warmup, drained + EXTRA_WARMUP)
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         trainer.train_step(next(batches))
-        sync(device)
+        synchronize(device)
         first_step_s = time.perf_counter() - start
         for _ in range(warmup - 1):
             trainer.train_step(next(batches))
-        sync(device)
+        synchronize(device)
         start, images = time.perf_counter(), 0
         for _ in range(args.iters):
             b = next(batches)
             trainer.train_step(b)
             images += b["images"].shape[0]
-        sync(device)
+        synchronize(device)
         elapsed = time.perf_counter() - start
         peak = round(torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None
         line = {"bench": "train_throughput", "model": model, "variant": variant, "batch": batch,
@@ -234,7 +157,8 @@ def measure_epoch(model: str, variant: str, args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_bench", description=__doc__.splitlines()[0],
+                                epilog=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="MODEL.DEVICE: auto, cpu, cuda, cuda:N")
     p.add_argument("--models", default="resnet50,mgn", help="comma-separated: resnet50, mgn")
@@ -245,13 +169,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=200, help="timed iterations per set-up")
     p.add_argument("--warmup", type=int, default=10,
                    help=f"least untimed iterations first (raised to the prefetched batches + {EXTRA_WARMUP})")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="DATALOADER.NUM_WORKERS: loader processes of the workers pipeline, decode threads of gpu")
     p.add_argument("--root", default=None, help="DATASETS.ROOT for the synthetic set; default: a temporary folder "
                                                 "removed at the end (give one to keep the generated set)")
-    p.add_argument("--ids", type=int, default=751, help="training identities (Market-1501: 751)")
-    p.add_argument("--images-per-id", type=int, default=17, help="images per identity (Market-1501: ~17)")
-    p.add_argument("--test-ids", type=int, default=100, help="test identities (evaluation cost of the epoch run)")
+    add_data_options(p, images_per_id=17, test_ids=100)
     p.add_argument("--epoch-model", default="", help="also time one whole epoch of this model ('': none)")
     p.add_argument("--tiny", action="store_true",
                    help="CPU smoke run: ResNet18-like width 8, tiny inputs and data, 3 timed iterations")
@@ -260,8 +180,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown --variants {unknown}; choose from {list(VARIANTS)}")
     if args.tiny:
-        args.ids, args.images_per_id, args.test_ids = 8, 6, 8
-        args.iters, args.warmup, args.batches, args.workers = 3, 1, "16", 0
+        use_tiny_data(args)
+        args.iters, args.warmup, args.batches = 3, 1, "16"
     return args
 
 
@@ -275,8 +195,7 @@ def variants(args: argparse.Namespace) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    # The engine's log goes to stderr (setup_logger keeps an existing console handler): stdout is JSON only.
-    logging.getLogger("reid").addHandler(logging.StreamHandler(sys.stderr))
+    log_to_stderr()
     if args.tiny:
         torch.set_num_threads(1)  # tiny models: thread synchronisation would cost more than it saves
     with ExitStack() as stack:
@@ -290,10 +209,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                     baseline = baseline or line["images_per_s"]
                     line["conventional_images_per_s"] = baseline
                     line["speedup_vs_conventional"] = line["images_per_s"] / baseline
-                    print(json.dumps(line), flush=True)
+                    emit(line)
         if args.epoch_model:
             for variant in ("conventional", "fast"):
-                print(json.dumps(measure_epoch(args.epoch_model, variant, args)), flush=True)
+                emit(measure_epoch(args.epoch_model, variant, args))
 
 
 if __name__ == "__main__":

@@ -11,34 +11,7 @@ from reid.evaluation import (EvaluationError, RankResult, chance_level, compute_
 from reid.evaluation.table import ResultRow, format_rows
 from reid.utils.errors import ReIDError
 
-
-def brute_force_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, cross_camera=True,
-                     q_image_ids=None, g_image_ids=None):
-    """Definitions, one query at a time: rank by (distance, index), drop same pid + same camera and junk.
-
-    With ``cross_camera=False``: drop same pid + same image id (nothing when no image ids are given) and junk."""
-    distmat = np.asarray(distmat)
-    num_q = distmat.shape[0]
-    ap, inp = np.full(num_q, np.nan), np.full(num_q, np.nan)
-    cmc_rows = []
-    for i in range(num_q):
-        order = np.argsort(distmat[i], kind="stable")
-        pids, cams = g_pids[order], g_camids[order]
-        if cross_camera:
-            keep = (pids != -1) & ~((pids == q_pids[i]) & (cams == q_camids[i]))
-        elif q_image_ids is None:
-            keep = pids != -1
-        else:
-            keep = (pids != -1) & ~((pids == q_pids[i]) & (np.asarray(g_image_ids)[order] == q_image_ids[i]))
-        matches = pids[keep] == q_pids[i]
-        if not matches.any():
-            continue
-        ranks = np.flatnonzero(matches) + 1
-        ap[i] = np.mean(np.arange(1, len(ranks) + 1) / ranks)
-        inp[i] = len(ranks) / ranks[-1]
-        cmc_rows.append((np.arange(1, max_rank + 1) >= ranks[0]).astype(np.float64))
-    valid = ~np.isnan(ap)
-    return np.mean(cmc_rows, axis=0), ap[valid].mean(), inp[valid].mean(), int(valid.sum()), ap, inp
+from benchmarks.references import brute_force_rank
 
 
 def random_case(seed, num_q=40, num_g=300, num_ids=25, num_cams=4, levels=None, dtype=np.float64):

@@ -5,55 +5,7 @@ import torch
 
 from reid.evaluation import EvaluationError, evaluate, evaluate_rank, re_ranking
 
-
-def dense_re_ranking_reference(q_feats, g_feats, k1=20, k2=6, lambda_value=0.3, dtype=np.float64):
-    """Zhong et al. (CVPR 2017) as in the authors' code, with dense N x N matrices; ties by stable argsort.
-
-    Also the benchmark baseline (with dtype=np.float32, as the original code).
-    """
-    feats = np.concatenate([q_feats, g_feats]).astype(dtype)
-    num_query, num_all = len(q_feats), len(feats)
-    sq = (feats**2).sum(1)
-    dist = np.maximum(sq[:, None] + sq[None, :] - 2 * feats @ feats.T, 0)
-    np.fill_diagonal(dist, 0)
-    original_dist = dist / dist.max(axis=1, keepdims=True)
-    del dist
-    initial_rank = np.argsort(original_dist, axis=1, kind="stable")
-    V = np.zeros_like(original_dist)
-    half = int(np.around(k1 / 2.0)) + 1
-    for i in range(num_all):
-        forward = initial_rank[i, : k1 + 1]
-        backward = initial_rank[forward, : k1 + 1]
-        k_reciprocal = forward[np.where(backward == i)[0]]
-        expansion = k_reciprocal
-        for candidate in k_reciprocal:
-            c_forward = initial_rank[candidate, :half]
-            c_backward = initial_rank[c_forward, :half]
-            c_reciprocal = c_forward[np.where(c_backward == candidate)[0]]
-            if len(np.intersect1d(c_reciprocal, k_reciprocal)) > 2.0 / 3 * len(c_reciprocal):
-                expansion = np.append(expansion, c_reciprocal)
-        expansion = np.unique(expansion)
-        weight = np.exp(-original_dist[i, expansion])
-        V[i, expansion] = weight / weight.sum()
-    original_dist = original_dist[:num_query]
-    if k2 != 1:
-        V_qe = np.zeros_like(V)
-        for i in range(num_all):
-            V_qe[i] = V[initial_rank[i, :k2]].mean(axis=0)
-        V = V_qe
-        del V_qe
-    del initial_rank
-    inv_index = [np.where(V[:, t] != 0)[0] for t in range(num_all)]
-    jaccard = np.zeros_like(original_dist)
-    for i in range(num_query):
-        temp_min = np.zeros(num_all, dtype=dtype)
-        nonzero = np.where(V[i] != 0)[0]
-        for t in nonzero:
-            rows = inv_index[t]
-            temp_min[rows] += np.minimum(V[i, t], V[rows, t])
-        jaccard[i] = 1 - temp_min / (2.0 - temp_min)
-    final = jaccard * (1 - lambda_value) + original_dist * lambda_value
-    return final[:, num_query:]
+from benchmarks.references import dense_re_ranking_reference
 
 
 def clustered_features(seed, num_q=60, num_g=240, dim=32, num_ids=30, noise=0.6, normalise=True):

@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from benchmarks.gpu_check import recorded_sync_warnings
+
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["compile.jsonl", "end_to_end.txt", "env.txt", "eval_bench.jsonl", "gpu_check.log", "pytest_gpu.txt",
          "sync_probe.jsonl", "train_bench.jsonl"]
@@ -59,9 +61,6 @@ def _step_that_synchronises():
 
 
 def test_sync_probe_records_each_synchronising_call_with_its_stack():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from gpu_check import recorded_sync_warnings
-
     found = {}
     with recorded_sync_warnings(found):
         for _ in range(3):

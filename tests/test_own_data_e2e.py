@@ -19,8 +19,9 @@ from reid.config import load_cfg
 from reid.data import build_dataset, build_test_set
 from reid.evaluation import compute_distance, topk_valid
 
+from benchmarks.references import brute_force_rank
 from conftest import TINY_TRAINING
-from test_eval_rank import assert_same, brute_force_rank
+from test_eval_rank import assert_same
 
 REPO = Path(__file__).resolve().parents[1]
 

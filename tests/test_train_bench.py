@@ -1,4 +1,4 @@
-"""benchmarks/train_bench.py --tiny runs on a CPU in seconds, prints the promised JSON lines and leaves no files."""
+"""python -m benchmarks.train_bench --tiny runs on a CPU in seconds, prints the promised JSON lines and leaves no files."""
 import json
 import os
 import subprocess
@@ -12,7 +12,7 @@ VARIANTS = ["conventional", "gpu_pipeline", "bf16", "channels_last", "fast"]
 def test_tiny_train_bench_measures_every_factor_alone_for_both_models(tmp_path):
     scratch = tmp_path / "tmp"  # the benchmark's default --root is a temporary folder: it must be gone at the end
     scratch.mkdir()
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_bench.py"), "--tiny", "--device", "cpu",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.train_bench", "--tiny", "--device", "cpu",
                            "--epoch-model", "resnet50"], capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env={**os.environ, "TMPDIR": str(scratch)})
     assert proc.returncode == 0, proc.stderr[-3000:]
