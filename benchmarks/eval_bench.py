@@ -64,13 +64,10 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = base_parser(__doc__, MODULE)
+    parser = base_parser(__doc__, MODULE, repeat=3, baseline="the argsort-based NumPy evaluator")
     parser.add_argument("--mode", choices=["distmat", "features", "both"], default=None,
                         help="evaluate_rank from a distance matrix, evaluate from features, or both "
                              "(default: both for market, features for msmt17)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported, all listed)")
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="skip the argsort-based NumPy evaluator and the peer toolkits' check")
     parser.add_argument("--no-verification", action="store_true",
                         help="skip evaluate(features) with the verification metrics counted in the same pass")
     args = parser.parse_args()

@@ -88,10 +88,13 @@ def setup_worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def base_parser(doc: str, module: str) -> argparse.ArgumentParser:
-    """Options shared by the evaluation benchmarks (the hidden ones are for the measuring subprocess)."""
+def base_parser(doc: str, module: str, repeat: int, baseline: str) -> argparse.ArgumentParser:
+    """Options shared by the evaluation benchmarks (the hidden ones are for the measuring subprocess): ``repeat``
+    is the default of --repeat, ``baseline`` what --no-baseline skips."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=repeat, help="timed runs of ours (best is reported, all listed)")
+    parser.add_argument("--no-baseline", action="store_true", help=f"skip {baseline} and the peer toolkits' check")
     parser.add_argument("--dataset", choices=sorted(SPLITS), default="market")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dim", type=int, default=2048, help="feature dimension")

@@ -51,13 +51,10 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = base_parser(__doc__, MODULE)
+    parser = base_parser(__doc__, MODULE, repeat=2, baseline="the dense NumPy re-ranking")
     parser.add_argument("--k1", type=int, default=20)
     parser.add_argument("--k2", type=int, default=6)
     parser.add_argument("--lambda-value", type=float, default=0.3)
-    parser.add_argument("--repeat", type=int, default=2, help="timed runs of ours (best is reported, all listed)")
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="skip the dense NumPy re-ranking and the peer toolkits' check")
     args = parser.parse_args()
     if args.worker:
         emit(worker(args))
