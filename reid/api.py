@@ -36,7 +36,7 @@ from .registry import INTERPOLATION_REGISTRY
 from .utils.env import resolve_device
 from .utils.errors import CheckpointError, ConfigError, DatasetError
 from .utils.files import atomic_write, file_sha256
-from .zoo import pretrained_checkpoint
+from .checkpoint.zoo import pretrained_checkpoint
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 Images = Union[ImageLike, Sequence[ImageLike], torch.Tensor]
@@ -104,7 +104,7 @@ class ReIDModel:
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto",
                         cache_dir: Optional[str | os.PathLike] = None, trust_pickle: bool = False) -> "ReIDModel":
         """A published model by zoo name (e.g. "torchreid/osnet_x1_0_msmt17", "fastreid/market_sbs_R50-ibn"; see
-        ``reid.zoo.ZOO``) or a local checkpoint path.
+        ``reid.checkpoint.zoo.ZOO``) or a local checkpoint path.
 
         A zoo model is downloaded into ``cache_dir`` (default $REID_HOME/zoo or ~/.cache/reid/zoo), converted once
         (verified against the peer's own model when that is installed) and cached. Offline, the error names the

@@ -18,7 +18,7 @@ LAYERS = [
     ("utils", "version"),
     ("config", "registry"),
     ("data", "modeling", "evaluation", "checkpoint", "solver"),
-    ("analysis", "visualization", "export", "api", "zoo", "index"),
+    ("analysis", "visualization", "export", "api", "index"),
     ("engine",),
     ("cli",),
 ]
