@@ -1,4 +1,4 @@
-"""Search benchmark: FAISS gallery indexes (reid/index.py) against reid's exact torch search, in the same run.
+"""Search benchmark: FAISS gallery indexes (reid/gallery/index.py) against reid's exact torch search, in the same run.
 
 A gallery of `--size` structured random features (identity centres in a low-dimensional latent space projected to
 `--dim`, per-image noise, L2-normalised, as in eval_bench.py) and `--queries` queries (other views of gallery
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from eval_bench import device_name, peak_rss_mb  # noqa: E402
 from reid.api import search  # noqa: E402
-from reid.index import DEFAULTS, build_index  # noqa: E402
+from reid.gallery import DEFAULTS, build_index  # noqa: E402
 
 T = TypeVar("T")
 
