@@ -1,7 +1,7 @@
 """Deployment benchmark: latency per crop of the exported test-time model on this machine's CPU, per runtime.
 
 For each model (ResNet-50 BoT baseline at 256x128, 2048-d; OSNet x0.25 at 256x128, 512-d: the smallest
-published model the importers read), the test-time module (``reid.api.EmbeddingModule``, no flip) is run by
+published model the importers read), the test-time module (``reid.inference.EmbeddingModule``, no flip) is run by
 PyTorch, exported with ``reid.export`` and run by the same runners the export verification uses (onnxruntime's
 CPU provider; OpenVINO's CPU runtime in f32). Weights are random (latency does not depend on them). For batch 1
 (a tracker's single new crop) and batch 32 (a frame's worth of crops): the median of ``--repeat`` timed calls
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from reid.api import EmbeddingModule
+from reid.inference import EmbeddingModule
 from reid.config import load_cfg
 from reid.export import FORMATS, export_module
 from reid.modeling import build_model

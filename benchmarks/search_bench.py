@@ -1,4 +1,4 @@
-"""Search benchmark: FAISS gallery indexes (reid/index.py) against reid's exact torch search, in the same run.
+"""Search benchmark: FAISS gallery indexes (reid/gallery/index.py) against reid's exact torch search, in the same run.
 
 A gallery of `--size` structured random features (identity centres in a low-dimensional latent space projected to
 `--dim`, per-image noise, L2-normalised, as in eval_bench) and `--queries` queries (other views of gallery
@@ -18,8 +18,7 @@ from typing import Callable, Tuple, TypeVar
 import numpy as np
 import torch
 
-from reid.api import search
-from reid.index import DEFAULTS, build_index
+from reid.gallery import DEFAULTS, build_index, search
 
 from .common import device_name, emit, peak_rss_mb, timed_calls
 from .splits import LATENT

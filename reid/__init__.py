@@ -10,7 +10,7 @@ __all__ = ["ReIDModel", "__version__"]
 
 def __getattr__(name: str):
     if name == "ReIDModel":
-        from .api import ReIDModel
+        from .inference import ReIDModel
 
         return ReIDModel
     raise AttributeError(f"module 'reid' has no attribute {name!r}")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from reid.api import ReIDModel, list_images
+from reid.inference import ReIDModel, list_images
 from reid.config import load_cfg
 from reid.data.transforms import build_test_transform
 from reid.checkpoint import Checkpointer, save_checkpoint

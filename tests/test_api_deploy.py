@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from reid.api import ReIDModel
+from reid.inference import ReIDModel
 from reid.checkpoint import load_checkpoint, save_checkpoint
 from reid.utils.errors import CheckpointError, DatasetError
 from test_api import make_checkpoint

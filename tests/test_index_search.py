@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from reid.api import FeatureFile, search
+from reid.gallery import FeatureFile, GalleryIndex, build_index, index_path, search
 from reid.checkpoint import load_checkpoint, save_checkpoint
 from reid.cli import extract as extract_tool, search as search_tool
 from reid.cli.parser import run_tool
-from reid.index import GalleryIndex, build_index, index_path
 from reid.utils.errors import CheckpointError, ConfigError, DatasetError
 from test_api import make_checkpoint
 from test_tools_extract_search import setup  # noqa: F401 - the shared fixture

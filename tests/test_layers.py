@@ -1,6 +1,7 @@
 """The package's layers, read from the source (every import statement, function-level ones included):
 
-    utils -> config -> data, modeling, evaluation, checkpoint, solver -> analysis, visualization, export, api
+    utils -> config -> data, modeling, evaluation, checkpoint, solver -> analysis, visualization, export, inference,
+      gallery, api (a re-export of the two)
       -> engine -> cli
 
 A module imports only from its own layer or the layers before it, and no import cycle exists, between modules
@@ -18,7 +19,7 @@ LAYERS = [
     ("utils", "version"),
     ("config", "registry"),
     ("data", "modeling", "evaluation", "checkpoint", "solver"),
-    ("analysis", "visualization", "export", "api", "zoo", "index"),
+    ("analysis", "visualization", "export", "inference", "gallery", "api"),
     ("engine",),
     ("cli",),
 ]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from peer_models import fastreid_model, torchreid_model
-from reid import zoo
-from reid.api import ReIDModel
+from reid.checkpoint import zoo
+from reid.inference import ReIDModel
 from reid.checkpoint import convert
 from reid.checkpoint.convert import SOURCES, ConversionError, convert_checkpoint, torchreid
 from reid.checkpoint.convert.fastreid import _reid_opts, read_config

@@ -86,14 +86,14 @@ def test_append_refuses_other_embedding_settings(setup, tmp_path, monkeypatch):
     """--append with the same checkpoint but a setting that changes embeddings (TEST.FLIP, INPUT.*) is refused,
     naming the keys; where the model runs (MODEL.DEVICE) is not such a setting. The checkpoint is hashed once per
     command (the check of the gallery and the new file's record share it)."""
-    import reid.api
+    import reid.inference.model
 
     hashed = []
-    def counted(path, real=reid.api.file_sha256):
+    def counted(path, real=reid.inference.model.file_sha256):
         hashed.append(path)
         return real(path)
 
-    for module in (reid.api, extract_tool):  # wherever a hash could be taken
+    for module in (reid.inference.model, extract_tool):  # wherever a hash could be taken
         monkeypatch.setattr(module, "file_sha256", counted, raising=False)
     root, ckpt = setup
     feats = tmp_path / "g.npz"

@@ -3,19 +3,13 @@ exactly or from a FAISS index, optionally keeping only the matches under a verif
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 
-from ..api import FeatureFile, ReIDModel, search
-from ..checkpoint import load_checkpoint
-from ..config import get_cfg
-from ..evaluation.query_expansion import expand_queries
-from ..index import GalleryIndex, index_path
-from ..utils.errors import CheckpointError, ConfigError, DatasetError
+from ..gallery import FeatureFile, Gallery
+from ..utils.errors import ConfigError, DatasetError
 from .parser import plain_parser, run_tool
 
 EPILOG = """examples:
@@ -62,40 +56,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.topk < 1:
         raise ConfigError(f"--topk must be >= 1, got {args.topk}.")
-    gallery = FeatureFile.load(args.gallery)
-    threshold = _threshold(args.threshold, gallery, args.gallery)
-    index = _index(args.index, gallery, args.gallery)
+    gallery = Gallery.open(args.gallery, index=args.index, device=args.device)
+    threshold = gallery.resolve_threshold(_threshold(args.threshold))
     if args.query_npz:
         queries = FeatureFile.load(args.query_npz)
         q_feats, q_names = torch.from_numpy(queries.features), queries.names
     else:
         _check_query_files(args.query)  # before the model is loaded
-        weights = args.weights or gallery.weights
-        if not weights:
-            raise CheckpointError(f"{args.gallery!r} records no checkpoint; pass --weights CKPT to embed the queries.")
-        model = ReIDModel.from_checkpoint(weights, config=gallery.config(), device=args.device)
-        q_feats, q_names = model.embed(args.query), list(args.query)
-    g_feats = torch.from_numpy(gallery.features)
-    overrides = {"nprobe": args.nprobe} if args.nprobe else {}
-    if args.aqe:
-        aqe = (gallery.config() or get_cfg()).TEST.AQE  # the gallery's TEST.AQE, or the defaults without a config
-
-        def neighbours(rows: torch.Tensor, k: int):  # the index's neighbours as (similarities, indices)
-            dist, idx = index.search(rows, gallery.features, k, args.device, **overrides)
-            return 1 - dist, idx
-
-        q_feats = expand_queries(q_feats, g_feats, aqe.QE_TIME, aqe.QE_K, aqe.ALPHA,
-                                 neighbours=None if index is None else neighbours)
-    if index is None:
-        dist, idx = search(q_feats, g_feats, args.topk)
-    else:
-        dist, idx = index.search(q_feats, gallery.features, args.topk, args.device, **overrides)
-    results = []
-    for q, name in enumerate(q_names):
-        matches = [{"rank": r + 1, "name": gallery.names[j], "distance": round(d, 6)}
-                   for r, (d, j) in enumerate(zip(dist[q].tolist(), idx[q].tolist()))
-                   if j >= 0 and (threshold is None or d <= threshold)]
-        results.append({"query": name, "matches": matches})
+        q_feats, q_names = gallery.query_model(args.weights).embed(args.query), list(args.query)
+    result = gallery.search(q_feats, args.topk, aqe=args.aqe, threshold=threshold, nprobe=args.nprobe)
+    results = [{"query": name, "matches": [{"rank": m.rank, "name": m.name, "distance": round(m.distance, 6)}
+                                           for m in result.matches(q)]}
+               for q, name in enumerate(q_names)]
     for res in results:
         print(f"query {res['query']}")
         print(f"  {'rank':>4}  {'distance':>8}  gallery")
@@ -103,15 +75,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"  {m['rank']:>4}  {m['distance']:>8.4f}  {m['name']}")
         if not res["matches"]:
             print("  (no gallery image within the threshold)")
-    how = "exact search" if index is None else f"{index.kind} index"
-    print(f"({len(gallery.names)} gallery images, {how}" +
+    kind = "exact" if gallery.index is None else gallery.index.kind
+    how = "exact search" if gallery.index is None else f"{kind} index"
+    print(f"({len(gallery)} gallery images, {how}" +
           (f", threshold {threshold:.6f}: same person when distance <= threshold)" if threshold is not None else ")"))
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"metric": "cosine", "gallery": args.gallery, "topk": args.topk,
-                                   "index": "exact" if index is None else index.kind, "threshold": threshold,
-                                   "queries": results}, indent=2) + "\n", encoding="utf-8")
+        out.write_text(json.dumps({"metric": "cosine", "gallery": args.gallery, "topk": args.topk, "index": kind,
+                                   "threshold": threshold, "queries": results}, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {out}")
     return 0
 
@@ -125,37 +97,14 @@ def _check_query_files(paths: Sequence[str]) -> None:
                            f"--query-npz.")
 
 
-def _index(choice: str, gallery: FeatureFile, gallery_path: str) -> Optional[GalleryIndex]:
-    if choice == "exact":
-        return None
-    path = index_path(gallery_path) if choice == "auto" else Path(choice)
-    if choice == "auto" and not path.is_file():
-        return None
-    return GalleryIndex.load(path, gallery.features, gallery.names, repr(gallery_path))
-
-
-def _threshold(choice: Optional[str], gallery: FeatureFile, gallery_path: str) -> Optional[float]:
-    """None (no filtering), a given distance, or the checkpoint's verification threshold."""
-    if choice is None:
-        return None
-    if choice != "auto":
-        try:
-            return float(choice)
-        except ValueError:
-            raise ConfigError(f"--threshold must be auto or a distance, e.g. 0.4; got {choice!r}.") from None
-    value = gallery.threshold
-    if math.isnan(value) and gallery.weights and os.path.isfile(gallery.weights):
-        value = load_checkpoint(gallery.weights).get("threshold", float("nan"))  # a gallery written before thresholds
-    if value is None or math.isnan(value):
-        raise CheckpointError(f"--threshold auto: the checkpoint of {gallery_path!r} ({gallery.weights or 'none'}) "
-                              f"stores no verification threshold (written before thresholds were kept, converted "
-                              f"from another toolkit, or never evaluated by reid-train). Pass --threshold VALUE, "
-                              f"e.g. verification.threshold of the metrics.json that reid-test writes for it.")
-    cfg = gallery.config()
-    if cfg is not None and cfg.TEST.METRIC != "cosine":
-        raise CheckpointError(f"--threshold auto: the checkpoint's threshold is a {cfg.TEST.METRIC} distance but "
-                              f"reid-search ranks by cosine distance; pass --threshold VALUE.")
-    return float(value)
+def _threshold(choice: Optional[str]) -> Union[None, float, str]:
+    """--threshold as Gallery.search takes it: None, "auto" or a distance."""
+    if choice is None or choice == "auto":
+        return choice
+    try:
+        return float(choice)
+    except ValueError:
+        raise ConfigError(f"--threshold must be auto or a distance, e.g. 0.4; got {choice!r}.") from None
 
 
 def entry() -> None:

@@ -26,7 +26,7 @@ from typing import Callable, Dict, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..api import ReIDModel
+from ..inference import ReIDModel
 from ..utils.errors import ReIDError
 
 INPUT_NAME, OUTPUT_NAME = "images", "embeddings"

@@ -31,8 +31,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .utils.errors import ConfigError, DatasetError
-from .utils.files import atomic_write
+from ..utils.errors import ConfigError, DatasetError
+from ..utils.files import atomic_write
 
 KINDS = ("exact", "flat", "ivfpq", "hnsw")  # "exact": no index, reid's exact torch search
 SUFFIX = ".index.npz"
@@ -55,11 +55,25 @@ def faiss_module():
     return faiss
 
 
+def check_kind(kind: str) -> None:
+    """Refuse an unknown index kind, and a missing FAISS, before any work is done."""
+    if kind not in DEFAULTS:
+        raise ConfigError(f"Unknown index type {kind!r}; choose one of {', '.join(DEFAULTS)} (or search without an "
+                          f"index: --index exact).")
+    faiss_module()
+
+
 def index_path(gallery: str | os.PathLike) -> Path:
     """Where the index of a gallery feature file lives: ``feats.npz`` -> ``feats.index.npz``."""
     gallery = Path(gallery)
     stem = gallery.name[:-4] if gallery.name.endswith(".npz") else gallery.name
     return gallery.with_name(stem + SUFFIX)
+
+
+def stored_kind(path: str | os.PathLike) -> str:
+    """The kind of the index saved at ``path`` (read without deserialising the index)."""
+    with np.load(path, allow_pickle=False) as data:
+        return str(data["kind"])
 
 
 def fingerprint(features: np.ndarray, names: Sequence[str]) -> str:
@@ -96,6 +110,7 @@ def ivfpq_shape(count: int, dim: int) -> Tuple[int, int, int]:
 
 def build_faiss_index(features: np.ndarray, kind: str, device: str = "cpu", seed: int = 0):
     """A trained FAISS index of kind ``kind`` holding the L2-normalised ``features`` (CPU index, to be saved)."""
+    check_kind(kind)
     faiss = faiss_module()
     feats = _normalized(features)
     count, dim = feats.shape
@@ -115,12 +130,9 @@ def build_faiss_index(features: np.ndarray, kind: str, device: str = "cpu", seed
             kmeans.train(sample)
             quantizer.add(kmeans.centroids)
         index.train(sample)
-    elif kind == "hnsw":
+    else:  # hnsw
         index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = DEFAULTS["hnsw"]["ef_construction"]
-    else:
-        raise ConfigError(f"Unknown index type {kind!r}; choose one of {', '.join(DEFAULTS)} (or search without an "
-                          f"index: --index exact).")
     index.add(feats)
     return index
 

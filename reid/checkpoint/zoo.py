@@ -22,9 +22,9 @@ from typing import Dict, Optional, Tuple
 
 from tqdm import tqdm
 
-from .checkpoint.convert import ConversionError, convert_checkpoint, fastreid
-from .modeling.backbones.osnet import DRIVE_DOWNLOAD
-from .utils.errors import CheckpointError
+from ..modeling.backbones.osnet import DRIVE_DOWNLOAD
+from ..utils.errors import CheckpointError
+from .convert import ConversionError, convert_checkpoint, fastreid
 
 FASTREID_RELEASE = "https://github.com/JDAI-CV/fast-reid/releases/download/v0.1.1/{}.pth"
 FASTREID_PAGE = "https://github.com/JDAI-CV/fast-reid/blob/master/MODEL_ZOO.md"
@@ -193,8 +193,8 @@ def pretrained_checkpoint(name_or_path: str | os.PathLike, cache: Optional[str |
             return path
         near = [n for n in ZOO if str(name_or_path).split("/")[-1] in n][:5]
         raise CheckpointError(f"{str(name_or_path)!r} is neither a file nor a model-zoo name"
-                              + (f"; did you mean {', '.join(near)}?" if near else "") +
-                              " The names are listed in reid.zoo.ZOO and in the README's 'Published models'.")
+                              + (f"; did you mean {', '.join(near)}?" if near else "") + " The names are listed "
+                              "in reid.checkpoint.zoo.ZOO and in the README's 'Published models'.")
     entry = ZOO[str(name_or_path)]
     folder = Path(cache) if cache is not None else cache_dir()
     folder = folder / entry.source
