@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import List
 
 import pytest
-import torch
 
 from reid.cli import test as test_tool, train as train_tool, visualize as visualize_tool
 from reid.cli.parser import run_tool
 from reid.data.datasets.market1501 import Market1501
 from reid.engine.evaluator import Evaluator
 
-from conftest import TINY_TRAINING
+from conftest import TINY_TRAINING, one_thread
 
 # The training set is also a test set, and a second test set (the same images read as Market-1501) is only that.
 TESTS = ["Synthetic", "Market1501:synthetic"]
@@ -59,14 +57,11 @@ def spied_run(tmp_path_factory):
     """A 2-epoch run evaluated after each epoch, with the spy installed for the whole module."""
     root = tmp_path_factory.mktemp("evaluator")
     out = root / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see conftest.single_thread
-    with pytest.MonkeyPatch.context() as monkeypatch:
+    with one_thread(), pytest.MonkeyPatch.context() as monkeypatch:
         spy = Spy(monkeypatch)
         _main(train_tool.main, ["DATASETS.ROOT", str(root / "data"), *TINY_TRAINING, "OUTPUT_DIR", str(out),
                                 "SOLVER.MAX_EPOCHS", "2", "TEST.EVAL_PERIOD", "1", "DATASETS.TESTS", str(TESTS)])
         yield out, spy, spy.take()
-    torch.set_num_threads(threads)
 
 
 def test_training_parses_each_test_set_once(spied_run):
@@ -102,4 +97,4 @@ def test_test_visualize_and_training_go_through_the_engine_evaluator(spied_run):
     _main(visualize_tool.main, ["MODEL.WEIGHTS", final, "--dataset", TESTS[1], "--query", "0"])
     parses, evaluations = spy.take()
     assert evaluations == [[TESTS[1]]] and parses == {("Market1501", "synthetic"): 1}
-    assert Path(folder / "ranked_lists" / "index.html").is_file()
+    assert (folder / "ranked_lists" / "index.html").is_file()
