@@ -1,4 +1,5 @@
 """Shared fixtures; GPU tests are marked ``gpu`` and skip on machines without CUDA."""
+import contextlib
 import logging
 import os
 import socket
@@ -27,14 +28,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture
-def single_thread():
-    """One intra-op thread for the test: on two shared cores OpenMP threads waiting for each other at every
+@contextlib.contextmanager
+def one_thread():
+    """One intra-op thread inside the block: on two shared cores OpenMP threads waiting for each other at every
     operation make small models up to 100x slower."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op thread for the test (:func:`one_thread`)."""
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

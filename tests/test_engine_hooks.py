@@ -252,11 +252,12 @@ def test_ema_follows_the_float64_recurrence_of_the_weights(tiny_train_cfg):
 
 def test_evaluation_and_final_checkpoint_use_the_ema_weights(tiny_train_cfg, tmp_path, monkeypatch):
     from reid.engine import trainer as trainer_module
+    from reid.engine.evaluator import Evaluator
 
     evaluated = []
-    real = trainer_module.evaluate_test_sets
-    monkeypatch.setattr(trainer_module, "evaluate_test_sets",
-                        lambda cfg, model, *a, **k: evaluated.append(model) or real(cfg, model, *a, **k))
+    real = Evaluator.evaluate
+    monkeypatch.setattr(Evaluator, "evaluate",
+                        lambda self, model, *a, **k: evaluated.append(model) or real(self, model, *a, **k))
     trainer = trainer_module.Trainer(tiny_train_cfg("SOLVER.EMA.ENABLED", "True"))
     trainer.train()
     assert evaluated == [trainer.ema.model]

@@ -16,7 +16,7 @@ from reid.cli.parser import run_tool
 from reid.config import cfg_to_dict, get_cfg, load_cfg
 from reid.config.changes import RESUME_RULES, changes_result, flat_items
 
-from conftest import TINY_TRAINING
+from conftest import TINY_TRAINING, one_thread
 from test_visualization import assert_links_resolve
 
 RECORDS = ("config.yaml", "metrics.json", "train_log.jsonl", "report.html", "model_final.pt", "model_last.pt",
@@ -185,13 +185,9 @@ def finished_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("finished")
     out = root / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see conftest.single_thread
-    try:
+    with one_thread():
         Trainer(load_cfg(None, _opts(str(root / "data"), out, "SOLVER.MAX_EPOCHS", "2", "TEST.EVAL_PERIOD", "1",
                                      "VIS.REPORT", "True", "VIS.REPORT_SHEETS", "1"))).train()
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 

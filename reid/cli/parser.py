@@ -7,14 +7,13 @@ import os
 import re
 import sys
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import load_checkpoint, resolve_config
 from ..config import CfgNode, load_cfg
+from ..engine.run_folder import checkpoint_opts
 from ..utils.errors import ReIDError
 from ..utils.logger import log_files, note_in_log_file
-from ..utils.outputs import holds_training_run
 
 OVERRIDES_HELP = (
     "config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 60 MODEL.DEVICE cuda; every key is listed "
@@ -107,7 +106,7 @@ def cfg_from_args(args: argparse.Namespace):
 
 
 def add_name_option(parser: argparse.ArgumentParser) -> None:
-    """``--name``: the folder of an evaluation under OUTPUT_DIR/eval/ (reid.visualization.evaluations)."""
+    """``--name``: the folder of an evaluation under OUTPUT_DIR/eval/ (reid.engine.run_folder.evaluation_dir)."""
     parser.add_argument("--name", default="", metavar="NAME",
                         help="write into OUTPUT_DIR/eval/NAME/ (default: OUTPUT_DIR itself, or, when OUTPUT_DIR "
                              "holds a training run, OUTPUT_DIR/eval/<weights file>_<overrides>/: an evaluation "
@@ -125,21 +124,8 @@ def eval_cfg_from_args(args: argparse.Namespace) -> Tuple[CfgNode, Optional[Dict
     weights = cfg.MODEL.WEIGHTS
     if not weights or args.config:
         return cfg, None
-    opts = list(args.opts)
-    folder = Path(weights).parent
-    if "OUTPUT_DIR" not in opts[0::2] and holds_training_run(folder):
-        opts = ["OUTPUT_DIR", str(folder), *opts]
     state = load_checkpoint(weights, "MODEL.WEIGHTS file")
-    return resolve_config(state, weights, opts=opts), state
-
-
-def with_output_dir(cfg, folder: str | Path):
-    """A frozen copy of ``cfg`` writing into ``folder``."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.OUTPUT_DIR = str(folder)
-    cfg.freeze()
-    return cfg
+    return resolve_config(state, weights, opts=checkpoint_opts(weights, args.opts)), state
 
 
 def run_tool(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> None:

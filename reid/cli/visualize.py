@@ -1,32 +1,12 @@
 """``reid-visualize`` / ``tools/visualize.py``: rank the chosen queries with a model and draw their ranked lists."""
 from __future__ import annotations
 
-import argparse
-import logging
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import fields
+from typing import Optional, Sequence
 
-import torch
-
-from ..checkpoint import load_for_inference
-from ..config import dump_cfg
-from ..data import build_test_set
-from ..evaluation.testsets import TestSetResult, evaluate_test_set, format_results, metrics_dict, ranked_query_paths
-from ..modeling import build_model
-from ..utils.env import resolve_device, seed_all
-from ..utils.errors import ConfigError
-from ..utils.logger import setup_logger
-from ..utils.outputs import CONFIG, REPORT
-from ..visualization import html as H
-from ..visualization.evaluations import RANKED_LISTS_DIR, evaluation_dir, run_of, write_evaluations_index
-from ..visualization.ranked_list import select_queries
-from ..visualization.report import vis_options
-from ..visualization.sheets import SheetInfo, distance_name, draw_ranked_lists, write_index
+from ..engine.ranked_lists import DEFAULT_WORST, ListRequest, visualize_checkpoint
+from ..visualization.evaluations import RANKED_LISTS_DIR
 from .parser import ConfigArgumentParser, add_name_option, config_parser, eval_cfg_from_args, run_tool
-
-logger = logging.getLogger("reid")
-
-DEFAULT_WORST = 12
 
 DESCRIPTION = """\
 Draw ranked lists of a re-ID model: for each chosen query, the query image, its top-k gallery images after the
@@ -88,103 +68,11 @@ def build_parser() -> ConfigArgumentParser:
     return p
 
 
-def _check_positive(name: str, value: Optional[int], lo: int) -> None:
-    if value is not None and value < lo:
-        raise ConfigError(f"{name} must be at least {lo}, got {value}.")
-
-
-def load_model(cfg, device: torch.device, state: Optional[Dict[str, Any]] = None):
-    """MODEL.WEIGHTS loaded for inference (``state``: its content when already read), or the initialised model
-    when it is empty; returns (model, cfg)."""
-    if cfg.MODEL.WEIGHTS:
-        model, cfg = load_for_inference(cfg.MODEL.WEIGHTS, config=cfg, device=device, name="MODEL.WEIGHTS file",
-                                        state=state)
-        logger.info("Loaded weights from %s", cfg.MODEL.WEIGHTS)
-        return model, cfg
-    logger.warning("No MODEL.WEIGHTS given: drawing the ranked lists of the initialised (untrained) model")
-    return build_model(cfg).to(device).eval(), cfg
-
-
-def run_visualize(cfg, args: argparse.Namespace, state: Optional[Dict[str, Any]] = None) -> Path:
-    """Evaluate like tools/test.py, select the queries and write the sheets + index.html; returns the index path.
-    ``state``: the content of MODEL.WEIGHTS when already read (:func:`eval_cfg_from_args`)."""
-    setup_logger()
-    opts = vis_options(cfg)
-    for name, value, lo in (("--topk", args.topk, 1), ("--missed", args.missed, 0), ("--per-sheet", args.per_sheet, 1),
-                            ("--worst", args.worst, 0), ("--random", args.random, 0)):
-        _check_positive(name, value, lo)
-    topk = args.topk if args.topk is not None else opts["topk"]
-    num_missed = args.missed if args.missed is not None else opts["num_missed"]
-    per_sheet = args.per_sheet if args.per_sheet is not None else opts["per_sheet"]
-    reranked = bool(cfg.TEST.RERANK.ENABLED)
-    show_junk = opts["show_junk"] and not args.hide_junk and not reranked
-    worst = args.worst if args.worst is not None else (0 if args.query or args.random else DEFAULT_WORST)
-    tests = list(cfg.DATASETS.TESTS)
-    if args.dataset and args.dataset not in tests:
-        raise ConfigError(f"--dataset {args.dataset!r} is not a test set of this config; DATASETS.TESTS is {tests}. "
-                          f"Pick one of them (or add DATASETS.TESTS \"['{args.dataset}']\").")
-    datasets = [args.dataset] if args.dataset else tests
-    if args.query and len(datasets) > 1:
-        raise ConfigError(f"--query names queries of one test set, but DATASETS.TESTS has {len(datasets)}: {tests}. "
-                          f"Add --dataset NAME.")
-    if show_junk and not cfg.DATASETS.KEEP_JUNK:
-        cfg = cfg.clone()
-        cfg.defrost()
-        cfg.DATASETS.KEEP_JUNK = True  # load junk to draw it greyed; it takes no part in ranking either way
-        cfg.freeze()
-    folder = evaluation_dir(cfg, args.name, args.opts) if not args.output else None
-    out = Path(args.output) if args.output else folder / RANKED_LISTS_DIR
-    seed_all(cfg.SEED, cfg.DETERMINISTIC)
-    device = resolve_device(cfg.MODEL.DEVICE)
-    # The test sets' folders, then the weights file, before anything is embedded (no ImageNet download for a
-    # missing dataset); bad query indices / names fail here too.
-    test_sets = {name: build_test_set(cfg, name) for name in datasets}
-    for name, test_set in test_sets.items():
-        select_queries(ranked_query_paths(test_set), None, args.query, dataset=name)
-    model, cfg = load_model(cfg, device, state)
-    run = run_of(folder) if folder is not None else None
-    if run is not None and not (folder / CONFIG).is_file():  # what was evaluated, unless tools/test.py said it
-        dump_cfg(cfg, folder / CONFIG)
-
-    def choose(ev: TestSetResult) -> List[int]:
-        result = ev.rerank if reranked else ev.result
-        return select_queries(ev.query.paths, result.ap, args.query, worst=worst, random=args.random, seed=args.seed,
-                              dataset=ev.name)
-
-    evals: Dict[str, TestSetResult] = {}
-    sheets: List[SheetInfo] = []
-    for name, test_set in test_sets.items():
-        ev = evals[name] = evaluate_test_set(cfg, model, device, test_set, keep_rows=choose if reranked else None)
-        indices = choose(ev)
-        logger.info("%s: drawing %d ranked lists by %s (top-%d, %d lowest-ranked true matches, junk %s)", name,
-                    len(indices), distance_name(ev, reranked), topk, num_missed,
-                    "greyed" if show_junk and ev.junk is not None else "not shown")
-        sheets += draw_ranked_lists(ev, indices, out, reranked=reranked, topk=topk, num_missed=num_missed,
-                                    show_junk=show_junk, per_sheet=per_sheet)
-    logger.info("Results (the same protocol and gallery as tools/test.py):\n%s", format_results(evals))
-    weights = cfg.MODEL.WEIGHTS or "none (the initialised model)"
-    notes = [f"<p class=note>Model weights: <code>{H.esc(weights)}</code>. Lists by the "
-             f"{H.esc(distance_name(next(iter(evals.values())), reranked))}"
-             + ("; junk takes no part in re-ranking and is not shown" if reranked else "") + ".</p>",
-             H.results_table(evals)]
-    reports = [(f"../{REPORT}", folder / REPORT)] if folder is not None else []
-    if run is not None:
-        reports.append((f"../../../{REPORT}", run / REPORT))
-    back = next((link for link, page in reports if page.is_file()), None)
-    title = (folder if folder is not None else out).resolve()
-    index = write_index(sheets, out, title=f"Ranked lists: {title.name}", notes=notes,
-                        back_link=back, data={"metrics": metrics_dict(evals)})
-    logger.info("Wrote %d sheet(s) of %d queries to %s; open %s in a browser", len(sheets),
-                sum(len(s.queries) for s in sheets), out, index)
-    if run is not None:
-        write_evaluations_index(run)
-    return index
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     cfg, state = eval_cfg_from_args(args)
-    run_visualize(cfg, args, state)
+    request = ListRequest(**{f.name: getattr(args, f.name) for f in fields(ListRequest)})
+    visualize_checkpoint(cfg, request, args.name, args.opts, state)
     return 0
 
 

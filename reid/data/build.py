@@ -293,8 +293,9 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
 def build_worker_train_loader(cfg: CfgNode, device: torch.device, rank: int = 0,
                               world_size: int = 1) -> Tuple[TrainLoader, ReIDDataset]:
     """``DATALOADER.PIPELINE workers``: :func:`build_train_loader` (images decoded and augmented per item in the
-    loader's workers; the training loop moves each batch to ``device``)."""
-    return build_train_loader(cfg, rank, world_size)
+    loader's workers; the training loop moves each batch to ``device``). The trainer builds and checks the test
+    sets itself, reusing the parsed training sets, so they are not checked here."""
+    return build_train_loader(cfg, rank, world_size, check_tests=False)
 
 
 @dataclass
@@ -326,11 +327,12 @@ class TestSet:
         return self.records[self.num_query:]
 
 
-def build_test_set(cfg: CfgNode, name: str) -> TestSet:
-    """The test set ``name``. Raises a DatasetError before any image is embedded when the query or gallery is
-    empty (also after ``DATASETS.SKIP_UNREADABLE`` dropped images) or no query has a true match in the gallery
-    under its protocol, which is logged with the reason."""
-    dataset = build_dataset(cfg, name)
+def build_test_set(cfg: CfgNode, name: str, dataset: Optional[ReIDDataset] = None) -> TestSet:
+    """The test set ``name`` (``dataset``: the entry already parsed, e.g. as a training set, to parse it once).
+    Raises a DatasetError before any image is embedded when the query or gallery is empty (also after
+    ``DATASETS.SKIP_UNREADABLE`` dropped images) or no query has a true match in the gallery under its protocol,
+    which is logged with the reason."""
+    dataset = dataset if dataset is not None else build_dataset(cfg, name)
     query = _drop_unreadable(dataset.query, cfg, f"{name} query")
     gallery = _drop_unreadable(dataset.gallery, cfg, f"{name} gallery")
     protocol, ids = _check_protocol(query, gallery, dataset, cfg.TEST.CROSS_CAMERA)

@@ -220,6 +220,7 @@ class GpuTrainPipeline:
 def build_gpu_train_loader(cfg: CfgNode, device: torch.device, rank: int = 0,
                            world_size: int = 1) -> Tuple[GpuTrainPipeline, ReIDDataset]:
     """The fast pipeline over exactly the data of ``build_train_loader``: its records, its sampler (so both
-    pipelines yield the same batches of the same images) and its per-rank, per-epoch seeds."""
-    loader, dataset = build_train_loader(cfg, rank, world_size)
+    pipelines yield the same batches of the same images) and its per-rank, per-epoch seeds. The test sets are the
+    trainer's to build and check, as with the workers pipeline."""
+    loader, dataset = build_train_loader(cfg, rank, world_size, check_tests=False)
     return GpuTrainPipeline(loader, cfg, device), dataset

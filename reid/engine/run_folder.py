@@ -1,4 +1,6 @@
-"""The output folder of a training run, checked before any work: start, resume or overwrite.
+"""Where a run and its evaluations write, checked before any work: the output-folder rules in one place.
+
+Training (:func:`prepare_output_dir`):
 
 - A new run starts only in a folder without a run's records (``reid.utils.outputs.RUN_RECORDS``); otherwise it
   stops with the choices: ``--resume``, another ``OUTPUT_DIR``, or ``--overwrite``, which moves the old run into
@@ -8,6 +10,16 @@
   with both values, unless ``--allow-config-change``; other changes are logged.
 - ``--resume`` of a finished run (``model_last.pt`` at ``SOLVER.MAX_EPOCHS``, ``model_final.pt`` and
   ``metrics.json`` written) raises :class:`FinishedRun`: nothing is trained, evaluated or appended.
+
+Evaluations (:func:`evaluation_dir`; ``reid-test`` and ``reid-visualize`` through ``reid.engine.evaluator``):
+
+- An evaluation writes into ``OUTPUT_DIR``, unless that holds a training run (``TRAINING_RECORDS``) or a name is
+  given: then into ``OUTPUT_DIR/eval/<name>/`` (:func:`reid.utils.outputs.evaluation_name`), so a run's
+  ``config.yaml``, ``metrics.json``, ``train_log.jsonl`` and ``report.html`` stay those of the training. A folder
+  of that name holding an evaluation with another config is kept: ``-2``, ``-3``, ... is appended instead.
+- An evaluation of a checkpoint given without ``--config`` goes into the eval/ of the run the checkpoint is in
+  (:func:`checkpoint_opts`). ``eval/index.html`` lists a run's evaluations (drawn by
+  ``reid.visualization.evaluations``; rewritten after each one).
 """
 from __future__ import annotations
 
@@ -16,14 +28,17 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..checkpoint import load_checkpoint
-from ..config import cfg_to_dict, get_cfg
-from ..config.changes import Change, resume_changes
+from ..config import cfg_to_dict, get_cfg, load_cfg
+from ..config.changes import Change, flat_items, resume_changes
 from ..utils.distributed import broadcast_object, dist_info
-from ..utils.errors import CheckpointError, ConfigError
-from ..utils.outputs import CONFIG, EVAL_DIR, FINAL, LAST, METRICS, PREVIOUS_PREFIX, RUN_RECORDS, present
+from ..utils.errors import CheckpointError, ConfigError, ReIDError
+from ..utils.outputs import CONFIG, EVAL_DIR, FINAL, LAST, METRICS, NOT_EVALUATED, PREVIOUS_PREFIX, RUN_RECORDS, \
+    evaluation_name, holds_training_run, present
+
+logger = logging.getLogger("reid")
 
 
 class FinishedRun(Exception):
@@ -127,3 +142,65 @@ def _finished_message(out: Path, epoch: int, changes: List[Change]) -> str:
     if changes:
         text += " Config changes given (not applied): " + "; ".join(str(c) for c in changes) + "."
     return text
+
+
+# -- evaluations: OUTPUT_DIR itself, or OUTPUT_DIR/eval/<name>/ of a training run ------------------------------
+
+
+def evaluation_dir(cfg, name: Optional[str] = None, opts: Sequence[str] = ()) -> Path:
+    """The folder an evaluation with ``cfg`` writes into.
+
+    ``OUTPUT_DIR`` itself, unless it holds a training run or ``name`` is given: then ``OUTPUT_DIR/eval/<name>/``,
+    the name by default derived from MODEL.WEIGHTS and the overrides ``opts``
+    (:func:`reid.utils.outputs.evaluation_name`). A folder of that name holding an evaluation with another
+    config is kept: ``-2``, ``-3``, ... is appended instead.
+    """
+    out = Path(cfg.OUTPUT_DIR)
+    if not name and not holds_training_run(out):
+        return out
+    base = name or evaluation_name(cfg.MODEL.WEIGHTS, opts)
+    n = 1
+    while True:
+        folder = out / EVAL_DIR / (base if n == 1 else f"{base}-{n}")
+        if not (folder / CONFIG).is_file() or _same_evaluation(folder / CONFIG, cfg):
+            if n > 1:
+                logger.info("%s holds an evaluation with another config; this one goes into %s",
+                            out / EVAL_DIR / base, folder)
+            return folder
+        n += 1
+
+
+def _same_evaluation(path: Path, cfg) -> bool:
+    """Whether the config stored at ``path`` evaluates as ``cfg`` does (keys of NOT_EVALUATED aside)."""
+    try:
+        stored = load_cfg(path, freeze=False)
+    except (ReIDError, OSError):
+        return False
+    a, b = (dict((k, v) for k, v in flat_items(c) if not k.startswith(NOT_EVALUATED)) for c in (stored, cfg))
+    return a == b
+
+
+def run_of(folder: Path) -> Optional[Path]:
+    """The training run whose ``eval/`` holds ``folder``; None for an evaluation outside a run."""
+    run = folder.parent.parent
+    return run if folder.parent.name == EVAL_DIR and holds_training_run(run) else None
+
+
+def checkpoint_opts(weights: str, opts: Sequence[str]) -> List[str]:
+    """The overrides of an evaluation of ``weights`` run with the checkpoint's own config: ``opts``, led by
+    ``OUTPUT_DIR`` the checkpoint's folder when that holds a training run and ``opts`` set no OUTPUT_DIR (its
+    evaluations then go into its eval/ folder)."""
+    opts = list(opts)
+    folder = Path(weights).parent
+    if "OUTPUT_DIR" not in opts[0::2] and holds_training_run(folder):
+        return ["OUTPUT_DIR", str(folder), *opts]
+    return opts
+
+
+def with_output_dir(cfg, folder: str | Path):
+    """A frozen copy of ``cfg`` writing into ``folder``."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = str(folder)
+    cfg.freeze()
+    return cfg

@@ -11,6 +11,7 @@ stalled waiting for Python.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -20,8 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import LAST, Checkpointer, load_model_weights
 from ..config import dump_cfg, validate
-from ..data import TestSet
-from ..evaluation.testsets import build_test_sets, evaluate_test_sets, format_results, metrics_dict
+from ..evaluation.testsets import format_results, metrics_dict
 from ..modeling import build_model
 from ..modeling.losses import build_criterion, trains_classifier
 from ..registry import AMP_REGISTRY, PIPELINE_REGISTRY
@@ -34,6 +34,7 @@ from ..utils.provenance import run_header
 from ..visualization.report import report_rows
 from .hooks import (BestCheckpointer, ConsoleWriter, EMAHook, EvalHook, HistoryWriter, HookBase, HookStates,
                     LRScheduler, NonFiniteGuard, PeriodicCheckpointer, ReportHook, TensorBoardWriter)
+from .evaluator import Evaluator, write_results
 from .launch import process_device, to_sync_batchnorm
 from .run_folder import prepare_output_dir
 from .train_loop import TrainerBase
@@ -100,6 +101,8 @@ class Trainer(TrainerBase):
             dump_cfg(cfg, self.output_dir / CONFIG)
         with rank_zero_first():  # a synthetic set or an image cache file is written once
             self.train_loader, train_set = build_pipeline(cfg, self.device, self.rank, self.world_size)
+            # The test sets, parsed once (a training set is not parsed again) and checked before training starts.
+            self.evaluator = Evaluator(cfg, self.device, parsed=train_set.parts or [train_set])
         self.logger.info("Training data:\n%s", train_set.summary())
         warning = identities_per_gpu_warning(cfg, self.world_size)
         if warning:
@@ -112,7 +115,6 @@ class Trainer(TrainerBase):
         self.iters_per_epoch = len(self.train_loader)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer, self.iters_per_epoch)
         self.max_epochs = cfg.SOLVER.MAX_EPOCHS
-        self.test_sets: Optional[Dict[str, TestSet]] = None  # built at the first evaluation, then reused
         self.register_hooks(hooks)
         self.checkpointer = Checkpointer(self.model, cfg, self.output_dir, save_to_disk=self.rank == 0,
                                          optional=("scaler", "hooks", "clock"), async_write=True,
@@ -138,7 +140,8 @@ class Trainer(TrainerBase):
             BestCheckpointer(cfg.TEST.BEST_METRIC) if several_evaluations else None,
             PeriodicCheckpointer(cfg.SOLVER.CHECKPOINT_PERIOD),
         ]
-        writers = [HistoryWriter(self.output_dir), ReportHook(cfg, self.output_dir),
+        final = partial(write_results, cfg, self.output_dir, title="Final results")  # (last_eval, results)
+        writers = [HistoryWriter(self.output_dir), ReportHook(final),
                    TensorBoardWriter(self.output_dir) if cfg.VIS.TENSORBOARD else None]  # checks tensorboard here
         return hooks + (writers if self.rank == 0 else [])  # rank 0 alone writes files
 
@@ -218,10 +221,7 @@ class Trainer(TrainerBase):
     def evaluate(self, epoch: int) -> dict:
         """Evaluate ``eval_model`` once (rank 0 scores, all ranks embed); returns the metrics dict on every
         rank and keeps the per-test-set results in ``last_eval`` on rank 0."""
-        if self.test_sets is None:
-            self.test_sets = build_test_sets(self.cfg)
-        evals = evaluate_test_sets(self.cfg, self.eval_model, self.device, self.test_sets,
-                                   keep_rows=report_rows(self.cfg))  # the re-ranked rows the report draws
+        evals = self.evaluator.evaluate(self.eval_model, keep_rows=report_rows(self.cfg))  # rows the report draws
         metrics = broadcast_object(metrics_dict(evals) if evals is not None else None)
         if evals is not None:
             self.last_eval = evals

@@ -1,4 +1,5 @@
-"""What reid writes into an output folder, by name, and the two rules that keep records apart.
+"""What reid writes into an output folder, by name: the vocabulary every layer shares (files, record sets, the name
+of an evaluation's folder). The rules built on it live in ``reid.engine.run_folder``:
 
 - **One training run per folder.** ``tools/train.py`` starts only in a folder without :data:`RUN_RECORDS`
   (``--resume`` continues the run there; ``--overwrite`` first moves it into ``previous-<timestamp>/``).

@@ -1,66 +1,22 @@
-"""Evaluations of a training run: ``OUTPUT_DIR/eval/<name>/``, never the run's own records.
+"""The pages of a training run's evaluations (``OUTPUT_DIR/eval/<name>/``): ``eval/index.html`` and the training
+report's section.
 
-``tools/test.py`` and ``tools/visualize.py`` given an ``OUTPUT_DIR`` that holds a training run write into
-``OUTPUT_DIR/eval/<name>/`` (:func:`evaluation_dir`), so ``config.yaml``, ``metrics.json``, ``train_log.jsonl`` and
-``report.html`` stay those of the training. ``eval/index.html`` lists the evaluations made so far (rewritten by
-each one); the training report lists those that existed when it was written and links that index.
+Where an evaluation writes is decided by the engine (``reid.engine.run_folder.evaluation_dir``); this module only
+draws what is there. ``eval/index.html`` lists the evaluations made so far (rewritten after each one); the training
+report lists those that existed when it was written and links that index.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import logging
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List
 
-from ..config import load_cfg
-from ..config.changes import flat_items
-from ..utils.errors import ReIDError
-from ..utils.outputs import CONFIG, EVAL_DIR, METRICS, NOT_EVALUATED, REPORT, evaluation_name, holds_training_run
+from ..utils.outputs import EVAL_DIR, METRICS, REPORT
 from . import html as H
 from .sheets import INDEX
 
-logger = logging.getLogger("reid")
-
 RANKED_LISTS_DIR = "ranked_lists"  # tools/visualize.py's output folder inside an evaluation's or a test's folder
-
-
-def evaluation_dir(cfg, name: Optional[str] = None, opts: Sequence[str] = ()) -> Path:
-    """The folder an evaluation with ``cfg`` writes into.
-
-    ``OUTPUT_DIR`` itself, unless it holds a training run or ``name`` is given: then ``OUTPUT_DIR/eval/<name>/``,
-    the name by default derived from MODEL.WEIGHTS and the overrides ``opts``
-    (:func:`reid.utils.outputs.evaluation_name`). A folder of that name holding an evaluation with another
-    config is kept: ``-2``, ``-3``, ... is appended instead.
-    """
-    out = Path(cfg.OUTPUT_DIR)
-    if not name and not holds_training_run(out):
-        return out
-    base = name or evaluation_name(cfg.MODEL.WEIGHTS, opts)
-    n = 1
-    while True:
-        folder = out / EVAL_DIR / (base if n == 1 else f"{base}-{n}")
-        if not (folder / CONFIG).is_file() or _same_evaluation(folder / CONFIG, cfg):
-            if n > 1:
-                logger.info("%s holds an evaluation with another config; this one goes into %s",
-                            out / EVAL_DIR / base, folder)
-            return folder
-        n += 1
-
-
-def _same_evaluation(path: Path, cfg) -> bool:
-    try:
-        stored = load_cfg(path, freeze=False)
-    except (ReIDError, OSError):
-        return False
-    a, b = (dict((k, v) for k, v in flat_items(c) if not k.startswith(NOT_EVALUATED)) for c in (stored, cfg))
-    return a == b
-
-
-def run_of(folder: Path) -> Optional[Path]:
-    """The training run whose ``eval/`` holds ``folder``; None for an evaluation outside a run."""
-    run = folder.parent.parent
-    return run if folder.parent.name == EVAL_DIR and holds_training_run(run) else None
 
 
 def _evaluations(run: Path) -> List[Path]:

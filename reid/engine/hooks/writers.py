@@ -6,14 +6,12 @@ import datetime as _dt
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-from ...evaluation.testsets import format_results, write_metrics
 from ...registry import SCORE_REGISTRY
 from ...utils.errors import ConfigError
 from ...utils.logger import format_duration
 from ...utils.outputs import HISTORY
-from ...visualization.report import maybe_write_report
 from .base import PRIORITY_LAST, HookBase
 
 logger = logging.getLogger("reid")
@@ -169,15 +167,14 @@ class TensorBoardWriter(RecordWriter):
 
 
 class ReportHook(HookBase):
-    """After training: ``metrics.json`` (``trainer.results``), ``report.html`` (VIS.REPORT) and the final table."""
+    """After training: ``write(last_eval, results)`` writes the final files, ``metrics.json`` (``trainer.results``),
+    ``report.html`` (VIS.REPORT) and the final table (the trainer passes the engine evaluator's
+    ``write_results``)."""
 
     priority = PRIORITY_LAST
 
-    def __init__(self, cfg, output_dir: Path) -> None:
-        self.cfg, self.output_dir = cfg, Path(output_dir)
+    def __init__(self, write: Callable[[Dict[str, Any], dict], Any]) -> None:
+        self._write = write
 
     def after_train(self) -> None:
-        t = self.trainer
-        path = write_metrics(self.output_dir, t.results)
-        maybe_write_report(self.cfg, t.last_eval, self.output_dir, t.results)
-        logger.info("Final results (%s):\n%s", path, format_results(t.last_eval))
+        self._write(self.trainer.last_eval, self.trainer.results)
