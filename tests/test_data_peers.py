@@ -20,7 +20,7 @@ import sys
 import types
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Sequence
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ from PIL import Image
 
 import dataset_trees as trees
 from peer_models import require
-from reid.config import get_cfg
+from test_data_standard import cfg_for
 from reid.data import build_dataset
 
 
@@ -86,12 +86,7 @@ def fastreid_root(tmp_path: Path, links: Dict[str, Path]) -> Path:
 
 
 def reid_set(root: Path, name: str, **datasets):
-    cfg = get_cfg()
-    cfg.DATASETS.ROOT = str(root)
-    for key, value in datasets.items():
-        node, _, leaf = key.rpartition("__")
-        (cfg.DATASETS[node] if node else cfg.DATASETS)[leaf] = value
-    return build_dataset(cfg, name)
+    return build_dataset(cfg_for(root, **datasets), name)
 
 
 def _key(paths, ordered: bool):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import dataset_trees as trees
-from reid.config import get_cfg
+from test_data_datasets import cfg_for as tiny_cfg
 from reid.config.validation import validate
 from reid.data import DATASET_REGISTRY, build_dataset, build_test_set, build_train_loader
 from reid.data.datasets import ReIDDataset, TrackletRecord
@@ -23,12 +23,8 @@ STANDARD = ["DukeMTMC", "CUHK03", "VIPeR", "GRID", "PRID", "iLIDS", "CUHK01", "C
 
 
 def cfg_for(root: Path, **keys):
-    cfg = get_cfg()
-    cfg.DATASETS.ROOT = str(root)
-    cfg.INPUT.SIZE_TRAIN = [16, 8]
-    cfg.INPUT.SIZE_TEST = [16, 8]
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.MODEL.DEVICE = "cpu"
+    """test_data_datasets' tiny config; ``NODE__KEY=value`` sets ``DATASETS.NODE.KEY``."""
+    cfg = tiny_cfg(root)
     for key, value in keys.items():
         node, _, leaf = key.rpartition("__")
         (cfg.DATASETS[node] if node else cfg.DATASETS)[leaf] = value
