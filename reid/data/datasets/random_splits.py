@@ -16,7 +16,7 @@ from .base import DATASET_REGISTRY, UNKNOWN_CAMERA, ImageRecord, Split
 from .matfiles import int_vector, load_mat
 from .scan import scan_images
 from .splits import (NUM_SPLITS, SplitDataset, draw_identity_splits, lookup, map_split_file, peer_split_file,
-                     split_records)
+                     read_identity_splits, split_records)
 
 VIPER_LAYOUT = """\
   VIPeR/                        (or torchreid's viper/VIPeR/, with its viper/splits.json)
@@ -39,7 +39,7 @@ PRID_LAYOUT = """\
     single_shot/cam_a/person_0001.png ...      385 persons
     single_shot/cam_b/person_0001.png ...      749 persons; persons 1-200 are seen by both cameras"""
 
-PRID_SHARED = 200  # PRID 2011's persons 1-200 are the same people in both cameras (the release's readme)
+PRID_SHARED = 200  # PRID 2011's persons 1-200 are the same people in both cameras (Hirzer et al. 2011)
 
 ILIDS_LAYOUT = """\
   i-LIDS_Pedestrian/            (or torchreid's ilids/i-LIDS_Pedestrian/, with its ilids/splits.json)
@@ -197,10 +197,7 @@ class PRID(SplitDataset):
         only_b = [cameras[1][i] for i in sorted(set(cameras[1]) - set(shared))]
         file = peer_split_file(folder, "splits_single_shot.json", "prid2011")
         if file is not None:
-            index = {i: i for i in shared}
-            drawn = [([lookup(index, i, file, "the person") for i in s["train"]],
-                      [lookup(index, i, file, "the person") for i in s["test"]])
-                     for s in map_split_file(file, ("train", "test"), None, lambda s: s)]
+            drawn = read_identity_splits(file, shared, "the person")
         else:
             drawn = draw_identity_splits(shared, len(shared) // 2, NUM_SPLITS, cfg.DATASETS.SPLIT_SEED)
         splits = [split_records([cameras[c][i] for i in train for c in (0, 1)], [cameras[0][i] for i in test],

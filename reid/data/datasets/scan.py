@@ -13,8 +13,9 @@ from .base import is_image_name, require_dir
 
 def scan_images(folder: Path, pattern: re.Pattern, naming: str,
                 layout: str) -> List[Tuple[Path, re.Match]]:
-    """``(path, match of pattern)`` for every image of ``folder`` in sorted name order; non-image files are ignored, an image whose name does not fully match ``pattern`` is a DatasetError listing
-    the first ones and ``naming`` (the scheme in words, with an example)."""
+    """``(path, match of pattern)`` for every image of ``folder`` in sorted name order; non-image files are
+    ignored, an image whose name does not fully match ``pattern`` is a DatasetError listing the first ones and
+    ``naming`` (the scheme in words, with an example)."""
     require_dir(folder, layout)
     found, bad = [], []
     for name in sorted(os.listdir(folder)):

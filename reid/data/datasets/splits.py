@@ -81,6 +81,14 @@ def lookup(index: Dict[T, Any], key: T, path: Path, what: str) -> Any:
                            f"(DATASETS.SPLIT_SEED).") from None
 
 
+def read_identity_splits(path: Path, identities: Sequence[T], what: str) -> List[Tuple[List[T], List[T]]]:
+    """The (train, test) identity lists of a peer's split file of ``{"train": [...], "test": [...]}`` objects
+    (torchreid's PRID files); an identity the release does not have is a DatasetError naming the file."""
+    index = {i: i for i in identities}
+    return [tuple([lookup(index, i, path, what) for i in s[k]] for k in ("train", "test"))  # type: ignore[misc]
+            for s in read_split_file(path, ("train", "test"))]
+
+
 def map_split_file(path: Path, keys: Sequence[str], count: Optional[int],
                    convert: Callable[[Dict[str, Any]], Split]) -> List[Split]:
     """Every split of a peer's split file, each converted by ``convert`` (which uses :func:`lookup`)."""

@@ -15,7 +15,7 @@ from .base import DATASET_REGISTRY, ReIDDataset, Split, TrackletRecord, relabel,
 from .matfiles import int_vector, load_mat
 from .random_splits import PRID_SHARED
 from .scan import scan_images, subfolders
-from .splits import (NUM_SPLITS, SplitDataset, draw_identity_splits, lookup, map_split_file, peer_split_file,
+from .splits import (NUM_SPLITS, SplitDataset, draw_identity_splits, peer_split_file, read_identity_splits,
                      split_records)
 
 ILIDSVID_LAYOUT = """\
@@ -119,10 +119,7 @@ class PRID2011(SplitDataset):
                               for c, cam in enumerate(cameras)) for p in shared}
         file = peer_split_file(folder, "splits_prid2011.json", "prid2011")
         if file is not None:
-            index = {p: p for p in shared}
-            drawn = [([lookup(index, p, file, "the person folder") for p in s["train"]],
-                      [lookup(index, p, file, "the person folder") for p in s["test"]])
-                     for s in map_split_file(file, ("train", "test"), None, lambda s: s)]
+            drawn = read_identity_splits(file, shared, "the person folder")
         else:
             long_enough = [p for p in shared if min(len(t.paths) for t in tracklets[p]) >= self.MIN_FRAMES]
             drawn = draw_identity_splits(long_enough, len(long_enough) // 2, NUM_SPLITS, cfg.DATASETS.SPLIT_SEED)
