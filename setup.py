@@ -38,5 +38,7 @@ setup(
         "search": ["faiss-cpu>=1.8"],
         # VIS.TENSORBOARD: training scalars through torch.utils.tensorboard (which needs tensorboard >= 1.15)
         "tensorboard": ["tensorboard>=2.0"],
+        # MATLAB files of the releases: CUHK03, GRID, MARS, iLIDS-VID (v5 through SciPy, v7.3 through h5py)
+        "datasets": ["scipy>=1.8", "h5py>=3.7"],
     },
 )

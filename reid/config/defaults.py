@@ -140,6 +140,20 @@ _C.DATASETS.SYNTHETIC.SEED = 0  # generation seed: the same seed gives the same 
 _C.DATASETS.SYNTHETIC.DIFFICULTY = 0.5  # 0..1: camera colour/scale/viewpoint shifts, blur, noise, pose, occlusion
 _C.DATASETS.SYNTHETIC.LOOKALIKE = 0.3  # 0..1: share of identities wearing an earlier identity's colours
 
+# Protocols of the standard datasets (datasets/README.md).
+_C.DATASETS.SPLIT_ID = 0  # split of a multi-split protocol (VIPeR, GRID, CUHK01, CUHK03 classic...); torchreid split_id
+_C.DATASETS.SPLIT_SEED = 0  # seed of the random splits drawn without a peer's splits.json, and of VehicleID's galleries
+_C.DATASETS.MARKET1501 = CN()
+_C.DATASETS.MARKET1501.DISTRACTORS_500K = False  # images/ of Market-1501+500k (Zheng 2015) into the gallery; torchreid
+_C.DATASETS.CUHK03 = CN()
+_C.DATASETS.CUHK03.LABELED = False  # hand-labelled boxes, not detected ones (Li et al. CVPR 2014); torchreid
+_C.DATASETS.CUHK03.CLASSIC_SPLIT = False  # 20 splits of 100 test ids (Li et al. 2014), not 767/700 (Zhong et al. 2017)
+_C.DATASETS.VEHICLEID = CN()
+_C.DATASETS.VEHICLEID.TEST_SIZE = 800  # test_list_<N>.txt: 800, 1600 or 2400 ids (Liu et al. CVPR 2016); fast-reid
+_C.DATASETS.VEHICLEID.REPEATS = 10  # random one-image-per-id galleries drawn, metrics averaged (Liu et al. 2016)
+_C.DATASETS.VERIWILD = CN()
+_C.DATASETS.VERIWILD.TEST_SIZE = 3000  # test_<N>.txt: 3000, 5000 or 10000 ids (Lou et al. CVPR 2019); fast-reid
+
 # ---------------------------------------------------------------------------------------------------------------
 _C.DATALOADER = CN()
 _C.DATALOADER.SAMPLER = "identity"  # "identity" (P x K batches) or "random"

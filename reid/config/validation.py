@@ -26,6 +26,7 @@ def validate(cfg: CfgNode) -> None:
     _check_lists(cfg)
     _check_ranges(cfg)
     _check_vis(cfg)
+    _check_dataset_protocols(cfg)
 
 
 def expand_key(cfg: CfgNode, pattern: str) -> List[str]:
@@ -158,3 +159,13 @@ def _check_vis(cfg: CfgNode) -> None:
     for name, low in _VIS_AT_LEAST.items():
         value = cfg.VIS[name]
         _need(value >= low, f"VIS.{name} must be at least {low}, got {value}.")
+
+
+def _check_dataset_protocols(cfg: CfgNode) -> None:
+    """DATASETS.* protocol keys (the test sizes name release files, checked when the dataset is read)."""
+    d = cfg.DATASETS
+    _need(d.SPLIT_ID >= 0, f"DATASETS.SPLIT_ID must be >= 0 (the first split is 0), got {d.SPLIT_ID}.")
+    _need(d.VEHICLEID.REPEATS >= 1, f"DATASETS.VEHICLEID.REPEATS must be at least 1, got {d.VEHICLEID.REPEATS}.")
+    for key in ("VEHICLEID", "VERIWILD"):
+        _need(d[key].TEST_SIZE > 0, f"DATASETS.{key}.TEST_SIZE must be a positive number of test identities, got "
+                                    f"{d[key].TEST_SIZE}.")

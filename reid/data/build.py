@@ -26,7 +26,7 @@ from ..utils.errors import ConfigError, DatasetError
 from .augment import Augmenter, TrainAugmentation
 from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
 from .datasets.base import (UNKNOWN_CAMERA, EvalProtocol, check_query_matches, choose_protocol, describe_identity,
-                            image_ids, queries_without_match, relabel, require_nonempty)
+                            image_ids, queries_without_match, relabel, require_images, require_nonempty)
 from .io import image_problem, read_image
 from .transforms import build_resize, build_test_transform
 
@@ -99,6 +99,7 @@ def merge_train_sets(datasets: Sequence[ReIDDataset]) -> ReIDDataset:
     classifier size is the sum), identity names prefixed with their dataset's name. A set without training images
     is an error naming it; one set is returned as it is."""
     for ds in datasets:
+        require_images(ds)
         if not ds.train:
             raise DatasetError(f"No training images in {ds.name} ({ds.root}); it is listed in DATASETS.NAMES, the "
                                f"training sets: check its train folder / list, or list it in DATASETS.TESTS only.")
@@ -147,6 +148,10 @@ def _check_protocol(query: Sequence[ImageRecord], gallery: Sequence[ImageRecord]
                     cross_camera: bool) -> Tuple[EvalProtocol, Optional[List[int]]]:
     """The evaluation protocol of a test set (see ``choose_protocol``) and, for same-image removal, the image ids
     of query + gallery; raises when a split is empty or no query has a true match under that protocol."""
+    require_images(dataset)
+    if dataset.train and not dataset.query and not dataset.gallery:
+        raise DatasetError(f"{dataset.name} ({dataset.root}) has no query or gallery: it is a training set only; list "
+                           f"it in DATASETS.NAMES, not DATASETS.TESTS.")
     for what, records, parsed in (("query", query, dataset.query), ("gallery", gallery, dataset.gallery)):
         if parsed and not records:
             raise DatasetError(f"All {len(parsed)} {what} images of {dataset.name} ({dataset.root}) are unreadable "

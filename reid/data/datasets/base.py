@@ -7,7 +7,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from ...registry import DATASET_REGISTRY  # noqa: F401 - re-exported: name in DATASETS.NAMES / TESTS -> Cls(root, cfg)
 from ...utils.errors import DatasetError
@@ -27,12 +27,44 @@ class ImageRecord:
     identity_name: str = ""
 
 
+@dataclass(frozen=True)
+class TrackletRecord:
+    """One tracklet of a video dataset (MARS, iLIDS-VID, PRID-2011, DukeMTMC-VideoReID): its frames in temporal
+    order, identity and camera as for an ImageRecord. ``path`` is the first frame, so that code written for images
+    (duplicate checks, image ids, reports) keeps working on tracklets."""
+
+    paths: Tuple[str, ...]
+    pid: int
+    camid: int
+    identity_name: str = ""
+
+    @property
+    def path(self) -> str:
+        return self.paths[0]
+
+
+Record = Union[ImageRecord, TrackletRecord]
+
+
+@dataclass(frozen=True)
+class Split:
+    """One train / query / gallery partition of a protocol that has several: the random splits of VIPeR, GRID,
+    CUHK01, iLIDS, PRID, CUHK03's classic protocol, iLIDS-VID and PRID-2011, or VehicleID's random gallery draws.
+    Metrics are averaged over a dataset's ``splits``; ``DATASETS.SPLIT_ID`` chooses the one a run uses."""
+
+    train: List[Record]
+    query: List[Record]
+    gallery: List[Record]
+
+
 class ReIDDataset:
     """Train / query / gallery record lists of one dataset, parsed once.
 
     A dataset registered with an ``argument`` (``@DATASET_REGISTRY.register("folder", argument="PATH")``) is
     chosen by an entry ``NAME:ARG`` and built as ``Cls(root, cfg, arg=ARG)``; the others as ``Cls(root, cfg)``.
-    ``parts`` are the datasets a merged training set was made of.
+    ``parts`` are the datasets a merged training set was made of. ``splits`` are every partition of a protocol
+    with several (see :class:`Split`); ``train`` / ``query`` / ``gallery`` are the one chosen by
+    ``DATASETS.SPLIT_ID``. A dataset with one fixed partition has ``splits == [Split(train, query, gallery)]``.
     """
 
     FOLDERS: Tuple[str, ...] = ()  # a release's folder names under DATASETS.ROOT, in order of preference
@@ -40,13 +72,16 @@ class ReIDDataset:
     LAYOUT = ""  # the expected layout, shown in errors
 
     def __init__(self, name: str, root: str, train: List[ImageRecord], query: List[ImageRecord],
-                 gallery: List[ImageRecord], parts: Sequence["ReIDDataset"] = ()) -> None:
+                 gallery: List[ImageRecord], parts: Sequence["ReIDDataset"] = (),
+                 splits: Sequence[Split] = (), split_id: int = 0) -> None:
         self.name = name
         self.root = root
         self.train = train
         self.query = query
         self.gallery = gallery
         self.parts = list(parts)
+        self.splits = list(splits) or [Split(train, query, gallery)]
+        self.split_id = split_id
 
     @classmethod
     def dataset_folder(cls, root: str, arg: Optional[str]) -> Path:
@@ -55,6 +90,12 @@ class ReIDDataset:
         if arg is None:
             return find_dataset_folder(root, cls.FOLDERS, cls.LAYOUT, cls.MARKERS)
         return resolve_data_path(root, arg, f"{cls.__name__}:{arg}", cls.LAYOUT)
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the records are tracklets (a video dataset)."""
+        return any(isinstance(r, TrackletRecord) for subset in (self.train, self.query, self.gallery)
+                   for r in subset[:1])
 
     @property
     def num_train_pids(self) -> int:
@@ -68,16 +109,20 @@ class ReIDDataset:
         """A small table for the log: ids (junk excluded), images and cameras per subset, the first pids with their
         names where the dataset names its identities; for a merged training set, one train row per dataset it was
         made of (their identities are kept apart)."""
-        rows = [("subset", "# ids", "# images", "# cameras")]
+        video = self.is_video
+        rows = [("subset", "# ids", "# tracklets" if video else "# images", "# cameras") + (("# frames",) * video)]
         for subset in SPLITS:
-            rows.append((subset, *_counts(getattr(self, subset))))
+            rows.append((subset, *_counts(getattr(self, subset))) + ((_frames(getattr(self, subset)),) * video))
         for part in self.parts:
             rows.append((f"  train of {part.name}", *_counts(part.train)))
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = [" | ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
                  for row in rows]
         lines.insert(1, "-+-".join("-" * w for w in widths))
         text = f"Dataset {self.name} ({self.root})\n" + "\n".join("  " + line for line in lines)
+        if len(self.splits) > 1:
+            text += (f"\n  split {self.split_id} of 0..{len(self.splits) - 1} (DATASETS.SPLIT_ID); the protocol "
+                     f"averages the metrics over all {len(self.splits)}")
         for subset in SPLITS:
             named = {r.pid: r.identity_name for r in getattr(self, subset) if r.identity_name}
             if named:
@@ -93,12 +138,24 @@ class ReIDDataset:
                 f"gallery={len(self.gallery)})")
 
 
+def _frames(records: Sequence[Record]) -> str:
+    return str(sum(len(r.paths) for r in records if isinstance(r, TrackletRecord)))
+
+
 def _counts(records: Sequence[ImageRecord]) -> Tuple[str, str, str]:
     """(# ids without junk, # images, # cameras) as text; unknown cameras are counted as "unknown"."""
     cams = {r.camid for r in records}
     known = len(cams - {UNKNOWN_CAMERA})
     cameras = str(known) if UNKNOWN_CAMERA not in cams else (f"{known} + unknown" if known else "unknown")
     return str(len({r.pid for r in records if r.pid >= 0})), str(len(records)), cameras
+
+
+def require_images(dataset: ReIDDataset) -> None:
+    """Video sets are parsed (tracklet records) but not yet trained or evaluated on: a DatasetError saying so."""
+    if dataset.is_video:
+        raise DatasetError(f"{dataset.name} ({dataset.root}) is a video dataset (tracklets of frames); reid parses it "
+                           f"(reid.data.build_dataset, Dataset.summary()) but does not train or evaluate on "
+                           f"tracklets yet. Use an image dataset in DATASETS.NAMES / DATASETS.TESTS.")
 
 
 def find_dataset_folder(root: str, candidates: Sequence[str], layout: str, markers: Sequence[str] = ()) -> Path:

@@ -21,7 +21,7 @@ from yacs.config import CfgNode
 
 from ...utils.errors import ConfigError, DatasetError
 from .base import DATASET_REGISTRY
-from .market1501 import SPLIT_FOLDERS, Market1501, market_file_name
+from .market1501 import SPLIT_FOLDERS, NamedImageFolders, market_file_name
 from .pedestrians import Camera, Identity, render, sample_camera, sample_identity, sample_lookalike
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ SYNTHETIC_LAYOUT = """\
 
 
 @DATASET_REGISTRY.register()
-class Synthetic(Market1501):
+class Synthetic(NamedImageFolders):
     """Market-1501-format data generated into ``<DATASETS.ROOT>/synthetic/`` when missing or stale."""
 
     FOLDERS = (FOLDER,)
