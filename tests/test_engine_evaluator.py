@@ -11,7 +11,7 @@ import pytest
 
 from reid.cli import test as test_tool, train as train_tool, visualize as visualize_tool
 from reid.cli.parser import run_tool
-from reid.data.datasets.market1501 import Market1501
+from reid.data.datasets.market1501 import NamedImageFolders
 from reid.engine.evaluator import Evaluator
 
 from conftest import TINY_TRAINING, one_thread
@@ -26,7 +26,7 @@ class Spy:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.parses: Counter = Counter()
         self.evaluations: List[List[str]] = []
-        parse, evaluate = Market1501.__init__, Evaluator.evaluate
+        parse, evaluate = NamedImageFolders.__init__, Evaluator.evaluate
 
         def counted_parse(dataset, root, cfg, arg=None):
             self.parses[(type(dataset).__name__, arg)] += 1
@@ -36,7 +36,7 @@ class Spy:
             self.evaluations.append(list(evaluator.test_sets))
             return evaluate(evaluator, model, *args, **kwargs)
 
-        monkeypatch.setattr(Market1501, "__init__", counted_parse)
+        monkeypatch.setattr(NamedImageFolders, "__init__", counted_parse)
         monkeypatch.setattr(Evaluator, "evaluate", recorded_evaluate)
 
     def take(self):
