@@ -18,3 +18,6 @@ from .metric_learning import RetrievalDataset  # noqa: E402
 from .sop import SOP  # noqa: E402
 
 __all__ += ["CUB200", "Cars196", "InShop", "RetrievalDataset", "SOP"]
+from .synthetic_retrieval import SyntheticRetrieval  # noqa: E402
+
+__all__ += ["SyntheticRetrieval"]
