@@ -3,6 +3,7 @@ loads name for name, and the trunk computes what the peer's own definition compu
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from peer_models import realistic_, require
 from reid.config import load_cfg
 from reid.modeling import build_backbone, build_model
 from reid.modeling.backbones.bninception import CAFFE_MEAN_RGB, IMAGENET_URL, BNInception
+from reid.modeling.losses import build_criterion
 from reid.utils.errors import CheckpointError, ConfigError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -92,3 +94,23 @@ def test_trunk_without_weights_has_the_published_size():
     net = build_backbone(load_cfg(None, [*BACKBONE, "MODEL.BACKBONE.PRETRAIN", "False"]))
     assert net.out_channels == 1024
     assert sum(p.numel() for p in net.parameters()) == 11_295_240 - 1025 * 1000  # the peer's, less last_linear
+
+
+DML_CONFIGS = sorted(str(p) for name in ("CUB200", "Cars196", "SOP", "InShop")
+                     for p in (Path(__file__).resolve().parents[1] / "configs" / name).glob("*.yml"))
+
+
+def test_every_metric_learning_config_trains_a_step():
+    """Each of the 12 recipes builds (without ImageNet weights) and its pair loss gives gradients to every
+    parameter on a P x K batch; the test embedding is 512-d."""
+    assert len(DML_CONFIGS) == 12
+    pids = torch.arange(3).repeat_interleave(2)
+    for file in DML_CONFIGS:
+        cfg = load_cfg(file, ["MODEL.BACKBONE.PRETRAIN", "False"])
+        model = build_model(cfg, num_classes=3).train()
+        terms = build_criterion(cfg)(model(torch.randn(6, 3, 64, 64), pids), pids)
+        sum(terms.values()).backward()
+        assert all(torch.isfinite(v) for v in terms.values()), file
+        assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None], file
+        with torch.no_grad():
+            assert model.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 512), file
