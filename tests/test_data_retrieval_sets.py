@@ -224,27 +224,25 @@ def test_cub200_bad_layout_names_the_file(tmp_path, edit, message):
         load(tmp_path, "CUB200")
 
 
-def test_bad_layouts_of_cars_sop_inshop_name_the_file(tmp_path):
-    with pytest.raises(DatasetError, match="Dataset folder not found.*Cars196"):
-        load(tmp_path, "Cars196")
-    cars = make_cars_folders(tmp_path)
-    _replace(cars / "anno_test.csv", ",99\n", ",197\n")
-    with pytest.raises(DatasetError, match="anno_test.csv line 4: class 197"):
-        load(tmp_path, "Cars196")
-    (cars / "cars_annos.mat").write_bytes(b"not a MATLAB file")
-    with pytest.raises(DatasetError, match="cars_annos.mat: not the release's annotation file"):
-        load(tmp_path, "Cars196")
-    sop = make_sop(tmp_path)
-    _replace(sop / "Ebay_test.txt", "11320 12", "11320")
-    with pytest.raises(DatasetError, match="Ebay_test.txt line 4: 3 field"):
-        load(tmp_path, "SOP")
-    (sop / "Ebay_train.txt").unlink()
-    with pytest.raises(DatasetError, match="Missing file .*Ebay_train.txt"):
-        load(tmp_path, "SOP")
-    shop = make_inshop(tmp_path)
-    _replace(shop / "list_eval_partition.txt", " query", " probe")
-    with pytest.raises(DatasetError, match="list_eval_partition.txt line 8"):
-        load(tmp_path, "InShop")
+def _garbage_mat(base: Path) -> None:
+    (base / "cars_annos.mat").write_bytes(b"not a MATLAB file")
+
+
+@pytest.mark.parametrize("entry, make, edit, message", [
+    ("Cars196", make_cars_folders, lambda b: _replace(b / "anno_test.csv", ",99\n", ",197\n"),
+     "anno_test.csv line 4: class 197"),
+    ("Cars196", make_cars_folders, _garbage_mat, "cars_annos.mat: not the release's annotation file"),
+    ("SOP", make_sop, lambda b: _replace(b / "Ebay_test.txt", "11320 12", "11320"), "Ebay_test.txt line 4: 3 field"),
+    ("SOP", make_sop, lambda b: (b / "Ebay_train.txt").unlink(), "Missing file .*Ebay_train.txt"),
+    ("InShop", make_inshop, lambda b: _replace(b / "list_eval_partition.txt", " query", " probe"),
+     "list_eval_partition.txt line 8"),
+])
+def test_bad_layouts_of_cars_sop_inshop_name_the_file(tmp_path, entry, make, edit, message):
+    with pytest.raises(DatasetError, match="Dataset folder not found: looked for "):
+        load(tmp_path, entry)
+    edit(make(tmp_path))
+    with pytest.raises(DatasetError, match=message):
+        load(tmp_path, entry)
 
 
 # -- pytorch-metric-learning's datasets on the same trees -------------------------------------------------------
@@ -260,30 +258,17 @@ def pml_datasets():
     return datasets
 
 
-def test_cub200_same_as_pml(tmp_path, pml_datasets):
-    make_cub(tmp_path)
-    ds = load(tmp_path, "CUB200")
-    train = pml_datasets.CUB(str(tmp_path), split="train", download=False)
-    test = pml_datasets.CUB(str(tmp_path), split="test", download=False)
-    assert pairs([r.path for r in ds.query], [r.pid for r in ds.query]) == pairs(test.paths, test.labels)
-    assert groups(ds.train) == groups(ImageRecord(p, label, -1) for p, label in zip(train.paths, train.labels))
-
-
-def test_cars196_same_as_pml(tmp_path, pml_datasets):
-    make_cars_folders(tmp_path)
-    ds = load(tmp_path, "Cars196")
-    base = str(tmp_path / "Cars196")
-    train = pml_datasets.Cars196(base, split="train", download=False)
-    test = pml_datasets.Cars196(base, split="test", download=False)
-    assert pairs([r.path for r in ds.query], [r.pid for r in ds.query]) == pairs(test.paths, test.labels)
-    assert groups(ds.train) == groups(ImageRecord(p, label, -1) for p, label in zip(train.paths, train.labels))
-
-
-def test_sop_same_as_pml(tmp_path, pml_datasets):
-    make_sop(tmp_path)
-    ds = load(tmp_path, "SOP")
-    train = pml_datasets.StanfordOnlineProducts(str(tmp_path), split="train", download=False)
-    test = pml_datasets.StanfordOnlineProducts(str(tmp_path), split="test", download=False)
+@pytest.mark.parametrize("entry, make, peer, folder", [
+    ("CUB200", make_cub, "CUB", ""),
+    ("Cars196", make_cars_folders, "Cars196", "Cars196"),
+    ("SOP", make_sop, "StanfordOnlineProducts", ""),
+])
+def test_same_images_and_classes_as_pml(tmp_path, pml_datasets, entry, make, peer, folder):
+    """Test split: the same (path, class number) pairs; train split: the same grouping of paths into classes."""
+    make(tmp_path)
+    ds = load(tmp_path, entry)
+    train, test = (getattr(pml_datasets, peer)(str(tmp_path / folder), split=split, download=False)
+                   for split in ("train", "test"))
     assert pairs([r.path for r in ds.query], [r.pid for r in ds.query]) == pairs(test.paths, test.labels)
     assert groups(ds.train) == groups(ImageRecord(p, label, -1) for p, label in zip(train.paths, train.labels))
     assert len(ds.train) == len(train.paths) and len(ds.query) == len(test.paths)

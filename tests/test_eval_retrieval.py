@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from reid.evaluation import EvaluationError
-from reid.evaluation.retrieval import (evaluate_retrieval, evaluate_retrieval_query_gallery, kmeans,
-                                       normalized_mutual_info)
+from reid.evaluation.retrieval import evaluate_retrieval, kmeans, normalized_mutual_info
 
 
 def brute_force(q, q_labels, g, g_labels, ks, leave_one_out, metric):
@@ -67,7 +66,8 @@ def test_query_gallery_equals_brute_force(grid):
     q, q_labels, g, g_labels = feats[:50], labels[:50], feats[50:], labels[50:]
     q_labels[0] = 77  # not in the gallery: skipped
     metric = "euclidean" if grid else "cosine"
-    ours = evaluate_retrieval_query_gallery(q, q_labels, g, g_labels, (1, 10, 20), metric=metric, chunk_size=9)
+    ours = evaluate_retrieval(q, q_labels, (1, 10, 20), gallery_feats=g, gallery_labels=g_labels, metric=metric,
+                              chunk_size=9)
     assert_metrics(ours, brute_force(q, q_labels, g, g_labels, (1, 10, 20), False, metric))
     assert (ours["num_query"], ours["num_gallery"]) == (50, 130) and ours["num_valid_query"] < 50
 
@@ -79,8 +79,8 @@ def test_perfect_and_ranked_examples():
     assert perfect["recall@1"] == perfect["map@r"] == perfect["r_precision"] == 1.0
     # One query at 0 against a gallery on a line: labels by distance 1 (A), 2 (B), 3 (A), 4 (A) -> R = 3, true
     # matches at ranks 1, 3, 4: R-precision 2/3, AP@R (1/1 + 2/3) / 3.
-    result = evaluate_retrieval_query_gallery(np.zeros((1, 1)), [0], np.arange(1.0, 5.0)[:, None],
-                                              [0, 1, 0, 0], (1, 2), metric="euclidean")
+    result = evaluate_retrieval(np.zeros((1, 1)), [0], (1, 2), gallery_feats=np.arange(1.0, 5.0)[:, None],
+                                gallery_labels=[0, 1, 0, 0], metric="euclidean")
     assert result["r_precision"] == pytest.approx(2 / 3)
     assert result["map@r"] == pytest.approx((1 + 2 / 3) / 3)
     assert result["recall@1"] == 1.0
@@ -96,6 +96,8 @@ def test_input_errors():
         evaluate_retrieval(feats, labels, ks=(0, 1))
     with pytest.raises(EvaluationError, match="none of the 10 queries"):
         evaluate_retrieval(feats, np.arange(10))
+    with pytest.raises(EvaluationError, match="give both gallery_feats and gallery_labels"):
+        evaluate_retrieval(feats, labels, gallery_feats=feats)
     with pytest.raises(EvaluationError, match="unknown distance metric"):
         evaluate_retrieval(feats, labels, metric="manhattan")
 
@@ -160,5 +162,5 @@ def test_query_gallery_equals_pml(accuracy_calculator, grid):
         feats /= np.linalg.norm(feats, axis=1, keepdims=True)
     q, q_labels, g, g_labels = feats[:120], labels[:120], feats[120:], labels[120:]
     metric = "euclidean" if grid else "cosine"
-    _compare(evaluate_retrieval_query_gallery(q, q_labels, g, g_labels, (1,), metric=metric),
+    _compare(evaluate_retrieval(q, q_labels, (1,), gallery_feats=g, gallery_labels=g_labels, metric=metric),
              accuracy_calculator.get_accuracy(q, q_labels, g, g_labels))

@@ -2,8 +2,9 @@
 
 Protocol (Oh Song et al. 2016; the MS-loss and Circle-loss papers; Musgrave et al. 2020 for MAP@R):
 - CUB-200-2011, Cars-196, Stanford Online Products: the test split is its own query and gallery; every image is
-  a query against all the *other* test images (leave-one-out): `evaluate_retrieval`.
-- In-shop Clothes: the query list against the gallery list: `evaluate_retrieval_query_gallery`.
+  a query against all the *other* test images (leave-one-out): `evaluate_retrieval(feats, labels)`.
+- In-shop Clothes: the query list against the gallery list: `evaluate_retrieval(q_feats, q_labels,
+  gallery_feats=g_feats, gallery_labels=g_labels)`.
 
 For a query with R gallery items of its class (its true matches) and their 1-based ranks r_1 < ... < r_R:
 - Recall@K = [r_1 <= K] (at least one true match among the K nearest), averaged over queries;
@@ -39,41 +40,32 @@ def evaluate_retrieval(
     labels: LabelsLike,
     ks: Sequence[int] = (1, 2, 4, 8),
     *,
+    gallery_feats: torch.Tensor | np.ndarray | None = None,
+    gallery_labels: LabelsLike | None = None,
     metric: str = "cosine",
     nmi: bool = False,
     nmi_seed: int = 0,
     chunk_size: int | None = None,
 ) -> dict[str, float | int]:
-    """Leave-one-out retrieval metrics of a test split (CUB-200, Cars-196, SOP): each image against all others.
+    """Retrieval metrics of a test split: leave-one-out (CUB-200, Cars-196, SOP: each image against all the
+    others) or, given `gallery_feats` and `gallery_labels` (In-shop), `feats` as queries against that gallery, from
+    which nothing is removed.
 
-    Returns fractions ``recall@K`` for each K of `ks`, ``map@r``, ``r_precision`` (and ``nmi`` when asked), with
-    ``num_query``, ``num_gallery`` (both the number of images) and ``num_valid_query`` (images whose class has
-    another image). `chunk_size` is the number of query rows per distance block (default: a device budget).
+    Returns fractions ``recall@K`` for each K of `ks`, ``map@r``, ``r_precision`` (and ``nmi`` of the query
+    features when asked), with ``num_query``, ``num_gallery`` and ``num_valid_query`` (queries with a true match).
+    `chunk_size` is the number of query rows per distance block (default: a device budget).
     """
     feats = as_features(feats, "feats")
     labels = _as_labels(labels, "labels", feats.shape[0])
-    ids = torch.arange(feats.shape[0])
-    return _retrieval(feats, labels, feats, labels, ks, metric, chunk_size, (ids, ids), nmi, nmi_seed)
-
-
-def evaluate_retrieval_query_gallery(
-    q_feats: torch.Tensor | np.ndarray,
-    q_labels: LabelsLike,
-    g_feats: torch.Tensor | np.ndarray,
-    g_labels: LabelsLike,
-    ks: Sequence[int] = (1, 2, 4, 8),
-    *,
-    metric: str = "cosine",
-    nmi: bool = False,
-    nmi_seed: int = 0,
-    chunk_size: int | None = None,
-) -> dict[str, float | int]:
-    """Retrieval metrics of a query list against a separate gallery list (In-shop); nothing is removed from the
-    gallery. The keys are `evaluate_retrieval`'s; NMI clusters the query features."""
-    q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
-    q_labels = _as_labels(q_labels, "q_labels", q_feats.shape[0])
-    g_labels = _as_labels(g_labels, "g_labels", g_feats.shape[0])
-    return _retrieval(q_feats, q_labels, g_feats, g_labels, ks, metric, chunk_size, None, nmi, nmi_seed)
+    if (gallery_feats is None) != (gallery_labels is None):
+        raise EvaluationError("give both gallery_feats and gallery_labels (query / gallery), or neither "
+                              "(leave-one-out).")
+    if gallery_feats is None:
+        ids = torch.arange(feats.shape[0])
+        return _retrieval(feats, labels, feats, labels, ks, metric, chunk_size, (ids, ids), nmi, nmi_seed)
+    g_feats = as_features(gallery_feats, "gallery_feats")
+    g_labels = _as_labels(gallery_labels, "gallery_labels", g_feats.shape[0])
+    return _retrieval(feats, labels, g_feats, g_labels, ks, metric, chunk_size, None, nmi, nmi_seed)
 
 
 def _as_labels(labels: LabelsLike, name: str, length: int) -> torch.Tensor:
