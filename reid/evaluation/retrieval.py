@@ -16,9 +16,14 @@ For a query with R gallery items of its class (its true matches) and their 1-bas
   (`nmi_seed`), at most 20 iterations as pytorch-metric-learning's faiss k-means, on L2-normalised features
   for the cosine metric; an emptied cluster keeps its centroid.
 
-A query without any true match is skipped (counted in `num_valid_query`). Ranks come from
-`reid.evaluation.match_ranks` on blocks of `iter_distance_blocks`: equal distances rank by gallery index, the
-order faiss (pytorch-metric-learning's default k-NN) gives them too, and no query x gallery matrix is held at once.
+A query without any true match is skipped (counted in `num_valid_query`). Equal distances rank by gallery index,
+the order faiss (pytorch-metric-learning's default k-NN) gives them too.
+
+How: distances come a block of query rows at a time (`iter_distance_blocks`; no query x gallery matrix is held).
+A rank beyond every K and every R changes no metric, so each query only needs its `depth` = max(K, R) nearest
+items: a `topk` of each row gives the distance of the (depth + 1)-th nearest, every item no farther is a
+candidate (ties at that distance included, so the cut is exact), and only the candidates are sorted. The work
+beyond the distance products does not depend on how good the embedding is.
 """
 from __future__ import annotations
 
@@ -29,7 +34,6 @@ import torch
 import torch.nn.functional as F
 
 from reid.evaluation.distance import EvaluationError, as_features, check_metric, iter_distance_blocks
-from reid.evaluation.rank import match_ranks
 
 LabelsLike = torch.Tensor | np.ndarray | Iterable[int]
 KMEANS_ITERATIONS = 20  # pytorch-metric-learning's FaissKMeans(niter=20)
@@ -61,11 +65,10 @@ def evaluate_retrieval(
         raise EvaluationError("give both gallery_feats and gallery_labels (query / gallery), or neither "
                               "(leave-one-out).")
     if gallery_feats is None:
-        ids = torch.arange(feats.shape[0])
-        return _retrieval(feats, labels, feats, labels, ks, metric, chunk_size, (ids, ids), nmi, nmi_seed)
+        return _retrieval(feats, labels, feats, labels, ks, metric, chunk_size, True, nmi, nmi_seed)
     g_feats = as_features(gallery_feats, "gallery_feats")
     g_labels = _as_labels(gallery_labels, "gallery_labels", g_feats.shape[0])
-    return _retrieval(feats, labels, g_feats, g_labels, ks, metric, chunk_size, None, nmi, nmi_seed)
+    return _retrieval(feats, labels, g_feats, g_labels, ks, metric, chunk_size, False, nmi, nmi_seed)
 
 
 def _as_labels(labels: LabelsLike, name: str, length: int) -> torch.Tensor:
@@ -90,60 +93,92 @@ def _check_ks(ks: Sequence[int]) -> list[int]:
 
 
 def _retrieval(q: torch.Tensor, q_labels: torch.Tensor, g: torch.Tensor, g_labels: torch.Tensor,
-               ks: Sequence[int], metric: str, chunk_size: int | None,
-               leave_one_out: tuple[torch.Tensor, torch.Tensor] | None, nmi: bool,
+               ks: Sequence[int], metric: str, chunk_size: int | None, leave_one_out: bool, nmi: bool,
                nmi_seed: int) -> dict[str, float | int]:
-    """Per-query first-match rank, R-precision and AP@R from each block's true-match ranks, then the means."""
+    """Per query: R (its true matches in the gallery), then from each distance block the ranks of its true matches
+    among its `depth` nearest items (`_block_scores`); the means over the queries with R > 0."""
     ks = _check_ks(ks)
     check_metric(metric)
     if q.shape[0] == 0 or g.shape[0] == 0:
         raise EvaluationError(f"nothing to evaluate: {q.shape[0]} query and {g.shape[0]} gallery images.")
-    g_cams = torch.zeros(g.shape[0], dtype=torch.int64)  # retrieval sets have no cameras
-    protocol = dict(cross_camera=False, q_image_ids=None, g_image_ids=None)
+    g_labels, q_labels = g_labels.to(g.device), q_labels.to(g.device)
+    class_size = torch.bincount(g_labels, minlength=int(q_labels.max()) + 1)
+    r = class_size[q_labels] - int(leave_one_out)  # true matches per query (its own image is not one)
+    # Ranks beyond every K and every R change no metric: each query needs only its `depth` nearest items.
+    depth = max(ks[-1], int(r.max()))
     first, r_prec, ap_r = [], [], []
     for start, block in iter_distance_blocks(q, g, metric, chunk_size):
-        rows = slice(start, start + block.shape[0])
-        if leave_one_out is not None:  # the query's own image (same index) is removed from its gallery
-            protocol.update(q_image_ids=leave_one_out[0][rows], g_image_ids=leave_one_out[1])
         if bool(torch.isnan(block.amax())):
-            raise EvaluationError(f"the distances have NaN in query rows {rows.start}..{rows.stop - 1}; check the "
-                                  f"features for NaN/inf.")
-        matches = match_ranks(block, q_labels[rows], g_labels, torch.zeros(block.shape[0], dtype=torch.int64),
-                              g_cams, chunk_size=chunk_size, **protocol)
-        f, p, a = _query_scores([m.ranks for m in matches])
-        first.append(f)
-        r_prec.append(p)
-        ap_r.append(a)
-    first_rank = np.concatenate(first)
-    valid = first_rank > 0
-    if not valid.any():
+            raise EvaluationError(f"the distances have NaN in query rows {start}..{start + block.shape[0] - 1}; "
+                                  f"check the features for NaN/inf.")
+        rows = slice(start, start + block.shape[0])
+        scores = _block_scores(block, rows, q_labels[rows], g_labels, r[rows], depth, leave_one_out)
+        for part, out in zip(scores, (first, r_prec, ap_r)):
+            out.append(part)
+    first_rank, valid = torch.cat(first), r > 0
+    if not bool(valid.any()):
         raise EvaluationError(f"none of the {q.shape[0]} queries has another image of its class in the gallery; "
                               f"check the labels.")
-    out: dict[str, float | int] = {f"recall@{k}": float(np.mean(first_rank[valid] <= k)) for k in ks}
-    out["map@r"] = float(np.concatenate(ap_r)[valid].mean())
-    out["r_precision"] = float(np.concatenate(r_prec)[valid].mean())
+    out: dict[str, float | int] = {f"recall@{k}": float((first_rank[valid] <= k).double().mean()) for k in ks}
+    out["map@r"] = float(torch.cat(ap_r)[valid].mean())
+    out["r_precision"] = float(torch.cat(r_prec)[valid].mean())
     if nmi:
         feats = F.normalize(q, dim=1) if metric == "cosine" else q
         clusters = kmeans(feats, int(torch.unique(q_labels).numel()), seed=nmi_seed, chunk_size=chunk_size)
-        out["nmi"] = normalized_mutual_info(q_labels.numpy(), clusters)
+        out["nmi"] = normalized_mutual_info(q_labels.cpu().numpy(), clusters)
     out.update(num_query=int(q.shape[0]), num_gallery=int(g.shape[0]), num_valid_query=int(valid.sum()))
     return out
 
 
-def _query_scores(ranks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per query (its true matches' sorted 1-based ranks): first-match rank (0: no match), R-precision, AP@R."""
-    count = np.array([len(r) for r in ranks], dtype=np.int64)
-    flat = np.concatenate(ranks).astype(np.float64) if ranks else np.zeros(0)
-    row = np.repeat(np.arange(len(ranks)), count)
-    hit = np.arange(flat.size) - np.repeat(np.cumsum(count) - count, count) + 1  # j: the match's order, from 1
-    within = flat <= count[row]  # r_j <= R
-    r = np.maximum(count, 1).astype(np.float64)
-    precision = np.bincount(row, weights=within, minlength=len(ranks)) / r
-    ap_r = np.bincount(row, weights=np.where(within, hit / flat, 0.0), minlength=len(ranks)) / r
-    first = np.zeros(len(ranks), dtype=np.int64)
-    has = count > 0
-    first[has] = flat[(np.cumsum(count) - count)[has]].astype(np.int64)
-    return first, precision, ap_r
+def _block_scores(dist: torch.Tensor, rows: slice, q_labels: torch.Tensor, g_labels: torch.Tensor, r: torch.Tensor,
+                  depth: int, leave_one_out: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """First-match rank (depth + 1 when beyond), R-precision and AP@R of a block of query rows (float64).
+
+    Candidates (`_candidates`): every item no farther than the row's (depth + 1)-th smallest distance, so every item
+    ranked within `depth` is among them. They are ordered by (distance, gallery index);
+    the query's own image (leave-one-out) is then dropped, and a true match's rank is its position among the rest.
+    """
+    bsz = dist.shape[0]
+    d, idx = _candidates(dist, depth)
+    order = torch.argsort(d, dim=1, stable=True)  # indices ascending within a row: ties keep index order
+    idx = idx.gather(1, order)
+    valid = idx >= 0
+    if leave_one_out:
+        valid &= idx != torch.arange(rows.start, rows.stop, device=dist.device)[:, None]
+    rank = torch.cumsum(valid, 1)  # 1-based rank of each valid candidate
+    match = valid & (g_labels[idx.clamp(min=0)] == q_labels[:, None]) & (rank <= depth)
+    first = torch.where(match.any(1), torch.where(match, rank, depth + 1).amin(1), depth + 1)
+    hits = torch.cumsum(match, 1)  # j: the order of each true match
+    rf = r.to(torch.float64).clamp(min=1)[:, None]
+    within = match & (rank <= r[:, None])
+    precision = within.sum(1) / rf.squeeze(1)
+    ap_r = torch.where(within, hits / rank.to(torch.float64), 0.0).sum(1) / rf.squeeze(1)
+    return first.cpu(), precision.cpu(), ap_r.cpu()
+
+
+def _candidates(dist: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the distances and gallery indices (ascending) of every item no farther than its (depth + 1)-th
+    nearest, padded with (inf, -1): the row's `topk` when no item beyond it lies at the same distance, else all
+    items up to that distance (rows with a tie at the cut, rare with real features, exact with any)."""
+    bsz, num_gallery = dist.shape
+    if depth + 1 >= num_gallery:
+        return dist, torch.arange(num_gallery, device=dist.device).expand(bsz, -1)
+    values, indices = torch.topk(dist, depth + 2, dim=1, largest=False, sorted=True)
+    idx, by_index = indices[:, : depth + 1].sort(dim=1)
+    d = values[:, : depth + 1].gather(1, by_index)
+    tied = (values[:, depth + 1] == values[:, depth]).nonzero().squeeze(1)
+    if tied.numel() == 0:
+        return d, idx
+    row, col = (dist[tied] <= values[tied, depth, None]).nonzero(as_tuple=True)  # row-major: columns ascending
+    count = torch.bincount(row, minlength=tied.numel())
+    slot = torch.arange(row.numel(), device=dist.device) - (torch.cumsum(count, 0) - count)[row]
+    width = int(count.max())
+    d = F.pad(d, (0, width - d.shape[1]), value=float("inf"))
+    idx = F.pad(idx, (0, width - idx.shape[1]), value=-1)
+    d[tied], idx[tied] = float("inf"), -1
+    d[tied[row], slot] = dist[tied[row], col]
+    idx[tied[row], slot] = col
+    return d, idx
 
 
 def kmeans(feats: torch.Tensor, k: int, iterations: int = KMEANS_ITERATIONS, seed: int = 0,
