@@ -115,7 +115,7 @@ def _retrieval(q: torch.Tensor, q_labels: torch.Tensor, g: torch.Tensor, g_label
         scores = _block_scores(block, rows, q_labels[rows], g_labels, r[rows], depth, leave_one_out)
         for part, out in zip(scores, (first, r_prec, ap_r)):
             out.append(part)
-    first_rank, valid = torch.cat(first), r > 0
+    first_rank, valid = torch.cat(first), (r > 0).cpu()
     if not bool(valid.any()):
         raise EvaluationError(f"none of the {q.shape[0]} queries has another image of its class in the gallery; "
                               f"check the labels.")
@@ -138,7 +138,6 @@ def _block_scores(dist: torch.Tensor, rows: slice, q_labels: torch.Tensor, g_lab
     ranked within `depth` is among them. They are ordered by (distance, gallery index);
     the query's own image (leave-one-out) is then dropped, and a true match's rank is its position among the rest.
     """
-    bsz = dist.shape[0]
     d, idx = _candidates(dist, depth)
     order = torch.argsort(d, dim=1, stable=True)  # indices ascending within a row: ties keep index order
     idx = idx.gather(1, order)
@@ -149,10 +148,10 @@ def _block_scores(dist: torch.Tensor, rows: slice, q_labels: torch.Tensor, g_lab
     match = valid & (g_labels[idx.clamp(min=0)] == q_labels[:, None]) & (rank <= depth)
     first = torch.where(match.any(1), torch.where(match, rank, depth + 1).amin(1), depth + 1)
     hits = torch.cumsum(match, 1)  # j: the order of each true match
-    rf = r.to(torch.float64).clamp(min=1)[:, None]
+    r_float = r.to(torch.float64).clamp(min=1)  # R = 0: a skipped query
     within = match & (rank <= r[:, None])
-    precision = within.sum(1) / rf.squeeze(1)
-    ap_r = torch.where(within, hits / rank.to(torch.float64), 0.0).sum(1) / rf.squeeze(1)
+    precision = within.sum(1) / r_float
+    ap_r = torch.where(within, hits / rank.to(torch.float64), 0.0).sum(1) / r_float
     return first.cpu(), precision.cpu(), ap_r.cpu()
 
 
