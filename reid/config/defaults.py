@@ -221,3 +221,7 @@ _C.VIS.REPORT_SHEETS = 2  # sheets of the worst-AP queries drawn into the report
 _C.VIS.SHOW_JUNK = True  # draw junk gallery images (pid -1, kept by DATASETS.KEEP_JUNK) greyed; False hides them
 _C.VIS.HIST_MAX_QUERIES = 2000  # queries (evenly spaced) in the distance histogram; bounds its cost on large sets
 _C.VIS.TENSORBOARD = False  # training scalars in OUTPUT_DIR/tensorboard/ (detectron2 writer; pip install tensorboard)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Deep metric learning benchmarks (CUB200, Cars196, SOP, InShop; reid.evaluation.retrieval).
+_C.TEST.RECALL_KS = [1, 2, 4, 8]  # Recall@K of retrieval sets (Oh Song et al. 2016; SOP 1,10,100,1000; In-shop 1..50)

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import numpy as np
 from PIL import Image
@@ -54,9 +54,12 @@ def generation_params(syn_cfg: CfgNode) -> Dict[str, object]:
     return params
 
 
-def ensure_synthetic(folder: Path, syn_cfg: CfgNode) -> None:
-    """Generate ``folder`` unless it already holds a set made with exactly these parameters."""
-    params = generation_params(syn_cfg)
+def ensure_synthetic(folder: Path, syn_cfg: CfgNode, draw: Optional[Callable[[Path, Dict[str, object]], int]] = None,
+                     extra: Optional[Dict[str, object]] = None) -> None:
+    """Generate ``folder`` unless it already holds a set made with exactly these parameters. ``draw`` (default:
+    the re-ID set's ``generate``) writes a set into a folder and returns its image count; ``extra`` parameters
+    (a variant's layout and version) are stored and compared with the others."""
+    params = {**generation_params(syn_cfg), **(extra or {})}
     if _stored_params(folder) == params:
         return
     if folder.exists() and not (folder / PARAMS_FILE).is_file():
@@ -71,7 +74,8 @@ def ensure_synthetic(folder: Path, syn_cfg: CfgNode) -> None:
                            f"DATASETS.ROOT a writable folder.") from None
     try:
         start = time.perf_counter()
-        count = generate(tmp, params)
+        count = (draw or generate)(tmp, params)
+        (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _install(tmp, folder, params)
         logger.info("Generated %d synthetic images into %s in %.1f s", count, folder, time.perf_counter() - start)
     finally:
@@ -138,7 +142,7 @@ class _Shot(NamedTuple):
     partial: bool
 
 
-def _identities(rng: np.random.Generator, n: int, lookalike: float, seen: set) -> List[Identity]:
+def draw_identities(rng: np.random.Generator, n: int, lookalike: float, seen: set) -> List[Identity]:
     """``n`` identities with distinct signatures; a ``lookalike`` fraction copies the clothing colours of an
     earlier identity of the same split and differs in other cues only."""
     out: List[Identity] = []
@@ -176,9 +180,9 @@ def _plan(p: Dict[str, object], rng: np.random.Generator) -> List[_Shot]:
     in, except one camera kept whole in the gallery, so every query has a cross-camera match."""
     n_train, n_test, n_img, n_cams = p["NUM_TRAIN_IDS"], p["NUM_TEST_IDS"], p["IMAGES_PER_ID"], p["NUM_CAMERAS"]
     seen: set = set()
-    train_ids = _identities(rng, n_train, p["LOOKALIKE"], seen)
-    test_ids = _identities(rng, n_test, p["LOOKALIKE"], seen)
-    strangers = _identities(rng, p["NUM_DISTRACTORS"], 0.0, seen)
+    train_ids = draw_identities(rng, n_train, p["LOOKALIKE"], seen)
+    test_ids = draw_identities(rng, n_test, p["LOOKALIKE"], seen)
+    strangers = draw_identities(rng, p["NUM_DISTRACTORS"], 0.0, seen)
     shots: List[_Shot] = []
     for i, ident in enumerate(train_ids):
         shots += [_Shot("train", _name(i + 1, c, 25 * j + 1), ident, c, False)
@@ -200,7 +204,7 @@ def _plan(p: Dict[str, object], rng: np.random.Generator) -> List[_Shot]:
 
 
 def generate(folder: Path, params: Dict[str, object]) -> int:
-    """Draw every file of the plan into ``folder`` (Market-1501 layout) and write the parameters last."""
+    """Draw every file of the plan into ``folder`` (Market-1501 layout); ``ensure_synthetic`` writes the parameters."""
     seed, size, difficulty = params["SEED"], tuple(params["IMAGE_SIZE"]), params["DIFFICULTY"]
     cameras = _cameras(seed, params["NUM_CAMERAS"], difficulty)
     shots = _plan(params, np.random.default_rng([seed, 0]))
@@ -210,5 +214,4 @@ def generate(folder: Path, params: Dict[str, object]) -> int:
         pixels = render(shot.identity, cameras[shot.camid], np.random.default_rng([seed, 3, k]), size, difficulty,
                         partial=shot.partial)
         Image.fromarray(pixels).save(folder / SPLIT_FOLDERS[shot.split] / shot.name, quality=92)
-    (folder / PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return len(shots)

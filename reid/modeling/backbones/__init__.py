@@ -1,5 +1,7 @@
-"""Backbones behind BACKBONE_REGISTRY (importing a module registers it): ResNet (+ IBN, non-local), OSNet."""
+"""Backbones behind BACKBONE_REGISTRY (importing a module registers it): ResNet (+ IBN, non-local), OSNet,
+BN-Inception."""
 from . import osnet  # noqa: F401 - registers osnet_x1_0 ... osnet_ain_x0_25
+from . import bninception  # noqa: F401 - registers bninception (the deep metric learning papers' network)
 from .registry import BACKBONE_REGISTRY
 from .resnet import ResNet, build_resnet_backbone, load_imagenet, set_stage_stride
 

@@ -59,6 +59,16 @@ def linear_bn_relu(cin: int, dim: int) -> nn.Module:
     return seq
 
 
+@REDUCTION_REGISTRY.register("linear")
+def linear(cin: int, dim: int) -> nn.Module:
+    """A bare Linear (the MS-loss code's embedding layer after BN-Inception's global pooling), Kaiming-initialised
+    as there (fan_out, zero bias)."""
+    seq = nn.Sequential(nn.Flatten(), nn.Linear(cin, dim))
+    nn.init.kaiming_normal_(seq[1].weight, mode="fan_out")
+    nn.init.zeros_(seq[1].bias)
+    return seq
+
+
 NECK_SIDE_REGISTRY.register("before", False)  # the pooled (and reduced) feature
 NECK_SIDE_REGISTRY.register("after", True)  # the neck's output (BNNeck: the BN-ed feature)
 
