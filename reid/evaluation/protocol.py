@@ -7,7 +7,8 @@ A :class:`Protocol` holds the query and gallery identities, cameras and (optiona
 verification, distance histograms), so the rule is written once, here.
 
 Rules are looked up by name in :data:`REMOVAL_RULES`; a new rule (for example same-tracklet removal for video)
-is one :func:`register_removal_rule` call and one more optional id field, with no change to any metric.
+is one :func:`register_removal_rule` call and one more optional id field, with no change to any metric; so is
+a split with repeated query / gallery draws (CUHK03, VehicleID), which is one Protocol per draw.
 
 The metrics also take the split the older way: the four id arrays ``q_pids, g_pids, q_camids, g_camids`` with
 the keywords ``cross_camera`` (default True) and ``q_image_ids`` / ``g_image_ids``; :func:`resolve_protocol`
