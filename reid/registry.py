@@ -64,7 +64,7 @@ AMP_REGISTRY = Registry("AMP mode", keys=("SOLVER.AMP",), locations=("reid.solve
 # Evaluation.
 METRIC_REGISTRY = Registry("distance metric", keys=("TEST.METRIC",), locations=("reid.evaluation.distance",))
 # RankResult -> float, or None where the result is too short (rank10 of a CMC cut at 5).
-SCORE_REGISTRY = Registry("score", keys=("TEST.BEST_METRIC",), locations=("reid.evaluation.rank",))
+SCORE_REGISTRY = Registry("score", keys=("TEST.BEST_METRIC",), locations=("reid.evaluation.results",))
 
 # Every registry above, in order (derived, so a new registry cannot be left out of validation).
 REGISTRIES: Tuple[Registry, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Registry))

@@ -130,3 +130,24 @@ def test_data_preparation_stays_out_of_the_runtime_pipeline():
     users = sorted(f"{a} imports {b}" for a, deps in _graph().items() for b in deps
                    if b.startswith("reid.data.prep") and not a.startswith(("reid.data.prep", "reid.cli.")))
     assert not users, "\n".join(users)
+
+
+def _private_imports() -> List[str]:
+    """``from <a reid module> import _name`` statements (relative or absolute; dunder names are not private)."""
+    found = []
+    for name, path in sorted(_modules().items()):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if not node.level and (node.module or "").split(".")[0] != "reid":
+                continue
+            source = "." * node.level + (node.module or "")
+            found += [f"{name} (line {node.lineno}) imports {alias.name} from {source}" for alias in node.names
+                      if alias.name.startswith("_") and not alias.name.endswith("__")]
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """A name starting with ``_`` is its module's own; what two modules share gets a public name (or moves)."""
+    found = _private_imports()
+    assert not found, "\n".join(found)

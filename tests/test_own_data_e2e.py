@@ -122,8 +122,7 @@ def test_synthetic_and_folder_train_together_and_single_camera_set_matches_brute
     # Ranked lists drawn from the result use the same rule: the query's own file is never shown as a match.
     (i,), (j,) = (np.flatnonzero(np.isin(ids[:num_query], ids[num_query:])),
                   np.flatnonzero(np.isin(ids[num_query:], ids[:num_query])))
-    top = topk_valid(dist, ev.query.pids, ev.gallery.pids, ev.query.camids, ev.gallery.camids, k=5,
-                     **ev.protocol_args)
+    top = topk_valid(dist, ev.protocol, k=5)
     assert dist[i, j] == dist[i].min() and j not in top.indices[i]
     assert ev.identity_names == [r.identity_name for r in test_set.records]
     assert ev.identity_names[0].startswith("visitor")

@@ -11,11 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from reid.evaluation import evaluate, evaluate_rank
+from reid.evaluation import PairHistogram, distance_histogram, evaluate, evaluate_rank
 from reid.evaluation.extract import Features
 from reid.utils.errors import ReIDError
-from reid.visualization.curves import (Curve, distance_histogram, plot_cmc, plot_distance_histogram,
-                                       plot_training_curves, read_train_log)
+from reid.visualization.curves import Curve, plot_cmc, plot_distance_histogram, plot_training_curves, read_train_log
 from reid.visualization.ranked_list import (BORDER, FALSE_RGB, JUNK_RGB, MATCH_RGB, QUERY_RGB, TILE_H, TILE_W,
                                             draw_sheet, rank_queries, select_queries)
 from reid.visualization.sheets import write_index, write_sheets
@@ -333,8 +332,9 @@ def _fake_evals(toy, cfg, rerank: bool):
     g = Features(feats[:8], g_pids[:8], g_cams[:8], toy["g_paths"][:8])
     junk = Features(feats[8:], g_pids[8:], g_cams[8:], toy["g_paths"][8:])
     ids = (q.pids, g.pids, q.camids, g.camids)
-    ev = TestSetResult("toy", evaluate(q.feats, g.feats, *ids, max_rank=10), None, q, g, chance_level(*ids),
-                       "cosine", junk)
+    histogram = PairHistogram(*ids, upper=2.0)
+    ev = TestSetResult("toy", evaluate(q.feats, g.feats, *ids, max_rank=10, observe=histogram.add), None, q, g,
+                       chance_level(*ids), "cosine", junk, histogram=histogram.result())
     if rerank:
         distmat = reranked_distances(q.feats, g.feats, k1=4, k2=2)
         ev.rerank = evaluate_rank(distmat, *ids, max_rank=10)

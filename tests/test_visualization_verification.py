@@ -8,12 +8,11 @@ import re
 import numpy as np
 import torch
 
-from reid.data.datasets.base import SAME_IMAGE, EvalProtocol
-from reid.evaluation import chance_level, evaluate
+from reid.evaluation import PairHistogram, Protocol, chance_level, distance_histogram, evaluate
 from reid.evaluation.extract import Features
 from reid.evaluation import testsets
+from reid.evaluation.protocol import SAME_IMAGE
 from reid.evaluation.verification import verify
-from reid.visualization.curves import distance_histogram
 from test_visualization import _solid, assert_links_resolve
 
 
@@ -43,13 +42,14 @@ def _evals(tmp_path):
     paths = [_solid(tmp_path / f"i{i}.png", (20 * i, 100, 200 - 10 * i)) for i in range(14)]
     q, g = Features(qf, q_pids, cams_q, paths[:4]), Features(gf, g_pids, cams_g, paths[4:])
     ids = (q.pids, g.pids, q.camids, g.camids)
-    protocol = {"cross_camera": False, "q_image_ids": np.arange(4), "g_image_ids": 10 + np.arange(10)}
+    protocol = Protocol(*ids, rule=SAME_IMAGE, q_image_ids=np.arange(4), g_image_ids=10 + np.arange(10),
+                        reason="4 of 14 images have no camera id")
     names = ["alice", "bob", "carol", "dave"] + ["alice"] * 2 + ["bob"] * 2 + ["carol"] * 2 + ["dave"] * 2 + [""] * 2
-    ev = testsets.TestSetResult("folder:cams", evaluate(qf, gf, *ids, max_rank=10, **protocol), None, q, g,
-                       chance_level(*ids, **protocol), protocol=EvalProtocol(SAME_IMAGE, "4 of 14 images have no "
-                                                                                        "camera id"),
-                       protocol_args=protocol, identity_names=names,
-                       verification=verify(qf, gf, *ids, far=0.2, fars=(0.2, 0.1), **protocol))
+    histogram = PairHistogram(protocol, upper=2.0)
+    ev = testsets.TestSetResult("folder:cams", evaluate(qf, gf, max_rank=10, protocol=protocol,
+                                                        observe=histogram.add), None, q, g,
+                       chance_level(protocol), protocol=protocol, identity_names=names,
+                       verification=verify(qf, gf, protocol, far=0.2, fars=(0.2, 0.1)), histogram=histogram.result())
     return {"folder:cams": ev}
 
 

@@ -5,14 +5,14 @@ import copy
 from pathlib import Path
 from typing import Iterable
 
-from .defaults import _C
+from .defaults import DEFAULTS
 from .merge import merge_dict
 from .node import CfgNode
 
 
 def get_cfg() -> CfgNode:
     """A fresh, mutable copy of the defaults."""
-    return _C.clone()
+    return DEFAULTS.clone()
 
 
 def load_cfg(config_file: str | Path | None = None, opts: Iterable[str] = (), freeze: bool = True) -> CfgNode:

@@ -8,6 +8,7 @@ the MS loss paper (Wang et al., CVPR 2019) published.
 from .node import CfgNode as CN
 
 _C = CN()
+DEFAULTS = _C  # the public name: get_cfg() clones it (_C is the yacs convention the lines below write to)
 
 _C.OUTPUT_DIR = "output"  # where checkpoints, logs, metrics.json and plots are written
 _C.SEED = 0  # seeds Python, NumPy, torch and the sampler; a negative value draws a fresh seed

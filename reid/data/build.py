@@ -13,7 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -315,13 +315,6 @@ class TestSet:
     records: List[ImageRecord]
     protocol: EvalProtocol
     image_ids: Optional[List[int]]  # None under the cross-camera protocol
-
-    def protocol_args(self) -> Dict[str, Any]:
-        """Keyword arguments of ``evaluate`` / ``evaluate_rank`` / ``topk_valid`` for this set's protocol."""
-        if self.protocol.cross_camera:
-            return {"cross_camera": True}
-        ids = np.asarray(self.image_ids, dtype=np.int64)
-        return {"cross_camera": False, "q_image_ids": ids[:self.num_query], "g_image_ids": ids[self.num_query:]}
 
     @property
     def query(self) -> List[ImageRecord]:

@@ -21,10 +21,10 @@ METRIC_REGISTRY.register("cosine", "1 - cosine similarity of L2-normalised featu
 METRIC_REGISTRY.register("euclidean", "Euclidean distance |q - g| (not squared)")
 
 # Elements per work block: 2^23 float32 = 32 MiB on the CPU; a GPU gets larger blocks (fewer launches).
-_BLOCK_ELEMS = {"cpu": 1 << 23, "cuda": 1 << 26}
+BLOCK_ELEMS = {"cpu": 1 << 23, "cuda": 1 << 26}
 # Query x gallery distance blocks are larger on the CPU: each block's matrix product streams all the gallery
 # features from memory once, so a few hundred query rows per block keep it compute-bound (128 MiB blocks).
-_DISTANCE_ELEMS = {"cpu": 1 << 25, "cuda": 1 << 26}
+DISTANCE_ELEMS = {"cpu": 1 << 25, "cuda": 1 << 26}
 
 
 class EvaluationError(ReIDError):
@@ -32,7 +32,7 @@ class EvaluationError(ReIDError):
 
 
 def block_rows(num_cols: int, device: torch.device, chunk_size: int | None = None,
-               budgets: dict[str, int] = _BLOCK_ELEMS) -> int:
+               budgets: dict[str, int] = BLOCK_ELEMS) -> int:
     """Rows per block so that a block of `num_cols` columns stays within the device's element budget."""
     if chunk_size is not None:
         if chunk_size < 1:
@@ -80,6 +80,28 @@ def exact_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) 
         return torch.mm(a, b, out=out)
 
 
+def as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A (num_query, num_gallery) distance matrix as a tensor on its device (NumPy arrays are wrapped)."""
+    if isinstance(distmat, np.ndarray):
+        distmat = torch.from_numpy(distmat)
+    if not isinstance(distmat, torch.Tensor) or distmat.dim() != 2:
+        raise EvaluationError("distmat must be a 2-D (num_query, num_gallery) tensor or array.")
+    return distmat
+
+
+def as_distances(block: torch.Tensor) -> torch.Tensor:
+    """A block of distances in float32 or float64 (other dtypes are widened to float64), to compare and sort."""
+    return block if block.dtype in (torch.float32, torch.float64) else block.to(torch.float64)
+
+
+def row_blocks(distmat: torch.Tensor, chunk_size: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(first_query_row, block)`` views of consecutive rows of a given distance matrix, as
+    :func:`iter_distance_blocks` yields them from features (``chunk_size`` rows, default: the element budget)."""
+    rows = block_rows(distmat.shape[1], distmat.device, chunk_size)
+    for start in range(0, distmat.shape[0], rows):
+        yield start, distmat[start : start + rows]
+
+
 def _prepare(
     q_feats: torch.Tensor | np.ndarray, g_feats: torch.Tensor | np.ndarray, metric: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,7 +118,7 @@ def _blocks(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Distances of consecutive query rows to all of `g` (prepared features); written into `out` when given."""
     g_sq = g.pow(2).sum(1) if metric == "euclidean" else None
-    rows = block_rows(g.shape[0], q.device, chunk_size, _DISTANCE_ELEMS)
+    rows = block_rows(g.shape[0], q.device, chunk_size, DISTANCE_ELEMS)
     for start in range(0, q.shape[0], rows):
         q_rows = q[start : start + rows]
         block = exact_mm(q_rows, g.T, out=None if out is None else out[start : start + rows])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .distance import _DISTANCE_ELEMS, EvaluationError, as_features, block_rows, check_pair, exact_mm
+from .distance import DISTANCE_ELEMS, EvaluationError, as_features, block_rows, check_pair, exact_mm
 
 # (normalised query rows (B, D), k) -> (similarities (B, k), gallery indices (B, k)), nearest first.
 NeighbourSearch = Callable[[torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor]"]
@@ -35,7 +35,7 @@ def _check(qe_time: int, qe_k: int, alpha: float) -> None:
 def exact_neighbours(database: torch.Tensor, chunk_size: int | None = None) -> NeighbourSearch:
     """Exact nearest neighbours by cosine similarity among the L2-normalised ``database`` rows."""
     def search(rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        step = block_rows(database.shape[0], rows.device, chunk_size, _DISTANCE_ELEMS)
+        step = block_rows(database.shape[0], rows.device, chunk_size, DISTANCE_ELEMS)
         sims, idx = [], []
         for start in range(0, rows.shape[0], step):
             best = torch.topk(exact_mm(rows[start:start + step], database.T), min(k, database.shape[0]), dim=1)

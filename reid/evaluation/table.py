@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
-from .rank import ChanceLevel, RankResult
+from .chance import ChanceLevel
+from .results import RankResult
 from .verification import VerificationResult, far_key
 
 TABLE_FAR = 1e-3  # the FAR of the table's TAR column

@@ -8,7 +8,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,20 +16,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..data import ImageRecord, TestSet, build_test_set
-from ..data.datasets.base import CROSS_CAMERA, EvalProtocol
 from ..utils.distributed import all_gather_rows, broadcast_buffers, dist_info, shard_bounds
 from ..utils.errors import ReIDError
 from ..utils.outputs import METRICS
+from .chance import ChanceLevel, chance_level
 from .distance import compute_distance
 from .extract import Features, extract_features
+from .histogram import DistanceHistogram, PairHistogram, distance_bound
+from .protocol import JUNK_PID, Protocol
 from .query_expansion import alpha_query_expansion
-from .rank import ChanceLevel, RankResult, chance_level, evaluate, evaluate_rank, reranked_distances
+from .rank import evaluate, evaluate_rank, reranked_distances
+from .results import RankResult
 from .table import ResultRow, format_rows
 from .verification import VerificationCounter, VerificationResult
 
 logger = logging.getLogger("reid")
-
-JUNK_PID = -1
 
 
 @dataclass
@@ -43,15 +44,16 @@ class QueryRows:
 @dataclass
 class TestSetResult:
     """One test set: plain and (when enabled) re-ranked and query-expanded results, the verification metrics of the
-    plain distances (``verification``: ROC, AUC, EER, thresholds), the chance level of its split and the features.
+    plain distances (``verification``: ROC, AUC, EER, thresholds), the chance level of its split, the histogram of
+    true / false pair distances (``histogram``, counted in the plain pass) and the features.
 
     ``query`` / ``gallery`` are the images that were ranked (junk, pid -1, never is); ``junk`` holds the gallery's
     junk when ``DATASETS.KEEP_JUNK`` loaded it, for pictures only. ``rerank_rows`` are the re-ranked distances of
     the queries a ``keep_rows`` selector chose (the whole re-ranked matrix, 3.8 GB on MSMT17, is not kept).
-    ``protocol`` says which gallery items were removed and why; ``protocol_args`` are the keywords that give
-    ``evaluate`` / ``topk_valid`` / ``match_ranks`` that protocol for ``query`` x ``gallery`` (ranked lists drawn
-    from these features pass them). ``identity_names`` (query then gallery, as the features) are the datasets'
-    names of the identities, "" where a dataset has none (show the pid then).
+    ``protocol`` is the :class:`Protocol` of ``query`` x ``gallery``: which gallery items were removed
+    (``.name``) and why (``.reason``); every metric and ranked list of these features takes it (default: the
+    cross-camera protocol of the features' ids). ``identity_names`` (query then gallery, as the features) are the
+    datasets' names of the identities, "" where a dataset has none (show the pid then).
     """
 
     name: str
@@ -63,11 +65,15 @@ class TestSetResult:
     metric: str = "cosine"
     junk: Optional[Features] = None
     rerank_rows: Optional[QueryRows] = None
-    protocol: EvalProtocol = EvalProtocol(CROSS_CAMERA, "")
-    protocol_args: Dict[str, Any] = field(default_factory=lambda: {"cross_camera": True})
+    protocol: Optional[Protocol] = None
     identity_names: List[str] = field(default_factory=list)
     verification: Optional[VerificationResult] = None
     aqe: Optional[RankResult] = None
+    histogram: Optional[DistanceHistogram] = None
+
+    def __post_init__(self) -> None:
+        if self.protocol is None:
+            self.protocol = Protocol(self.query.pids, self.gallery.pids, self.query.camids, self.gallery.camids)
 
     def distance_rows(self, indices: Sequence[int], reranked: bool = False) -> torch.Tensor:
         """Distances of the queries ``indices`` to the gallery: the metric's, or the kept re-ranked rows."""
@@ -153,37 +159,39 @@ def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: Tes
     q_ranked = [i for i in ranked if i < num_query]
     g_ranked = [i for i in ranked if i >= num_query]
     query, gallery = feats.split(len(q_ranked))
-    ids = (query.pids, gallery.pids, query.camids, gallery.camids)
-    protocol = _protocol_args(test_set, q_ranked, g_ranked)
+    protocol = _protocol(test_set, query, gallery, q_ranked, g_ranked).to(query.feats.device)
     metric, max_rank = cfg.TEST.METRIC, cfg.TEST.MAX_RANK
-    # Verification metrics are counted from the blocks the ranking pass computes (no second pass).
-    counter = VerificationCounter(*ids, far=cfg.TEST.VERIFY_FAR, device=query.feats.device, **protocol)
-    result = evaluate(query.feats, gallery.feats, *ids, metric=metric, max_rank=max_rank, observe=counter.add,
-                      **protocol)
-    ev = TestSetResult(name, result, None, query, gallery, chance_level(*ids, **protocol), metric, junk_feats,
-                       protocol=test_set.protocol, protocol_args=protocol,
-                       identity_names=[records[i].identity_name for i in ranked], verification=counter.result())
+    # Verification metrics and the distance histogram are counted from the blocks the ranking pass computes.
+    counter = VerificationCounter(protocol, far=cfg.TEST.VERIFY_FAR, device=query.feats.device)
+    histogram = PairHistogram(protocol, upper=distance_bound(query.feats, gallery.feats, metric),
+                              max_queries=cfg.VIS.HIST_MAX_QUERIES)
+    result = evaluate(query.feats, gallery.feats, metric=metric, max_rank=max_rank,
+                      observe=(counter.add, histogram.add), protocol=protocol)
+    ev = TestSetResult(name, result, None, query, gallery, chance_level(protocol), metric, junk_feats,
+                       protocol=protocol, identity_names=[records[i].identity_name for i in ranked],
+                       verification=counter.result(), histogram=histogram.result())
     if cfg.TEST.AQE.ENABLED:
         a = cfg.TEST.AQE
         q_aqe, g_aqe = alpha_query_expansion(query.feats, gallery.feats, a.QE_TIME, a.QE_K, a.ALPHA)
-        ev.aqe = evaluate(q_aqe, g_aqe, *ids, metric=metric, max_rank=max_rank, **protocol)
+        ev.aqe = evaluate(q_aqe, g_aqe, metric=metric, max_rank=max_rank, protocol=protocol)
     if cfg.TEST.RERANK.ENABLED:
         r = cfg.TEST.RERANK
         distmat = reranked_distances(query.feats, gallery.feats, metric, k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
-        ev.rerank = evaluate_rank(distmat, *ids, max_rank=max_rank, **protocol)
+        ev.rerank = evaluate_rank(distmat, max_rank=max_rank, protocol=protocol)
         if keep_rows is not None:
             idx = np.asarray(list(keep_rows(ev)), dtype=np.int64)
             ev.rerank_rows = QueryRows(idx, distmat[torch.as_tensor(idx, device=distmat.device)].cpu())
     return ev
 
 
-def _protocol_args(test_set: TestSet, q_ranked: List[int], g_ranked: List[int]) -> Dict[str, Any]:
-    """The set's protocol keywords for the ranked (non-junk) query and gallery records."""
-    args = test_set.protocol_args()
-    if args["cross_camera"]:
-        return args
-    ids = np.asarray(test_set.image_ids, dtype=np.int64)
-    return {"cross_camera": False, "q_image_ids": ids[q_ranked], "g_image_ids": ids[g_ranked]}
+def _protocol(test_set: TestSet, query: Features, gallery: Features, q_ranked: List[int],
+              g_ranked: List[int]) -> Protocol:
+    """The set's protocol (its rule and the reason for it) for the ranked (non-junk) query and gallery records."""
+    image_ids = None if test_set.image_ids is None else np.asarray(test_set.image_ids, dtype=np.int64)
+    return Protocol(query.pids, gallery.pids, query.camids, gallery.camids, rule=test_set.protocol.name,
+                    reason=test_set.protocol.reason,
+                    q_image_ids=None if image_ids is None else image_ids[q_ranked],
+                    g_image_ids=None if image_ids is None else image_ids[g_ranked])
 
 
 def evaluate_test_sets(cfg, model: nn.Module, device: torch.device, test_sets: Optional[Dict[str, TestSet]] = None,

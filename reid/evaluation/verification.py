@@ -1,7 +1,8 @@
 """Verification metrics: "same person?" decisions by a distance threshold, over every valid query-gallery pair.
 
-Pairs are the ranking protocol's (``rank._Protocol``, reused, never re-implemented): junk gallery items and the
-gallery items the protocol removes (same pid and same camera, or the query's own image) take no part. A *true*
+Pairs are the split's :class:`~reid.evaluation.protocol.Protocol` (the ranking's, never re-implemented): junk
+gallery items and the gallery items the protocol removes (same pid and same camera, or the query's own image) take
+no part. A *true*
 pair is a query and a gallery item of the same pid; a *false* pair is any other valid pair (distractors included).
 Junk queries (pid -1) take no part. A pair is accepted at threshold t when its distance d <= t.
 
@@ -37,19 +38,20 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
-from .distance import EvaluationError, as_features, iter_distance_blocks
-from .rank import IdsLike, _as_distmat, _ordered_key, _Protocol, _row_blocks
+from .distance import EvaluationError, as_distmat, as_features, iter_distance_blocks, row_blocks
+from .protocol import IdsLike, Protocol, resolve_protocol
+from .ranking import ordered_key
 
 # The FARs of metrics.json's ``tar_at_far`` / ``threshold_at_far`` (TEST.VERIFY_FAR is added when not among them).
 FARS = (1e-2, 1e-3, 1e-4)
 WINDOW = 1 << 25  # float32 values counted one by one: 4 binades (e.g. [0.125, 2)), 128 MiB of int32 counters
 _SAMPLE = 1 << 20  # block elements the window is placed from
-_OFFSET = 1 << 31  # _ordered_key of +0.0
+_OFFSET = 1 << 31  # ordered_key of +0.0
 _MAX_PARTS = 4  # CPU threads counting at once (each with its own counters)
 
 
@@ -106,7 +108,7 @@ class VerificationResult:
 
 def _code(x: np.float32) -> int:
     """An integer with the order of float32 values (-0.0 and +0.0 share one)."""
-    return int(_ordered_key(torch.tensor([float(x)], dtype=torch.float32))[0])
+    return int(ordered_key(torch.tensor([float(x)], dtype=torch.float32))[0])
 
 
 def _from_code(code: int) -> np.float32:
@@ -187,7 +189,7 @@ class _Counted:
 
     def _window_le(self, x: torch.Tensor, strict: bool) -> torch.Tensor:
         """Counts of window values < x (``strict``) or <= x."""
-        pos = _ordered_key(x) - (self.start + _OFFSET)  # window index of x (any value, any side of the window)
+        pos = ordered_key(x) - (self.start + _OFFSET)  # window index of x (any value, any side of the window)
         last = pos - 1 if strict else pos
         got = self.cum.index_select(0, last.clamp(0, self.cum.numel() - 1))
         return torch.where(last < 0, 0, got)
@@ -214,19 +216,19 @@ class _Counted:
 
 class VerificationCounter:
     """Accumulates verification metrics from the ``(first_query_row, block)`` distance blocks of a query x gallery
-    split, one block at a time (pass :meth:`add` as ``observe`` to ``evaluate`` to share its pass)."""
+    split, one block at a time (pass :meth:`add` as ``observe`` to ``evaluate`` to share its pass).
 
-    def __init__(self, q_pids: IdsLike, g_pids: IdsLike, q_camids: IdsLike, g_camids: IdsLike, *,
-                 cross_camera: bool = True, q_image_ids: IdsLike | None = None, g_image_ids: IdsLike | None = None,
-                 far: float = 1e-3, fars: Sequence[float] = FARS, device: torch.device | str = "cpu") -> None:
+    ``split``: the split's :class:`Protocol`, or ``q_pids, g_pids, q_camids, g_camids`` with ``evaluate_rank``'s
+    rule keywords; ``device``: the blocks' device.
+    """
+
+    def __init__(self, *split: Protocol | IdsLike, far: float = 1e-3, fars: Sequence[float] = FARS,
+                 device: torch.device | str = "cpu", **rule: Any) -> None:
         self.far = check_fars([far], "the FAR of the kept threshold")[0]
         self.fars = tuple(sorted(set(check_fars(fars)) | {self.far}, reverse=True))
-        device = torch.device(device)
-        shape = (len(q_pids), len(g_pids))
-        self.proto = _Protocol((q_pids, g_pids, q_camids, g_camids), shape, device, cross_camera,
-                               (q_image_ids, g_image_ids))
-        self.keep_cols = None if not self.proto.has_junk else (~self.proto.junk).nonzero().squeeze(1)
-        self.counts = _Float32Counts(device, shape[0] * shape[1])
+        self.protocol = resolve_protocol(split, rule, device)
+        self.keep_cols = None if not self.protocol.has_junk else (~self.protocol.junk).nonzero().squeeze(1)
+        self.counts = _Float32Counts(self.protocol.device, self.protocol.num_query * self.protocol.num_gallery)
         self.trues: list[torch.Tensor] = []
         self.removed: list[torch.Tensor] = []
         self.num_all = 0
@@ -235,13 +237,13 @@ class VerificationCounter:
         """Count the distances of query rows ``start .. start + len(block) - 1`` to the whole gallery."""
         rows = slice(start, start + block.shape[0])
         block = block.to(torch.float32).contiguous()
-        cand, true, removed = self.proto.candidates(rows)
+        cand, true, removed = self.protocol.candidates(rows)
         if cand.numel():
             near = block.gather(1, cand)
             self.trues.append(near[true])
             self.removed.append(near[removed])
         counted = block if self.keep_cols is None else block.index_select(1, self.keep_cols)
-        real = self.proto.q_pids[rows] != -1
+        real = self.protocol.q_pids[rows] != -1
         if not bool(real.all()):
             counted = counted[real]  # junk queries take no part
         self.counts.add(counted)
@@ -249,7 +251,7 @@ class VerificationCounter:
 
     def result(self) -> VerificationResult:
         """The metrics of every block added so far."""
-        device = self.proto.q_pids.device
+        device = self.protocol.q_pids.device
         trues = torch.cat(self.trues) + 0.0 if self.trues else torch.zeros(0, device=device)
         removed = torch.cat(self.removed) + 0.0 if self.removed else torch.zeros(0, device=device)
         false = self.counts.finish(torch.cat([trues, removed]))
@@ -302,49 +304,24 @@ def _run(counter: VerificationCounter, blocks: Iterator[tuple[int, torch.Tensor]
     return counter.result()
 
 
-def evaluate_verification(
-    distmat: torch.Tensor | np.ndarray,
-    q_pids: IdsLike,
-    g_pids: IdsLike,
-    q_camids: IdsLike,
-    g_camids: IdsLike,
-    *,
-    far: float = 1e-3,
-    fars: Sequence[float] = FARS,
-    chunk_size: int | None = None,
-    cross_camera: bool = True,
-    q_image_ids: IdsLike | None = None,
-    g_image_ids: IdsLike | None = None,
-) -> VerificationResult:
-    """Verification metrics of a (num_query, num_gallery) distance matrix (see the module docstring); the protocol
-    keywords are ``evaluate_rank``'s."""
-    distmat = _as_distmat(distmat)
-    protocol = dict(cross_camera=cross_camera, q_image_ids=q_image_ids, g_image_ids=g_image_ids)
-    counter = VerificationCounter(q_pids, g_pids, q_camids, g_camids, far=far, fars=fars, device=distmat.device,
-                                  **protocol)
-    return _run(counter, _row_blocks(distmat, chunk_size))
+def evaluate_verification(distmat: torch.Tensor | np.ndarray, *split: Protocol | IdsLike, far: float = 1e-3,
+                          fars: Sequence[float] = FARS, chunk_size: int | None = None,
+                          **rule: Any) -> VerificationResult:
+    """Verification metrics of a (num_query, num_gallery) distance matrix (see the module docstring); ``split`` as
+    in :class:`VerificationCounter`."""
+    distmat = as_distmat(distmat)
+    protocol = resolve_protocol(split, rule, distmat.device, distmat.shape)
+    return _run(VerificationCounter(protocol, far=far, fars=fars, device=distmat.device),
+                row_blocks(distmat, chunk_size))
 
 
-def verify(
-    q_feats: torch.Tensor | np.ndarray,
-    g_feats: torch.Tensor | np.ndarray,
-    q_pids: IdsLike,
-    g_pids: IdsLike,
-    q_camids: IdsLike,
-    g_camids: IdsLike,
-    metric: str = "cosine",
-    *,
-    far: float = 1e-3,
-    fars: Sequence[float] = FARS,
-    chunk_size: int | None = None,
-    cross_camera: bool = True,
-    q_image_ids: IdsLike | None = None,
-    g_image_ids: IdsLike | None = None,
-) -> VerificationResult:
-    """Verification metrics from features, one block of distances at a time (``iter_distance_blocks``)."""
-    q_feats = as_features(q_feats, "q_feats")
-    protocol = dict(cross_camera=cross_camera, q_image_ids=q_image_ids, g_image_ids=g_image_ids)
-    counter = VerificationCounter(q_pids, g_pids, q_camids, g_camids, far=far, fars=fars, device=q_feats.device,
-                                  **protocol)
-    return _run(counter, iter_distance_blocks(q_feats, g_feats, metric, chunk_size))
+def verify(q_feats: torch.Tensor | np.ndarray, g_feats: torch.Tensor | np.ndarray, *split: Protocol | IdsLike,
+           metric: str = "cosine", far: float = 1e-3, fars: Sequence[float] = FARS, chunk_size: int | None = None,
+           **rule: Any) -> VerificationResult:
+    """Verification metrics from features, one block of distances at a time (``iter_distance_blocks``); ``split``
+    as in :class:`VerificationCounter`."""
+    q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
+    protocol = resolve_protocol(split, rule, q_feats.device, (q_feats.shape[0], g_feats.shape[0]))
+    return _run(VerificationCounter(protocol, far=far, fars=fars, device=q_feats.device),
+                iter_distance_blocks(q_feats, g_feats, metric, chunk_size))
 

@@ -1,4 +1,5 @@
-"""Plots of a run: CMC curves, training curves from ``train_log.jsonl`` and distances of true vs false matches.
+"""Plots of a run: CMC curves, training curves from ``train_log.jsonl``, the ROC and distances of true vs false
+matches (the histogram the evaluation counted in its own pass: this module only draws).
 
 Figures are made with matplotlib's object API on an Agg canvas (no pyplot, no global backend switch), so they can
 be drawn from a training process, a thread or a notebook alike.
@@ -11,13 +12,11 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
-from ..evaluation import iter_distance_blocks
-from ..evaluation.rank import _Protocol
+from ..evaluation.histogram import DistanceHistogram
 from ..evaluation.verification import VerificationResult
 
 logger = logging.getLogger("reid")
@@ -202,93 +201,6 @@ def training_curves_figure(log: TrainLog, title: str = "Training"):
 
 
 # -- distance histogram ------------------------------------------------------------------------------------------
-
-@dataclass
-class DistanceHistogram:
-    """Counts of true-match and false-match distances over shared fine bins (valid pairs only)."""
-
-    edges: np.ndarray
-    true_counts: np.ndarray
-    false_counts: np.ndarray
-    num_queries: int
-    num_query_total: int
-
-    @property
-    def num_true(self) -> int:
-        return int(self.true_counts.sum())
-
-    @property
-    def num_false(self) -> int:
-        return int(self.false_counts.sum())
-
-    def equal_error(self) -> Optional[Tuple[float, float]]:
-        """(threshold, rate) where the share of true pairs above the threshold equals the share of false pairs at
-        or below it (the equal-error point of "same person if distance <= threshold"); None without both kinds."""
-        if self.num_true == 0 or self.num_false == 0:
-            return None
-        miss = 1 - np.cumsum(self.true_counts) / self.num_true  # true pairs beyond each bin's right edge
-        accept = np.cumsum(self.false_counts) / self.num_false  # false pairs up to it
-        i = int(np.argmin(np.abs(miss - accept)))
-        return float(self.edges[i + 1]), float((miss[i] + accept[i]) / 2)
-
-
-def distance_histogram(blocks: Iterable[Tuple[int, torch.Tensor]], q_pids, g_pids, q_camids, g_camids,
-                       upper: float, bins: int = 2000, num_query_total: Optional[int] = None, *,
-                       cross_camera: bool = True, q_image_ids=None, g_image_ids=None) -> DistanceHistogram:
-    """Histogram of valid pairs' distances from ``(first_row, block)`` distance blocks, one block at a time.
-
-    Valid pairs are the evaluation protocol's (``reid.evaluation.rank._Protocol``, chosen by the keywords as in
-    ``evaluate_rank``): junk gallery images and the gallery items the protocol removes (same id and camera, or the
-    query's own image) are left out, and so are junk queries. True = same pid, false = any other valid pair
-    (distractors included). ``upper`` bounds the distances (larger ones land in the last bin).
-    """
-    blocks = iter(blocks)
-    first = next(blocks, None)
-    upper = float(upper) if upper > 0 and math.isfinite(upper) else 1.0
-    true_counts = torch.zeros(bins, dtype=torch.float64)
-    false_counts = torch.zeros(bins, dtype=torch.float64)
-    edges = np.linspace(0.0, upper, bins + 1)
-    if first is None:
-        return DistanceHistogram(edges, true_counts.numpy(), false_counts.numpy(), 0, num_query_total or 0)
-    dev = first[1].device
-    proto = _Protocol((q_pids, g_pids, q_camids, g_camids), (len(q_pids), len(g_pids)), dev, cross_camera,
-                      (q_image_ids, g_image_ids))
-    rows = 0
-    for start, block in itertools.chain([first], blocks):
-        sel = slice(start, start + block.shape[0])
-        qp = proto.q_pids[sel, None]
-        same = proto.g_pids[None, :] == qp
-        valid = ~proto.removed(sel) & (qp != -1)
-        d = block.float().clamp(0.0, upper)
-        true_counts += torch.histc(d[valid & same], bins=bins, min=0.0, max=upper).double().cpu()
-        false_counts += torch.histc(d[valid & ~same], bins=bins, min=0.0, max=upper).double().cpu()
-        rows += block.shape[0]
-    return DistanceHistogram(edges, true_counts.numpy(), false_counts.numpy(), rows,
-                             num_query_total if num_query_total is not None else rows)
-
-
-def feature_histogram(q_feats: torch.Tensor, g_feats: torch.Tensor, q_pids, g_pids, q_camids, g_camids,
-                      metric: str = "cosine", max_queries: int = 2000, *, cross_camera: bool = True,
-                      q_image_ids=None, g_image_ids=None) -> DistanceHistogram:
-    """:func:`distance_histogram` of feature distances under the protocol the keywords choose (a test set's
-    ``protocol_args``); at most ``max_queries`` queries, evenly spaced, bound the cost on large test sets (MSMT17:
-    11,659 queries x 82,161 gallery images)."""
-    n = q_feats.shape[0]
-    if max_queries and n > max_queries:
-        sel = torch.linspace(0, n - 1, max_queries).round().long()
-    else:
-        sel = torch.arange(n)
-    qf = q_feats[sel.to(q_feats.device)]
-    if metric == "cosine":
-        upper = 2.0
-    else:
-        upper = float(qf.float().norm(dim=1).max() + g_feats.float().norm(dim=1).max())
-    qp, qc = torch.as_tensor(np.asarray(q_pids))[sel], torch.as_tensor(np.asarray(q_camids))[sel]
-    q_ids = None if q_image_ids is None else torch.as_tensor(np.asarray(q_image_ids))[sel]
-    return distance_histogram(iter_distance_blocks(qf, g_feats, metric), qp, g_pids, qc, g_camids, upper,
-                              num_query_total=n, cross_camera=cross_camera, q_image_ids=q_ids,
-                              g_image_ids=g_image_ids)
-
 
 def _rebin(h: DistanceHistogram, target: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Edges and counts over the populated range only, merged into about ``target`` bins."""

@@ -19,13 +19,13 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..evaluation import RankResult, match_ranks, topk_valid
+from ..evaluation import Protocol, RankResult, match_ranks, topk_valid
 from ..evaluation.extract import Features
 from ..utils.errors import ReIDError
 
@@ -145,7 +145,7 @@ def rank_queries(
     junk: Optional[Features] = None,
     junk_rows: Optional[torch.Tensor | np.ndarray] = None,
     dataset: str = "",
-    protocol: Optional[Dict[str, Any]] = None,
+    protocol: Optional[Protocol] = None,
     identity_names: Sequence[str] = (),
 ) -> List[RankedQuery]:
     """Ranked lists of the queries ``query_indices`` from their distance rows ``dist_rows`` (S x G).
@@ -153,8 +153,8 @@ def rank_queries(
     ``result`` is the evaluation of the same distances (its per-query AP, INP and first-match rank are shown);
     ``query`` / ``gallery`` the ranked images (only their pids, cameras and paths are read). With ``junk`` and
     ``junk_rows`` (S x J distances to it), junk closer than a list's last tile is shown in it, greyed.
-    ``protocol``: the evaluation's protocol keywords for ``query`` x ``gallery`` (``TestSetResult.protocol_args``;
-    default: cross-camera). ``identity_names``: the identities' names, query then gallery
+    ``protocol``: the evaluation's :class:`~reid.evaluation.Protocol` of ``query`` x ``gallery``
+    (``TestSetResult.protocol``; default: cross-camera). ``identity_names``: the identities' names, query then gallery
     (``TestSetResult.identity_names``; "" or missing = show the pid).
     """
     idx = np.asarray(list(query_indices), dtype=np.int64)
@@ -166,13 +166,11 @@ def rank_queries(
                         f"{len(gallery.paths)} gallery images.")
     if len(idx) == 0:
         return []
-    ids = (query.pids[torch.as_tensor(idx)], gallery.pids, query.camids[torch.as_tensor(idx)], gallery.camids)
-    protocol = dict(protocol or {"cross_camera": True})
-    if protocol.get("q_image_ids") is not None:
-        protocol["q_image_ids"] = np.asarray(protocol["q_image_ids"])[idx]
+    protocol = protocol or Protocol(query.pids, gallery.pids, query.camids, gallery.camids)
+    chosen = protocol.subset(idx)
     k = max(1, int(topk))
-    top = topk_valid(rows, *ids, k=min(k, rows.shape[1]), **protocol)
-    matches = match_ranks(rows, *ids, **protocol)
+    top = topk_valid(rows, chosen, k=min(k, rows.shape[1]))
+    matches = match_ranks(rows, chosen)
     junk_dist = None if junk is None or junk_rows is None else torch.as_tensor(junk_rows).double().cpu().numpy()
     dist = rows.double().cpu().numpy()
     out = []

@@ -22,8 +22,7 @@ from ..utils.errors import ReIDError
 from ..utils.outputs import CONFIG, EVAL_DIR, FINAL, HISTORY, LAST, LOG, METRICS, REPORT, evaluation_name, \
     holds_training_run
 from . import html as H
-from .curves import (Curve, feature_histogram, plot_cmc, plot_distance_histogram, plot_roc, plot_training_curves,
-                     read_train_log)
+from .curves import Curve, plot_cmc, plot_distance_histogram, plot_roc, plot_training_curves, read_train_log
 from .evaluations import RANKED_LISTS_DIR, evaluations_section
 from .ranked_list import removed_items, select_queries
 from .sheets import INDEX, SheetInfo, distance_name, draw_ranked_lists, safe_name, write_index
@@ -40,8 +39,7 @@ def vis_options(cfg) -> dict:
     """``VIS.*`` as plain values (their ranges are checked with the rest of the config)."""
     v = cfg.VIS
     return dict(report=bool(v.REPORT), topk=int(v.TOPK), num_missed=int(v.NUM_MISSED),
-                per_sheet=int(v.QUERIES_PER_SHEET), sheets=int(v.REPORT_SHEETS), show_junk=bool(v.SHOW_JUNK),
-                hist_queries=int(v.HIST_MAX_QUERIES))
+                per_sheet=int(v.QUERIES_PER_SHEET), sheets=int(v.REPORT_SHEETS), show_junk=bool(v.SHOW_JUNK))
 
 
 def _worst(ev: TestSetResult, reranked: bool, count: int) -> List[int]:
@@ -148,21 +146,21 @@ def _curves_section(evals: Dict[str, TestSetResult], out: Path) -> str:
 
 
 def _test_set_section(ev: TestSetResult, out: Path, opts: dict) -> Tuple[str, List[SheetInfo]]:
-    """Distances of true vs false matches and the worst-AP queries, plain and (when enabled) re-ranked."""
-    safe, q, g = safe_name(ev.name), ev.query, ev.gallery
-    hist = feature_histogram(q.feats, g.feats, q.pids, g.pids, q.camids, g.camids, ev.metric, opts["hist_queries"],
-                             **ev.protocol_args)
-    plot_distance_histogram(hist, out / PLOTS / f"distances_{safe}.png",
-                            title=f"{ev.name}: {ev.metric} distances of true vs false matches (valid pairs)",
-                            xlabel=f"{ev.metric} distance",
-                            thresholds=ev.verification.threshold_at_far if ev.verification is not None else None)
-    removed = removed_items(ev.protocol.cross_camera)
+    """Distances of true vs false matches (the histogram the evaluation counted) and the worst-AP queries, plain
+    and (when enabled) re-ranked."""
     parts = [f"<h2>{H.esc(ev.name)}</h2>",
-             f"<p class=meta>protocol: {H.esc(ev.protocol.name)} ({H.esc(ev.protocol.reason)})</p>",
-             "<div class=figs>" + _img(f"{PLOTS}/distances_{safe}.png", f"{ev.name} distance histogram",
-                                       f"Valid pairs only (junk and {removed} left out, as in evaluation). Each "
-                                       f"kind is normalised to area 1; vertical lines: the verification "
-                                       f"thresholds at each FAR.") + "</div>"]
+             f"<p class=meta>protocol: {H.esc(ev.protocol.name)} ({H.esc(ev.protocol.reason)})</p>"]
+    if ev.histogram is not None:
+        safe = safe_name(ev.name)
+        plot_distance_histogram(ev.histogram, out / PLOTS / f"distances_{safe}.png",
+                                title=f"{ev.name}: {ev.metric} distances of true vs false matches (valid pairs)",
+                                xlabel=f"{ev.metric} distance",
+                                thresholds=ev.verification.threshold_at_far if ev.verification is not None else None)
+        removed = removed_items(ev.protocol.cross_camera)
+        parts.append("<div class=figs>" + _img(f"{PLOTS}/distances_{safe}.png", f"{ev.name} distance histogram",
+                                               f"Valid pairs only (junk and {removed} left out, as in evaluation). "
+                                               f"Each kind is normalised to area 1; vertical lines: the verification "
+                                               f"thresholds at each FAR.") + "</div>")
     sheets: List[SheetInfo] = []
     count = opts["sheets"] * opts["per_sheet"]
     distances = [False, True] if ev.rerank is not None else [False]

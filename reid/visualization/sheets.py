@@ -70,7 +70,7 @@ def draw_ranked_lists(ev: TestSetResult, indices: Sequence[int], out_dir: str | 
     junk = ev.junk if show_junk and not reranked else None
     ranked = rank_queries(ev.distance_rows(indices, reranked), indices, result, ev.query, ev.gallery, topk=topk,
                           num_missed=num_missed, junk=junk, junk_rows=ev.junk_distances(indices) if junk else None,
-                          protocol=ev.protocol_args, identity_names=ev.identity_names,
+                          protocol=ev.protocol, identity_names=ev.identity_names,
                           dataset=ev.name + (" +rerank" if reranked else ""))
     title = f"{ev.name}: ranked lists ({distance_name(ev, reranked)})"
     return write_sheets(ranked, out_dir, prefix or safe_name(ev.name) + ("_rerank" if reranked else ""), per_sheet,
