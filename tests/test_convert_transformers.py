@@ -93,3 +93,12 @@ def test_bad_inputs_are_named(tmp_path):
     missing, _ = _write(tmp_path, fixture, state=state)
     with pytest.raises(CheckpointError, match="branches.1.1.weight"):
         convert_checkpoint("transreid", missing, tmp_path / "o.pt", peer_config=config)
+
+
+def test_a_config_dict_converts_like_its_yaml(tmp_path):
+    """The model zoo passes the training YAML's content as a dict."""
+    fixture = _fixture("clipreid")
+    weights, config = _write(tmp_path, fixture)
+    a = convert_checkpoint("clipreid", weights, tmp_path / "a.pt", peer_config=config)
+    b = convert_checkpoint("clipreid", weights, tmp_path / "b.pt", peer_config=yaml.safe_load(fixture["peer_config"]))
+    assert a.converted.plan.cfg == b.converted.plan.cfg

@@ -15,13 +15,13 @@ RN50: 2048 + 1024), before or after their BNNecks by TEST.NECK_FEAT; CLIP-ReID's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping
 
 import torch
 
 from ...config import load_cfg
 from ...utils.errors import CheckpointError
-from .core import Plan, Rule, merge_dicts, read_peer_yaml, state_dict_of
+from .core import Plan, Rule, PeerConfig, merge_dicts, peer_config_dict, state_dict_of
 from .transreid import input_opts, sie_cameras
 
 HINT = "Pass the YAML the checkpoint was trained with (e.g. configs/person/vit_clipreid.yml of CLIP-ReID)."
@@ -62,9 +62,9 @@ def _size_opts(state: Dict[str, torch.Tensor], name: str) -> List[str]:
     raise CheckpointError(f"CLIP-ReID MODEL.NAME {name!r} is not converted (supported: ViT-B-16, RN50).")
 
 
-def plan(obj: Any, path: str | Path, peer_config: str | Path) -> Plan:
+def plan(obj: Any, path: str | Path, peer_config: PeerConfig) -> Plan:
     """The conversion of a loaded CLIP-ReID file ``obj`` described by its training YAML ``peer_config``."""
-    cr = merge_dicts(DEFAULTS, read_peer_yaml(Path(peer_config).resolve(), "CLIP-ReID", HINT))
+    cr = merge_dicts(DEFAULTS, peer_config_dict(peer_config, "CLIP-ReID", HINT))
     model = cr["MODEL"]
     state = state_dict_of(obj, ("state_dict", "model"), path)
     opts = ["MODEL.META_ARCHITECTURE", "CLIPReID", *_size_opts(state, str(model["NAME"])),
@@ -77,4 +77,4 @@ def plan(obj: Any, path: str | Path, peer_config: str | Path) -> Plan:
         ([f"SIE {cameras} cameras"] if cameras else [])
     return Plan("clipreid", f"CLIP-ReID {model['NAME']}" + (f" ({', '.join(extra)})" if extra else ""), cfg,
                 _RULES, state, None if classifier is None else int(classifier.shape[0]), HINT,
-                {"peer_config": str(peer_config), "clipreid_config": cr})
+                {"peer_config": str(peer_config) if not isinstance(peer_config, Mapping) else "built-in recipe", "clipreid_config": cr})

@@ -18,7 +18,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -121,6 +121,16 @@ def read_peer_yaml(path: Path, peer: str, hint: str, seen: Tuple[Path, ...] = ()
     if base is None:
         return data
     return merge_dicts(read_peer_yaml((path.parent / str(base)).resolve(), peer, hint, seen + (path,)), data)
+
+
+PeerConfig = Union[str, Path, Mapping[str, Any]]  # a peer's YAML file, or its content as a nested dict
+
+
+def peer_config_dict(peer_config: PeerConfig, peer: str, hint: str) -> Dict[str, Any]:
+    """A peer's config: a YAML file (see :func:`read_peer_yaml`) or a nested dict (the model zoo's recipes)."""
+    if isinstance(peer_config, Mapping):
+        return copy.deepcopy(dict(peer_config))
+    return read_peer_yaml(Path(peer_config).resolve(), peer, hint)
 
 
 @dataclass

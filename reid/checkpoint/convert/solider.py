@@ -16,13 +16,13 @@ the BNNeck by TEST.NECK_FEAT. Not converted, as SOLIDER's output never uses them
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping
 
 import torch
 
 from ...config import load_cfg
 from ...utils.errors import CheckpointError
-from .core import Plan, Rule, merge_dicts, read_peer_yaml, state_dict_of
+from .core import Plan, Rule, PeerConfig, merge_dicts, peer_config_dict, state_dict_of
 from .transreid import input_opts
 
 HINT = "Pass the YAML the checkpoint was trained with (e.g. configs/msmt17/swin_base.yml of SOLIDER-REID)."
@@ -59,9 +59,9 @@ def _rules(state: Dict[str, torch.Tensor]) -> List[Rule]:
             (r"fcneck\.weight", "head.reduction.0.weight")]
 
 
-def plan(obj: Any, path: str | Path, peer_config: str | Path) -> Plan:
+def plan(obj: Any, path: str | Path, peer_config: PeerConfig) -> Plan:
     """The conversion of a loaded SOLIDER-REID file ``obj`` described by its training YAML ``peer_config``."""
-    raw = read_peer_yaml(Path(peer_config).resolve(), "SOLIDER-REID", HINT)
+    raw = peer_config_dict(peer_config, "SOLIDER-REID", HINT)
     sr = merge_dicts(DEFAULTS, raw)
     model = sr["MODEL"]
     if model["NAME"] != "transformer" or model["TRANSFORMER_TYPE"] not in _TYPES or model["JPM"]:
@@ -84,4 +84,4 @@ def plan(obj: Any, path: str | Path, peer_config: str | Path) -> Plan:
                    f"{sw.SEMANTIC_WEIGHT:g})")
     return Plan("solider", description, cfg, _rules(state), state,
                 None if classifier is None else int(classifier.shape[0]), HINT,
-                {"peer_config": str(peer_config), "solider_config": sr})
+                {"peer_config": str(peer_config) if not isinstance(peer_config, Mapping) else "built-in recipe", "solider_config": sr})

@@ -14,13 +14,13 @@ block and final norm (the branches hold their copies). The classifiers are dropp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping
 
 import torch
 
 from ...config import load_cfg
 from ...utils.errors import CheckpointError
-from .core import Plan, Rule, merge_dicts, read_peer_yaml, state_dict_of
+from .core import Plan, Rule, PeerConfig, merge_dicts, peer_config_dict, state_dict_of
 
 HINT = "Pass the YAML the checkpoint was trained with (e.g. configs/MSMT17/vit_transreid_stride.yml of TransReID)."
 # TransReID's defaults (config/defaults.py) of every key the model and its test input depend on
@@ -37,8 +37,8 @@ _TYPES = {"vit_base_patch16_224_TransReID": 12, "deit_base_patch16_224_TransReID
           "deit_small_patch16_224_TransReID": 6}
 
 
-def read_config(peer_config: str | Path) -> Dict[str, Any]:
-    return merge_dicts(DEFAULTS, read_peer_yaml(Path(peer_config).resolve(), "TransReID", HINT))
+def read_config(peer_config: PeerConfig) -> Dict[str, Any]:
+    return merge_dicts(DEFAULTS, peer_config_dict(peer_config, "TransReID", HINT))
 
 
 def input_opts(inp: Dict[str, Any], test: Dict[str, Any]) -> List[str]:
@@ -91,7 +91,7 @@ def _rules(jpm: bool, depth: int) -> List[Rule]:
                     (r"bottleneck\.(.+)", r"heads.0.neck.\1"), (r"bottleneck_(\d+)\.(.+)", r"heads.\1.neck.\2")]
 
 
-def plan(obj: Any, path: str | Path, peer_config: str | Path) -> Plan:
+def plan(obj: Any, path: str | Path, peer_config: PeerConfig) -> Plan:
     """The conversion of a loaded TransReID file ``obj`` described by its training YAML ``peer_config``."""
     tr = read_config(peer_config)
     model, inp = tr["MODEL"], tr["INPUT"]
@@ -115,4 +115,4 @@ def plan(obj: Any, path: str | Path, peer_config: str | Path) -> Plan:
         ([f"SIE {cameras} cameras"] if cameras else []) + ([f"JPM {model['DEVIDE_LENGTH']} parts"] if jpm else [])
     return Plan("transreid", f"TransReID {', '.join(parts)}", cfg, _rules(jpm, depth), state,
                 None if classifier is None else int(classifier.shape[0]), HINT,
-                {"peer_config": str(peer_config), "transreid_config": tr})
+                {"peer_config": str(peer_config) if not isinstance(peer_config, Mapping) else "built-in recipe", "transreid_config": tr})
