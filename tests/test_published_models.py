@@ -109,9 +109,11 @@ def test_every_zoo_entry_converts_with_a_known_architecture():
         assert all(0 < rank1 <= 100 and 0 < mAP <= 100 for _, rank1, mAP in entry.published)
         if entry.source == "torchreid":
             assert entry.arch in torchreid.ARCHS
-        else:
+        elif entry.source == "fastreid":
             model = read_config(entry.peer_config())["MODEL"]
             assert model["META_ARCHITECTURE"] in ("Baseline", "MGN") and entry.backbone in entry.name
+        else:  # the transformer importers: a training YAML's content
+            assert entry.peer_config()["MODEL"]["NAME"] and entry.page.startswith("https://github.com/")
     assert "torchreid/osnet_x0_25_msmt17" in zoo.ZOO and "fastreid/market_bot_R50-ibn" in zoo.ZOO
 
 

@@ -45,6 +45,7 @@ class ZooEntry:
     recipe: str = ""  # fast-reid: Base recipe (bagtricks, AGW, SBS, MGN)
     backbone: str = ""  # fast-reid: R50, R50-ibn, R101-ibn
     sha256: str = ""  # the publisher gives none
+    config: Optional[Dict] = None  # TransReID / CLIP-ReID / SOLIDER-REID: the model part of the training YAML
 
     @property
     def file_name(self) -> str:
@@ -53,7 +54,8 @@ class ZooEntry:
     @property
     def page(self) -> str:
         """The publisher's model-zoo page, where the numbers come from."""
-        return FASTREID_PAGE if self.source == "fastreid" else TORCHREID_PAGE
+        pages = {"fastreid": FASTREID_PAGE, "torchreid": TORCHREID_PAGE, **TRANSFORMER_PAGES}
+        return pages[self.source]
 
     @property
     def download_url(self) -> str:
@@ -61,8 +63,13 @@ class ZooEntry:
             return DRIVE_DOWNLOAD.format(self.url.split("/")[5])
         return self.url
 
-    def peer_config(self) -> Dict:
-        """fast-reid: the model part of the recipe it was trained with (its model-zoo config)."""
+    def peer_config(self) -> Optional[Dict]:
+        """The peer config to convert with: fast-reid's model-zoo recipe, the YAML content of the transformer
+        sources; None for torchreid (an architecture name is enough)."""
+        if self.config is not None:
+            return self.config
+        if self.source != "fastreid":
+            return None
         backbone = {"R50": {}, "R50-ibn": {"WITH_IBN": True}, "R101-ibn": {"WITH_IBN": True, "DEPTH": "101x"}}
         return fastreid.recipe(self.recipe, BACKBONE=backbone[self.backbone])
 
@@ -121,6 +128,48 @@ _TORCHREID_CROSS = (
 )
 
 
+# Transformers (issue 25): (name, source, Drive id, trained on, ((test set, rank-1, mAP), ...), training YAML).
+# TransReID README ("TransReID*": ViT-B/16, stride 12, SIE, JPM, 256 x 128); SOLIDER-REID README (Swin, semantic
+# weight 0.2, 384 x 128, without re-ranking); CLIP-ReID README (its table has links only; the one number it gives
+# is ViT-CLIP-ReID-SIE-OLP on MSMT17 with re-ranking).
+TRANSFORMER_PAGES = {"transreid": "https://github.com/damo-cv/TransReID#trained-models-and-logs",
+                     "clipreid": "https://github.com/Syliz517/CLIP-ReID#trained-models-and-test-logs",
+                     "solider": "https://github.com/tinyvision/SOLIDER-REID#performance"}
+_HALF = {"PIXEL_MEAN": [0.5, 0.5, 0.5], "PIXEL_STD": [0.5, 0.5, 0.5]}
+_TRANSREID = {"MODEL": {"NAME": "transformer", "TRANSFORMER_TYPE": "vit_base_patch16_224_TransReID",
+                        "STRIDE_SIZE": [12, 12], "SIE_CAMERA": True, "SIE_COE": 3.0, "JPM": True, "RE_ARRANGE": True},
+              "INPUT": {"SIZE_TRAIN": [256, 128], "SIZE_TEST": [256, 128], **_HALF},
+              "TEST": {"NECK_FEAT": "before", "FEAT_NORM": "yes"}}
+_CLIPREID_SIE_OLP = {"MODEL": {"NAME": "ViT-B-16", "STRIDE_SIZE": [12, 12], "SIE_CAMERA": True, "SIE_COE": 1.0},
+                     "INPUT": {"SIZE_TRAIN": [256, 128], "SIZE_TEST": [256, 128], **_HALF},
+                     "TEST": {"NECK_FEAT": "before", "FEAT_NORM": "yes"}}
+
+
+def _solider(size: str) -> Dict:
+    return {"MODEL": {"NAME": "transformer", "TRANSFORMER_TYPE": f"swin_{size}_patch4_window7_224",
+                      "SEMANTIC_WEIGHT": 0.2},
+            "INPUT": {"SIZE_TRAIN": [384, 128], "SIZE_TEST": [384, 128], **_HALF},
+            "TEST": {"NECK_FEAT": "before", "FEAT_NORM": "yes"}}
+
+
+_TRANSFORMERS = (
+    ("transreid/vit_transreid_stride_msmt17", "transreid", "1x6Na97ycxS0t2Dn_0iRKWe1U5ccIqASK", "MSMT17",
+     (("MSMT17", 85.3, 67.8),), _TRANSREID),
+    ("transreid/vit_transreid_stride_market1501", "transreid", "11p4RjmpCGGAS-876VEt7OoFrUeHTUlyO", "Market1501",
+     (("Market1501", 95.1, 89.0),), _TRANSREID),
+    ("clipreid/vit_clipreid_sie_olp_msmt17", "clipreid", "1sPZbWTv2_stXBGutjHMvE87pAbSAgVaz", "MSMT17",
+     (("MSMT17 (re-ranked)", 91.1, 86.7),), _CLIPREID_SIE_OLP),
+    *((f"solider/swin_{size}_{key}", "solider", drive, title, ((title, rank1, mAP),), _solider(size))
+      for size, key, title, drive, rank1, mAP in (
+          ("tiny", "msmt17", "MSMT17", "10YLhMbwvmxZl3gTVo2BN_828SKZHdCjr", 85.9, 67.4),
+          ("tiny", "market1501", "Market1501", "1YrE_r9Fk5uR0uFFQboBv203vxlOpFXU8", 96.1, 91.6),
+          ("small", "msmt17", "MSMT17", "1C-aIZdFyjFsZX4W4feG-Ex39RU2Qvu3b", 90.8, 76.9),
+          ("small", "market1501", "Market1501", "14uOCf5yZq0Rt5rRSJI9I7_d5kt2EOyHO", 96.6, 93.3),
+          ("base", "msmt17", "MSMT17", "1Y-RFAYdT56vnMjwxH1Ym3DVhZzZuMQZs", 90.7, 77.1),
+          ("base", "market1501", "Market1501", "1pZ1unW2IwSsqSN2KYHcgBhgjQztQW_fe", 96.9, 93.9),
+      )),
+)
+
 def _entries() -> Dict[str, ZooEntry]:
     out = {}
     for file, rank1, mAP in _FASTREID:
@@ -135,6 +184,8 @@ def _entries() -> Dict[str, ZooEntry]:
     for short, arch, drive, trained_on, published in _TORCHREID_CROSS:
         name = f"torchreid/{short}"
         out[name] = ZooEntry(name, "torchreid", DRIVE_FILE.format(drive), trained_on, published, arch)
+    for name, source, drive, trained_on, published, config in _TRANSFORMERS:
+        out[name] = ZooEntry(name, source, DRIVE_FILE.format(drive), trained_on, published, config=config)
     return out
 
 
@@ -205,7 +256,7 @@ def pretrained_checkpoint(name_or_path: str | os.PathLike, cache: Optional[str |
     if not raw.is_file():
         _fetch(entry, raw)
     report = convert_checkpoint(entry.source, raw, converted, arch=entry.arch or None,
-                                peer_config=entry.peer_config() if entry.source == "fastreid" else None,
+                                peer_config=entry.peer_config(),
                                 trust_pickle=trust_pickle)
     check = report.verification
     if check is not None and not check.ok:

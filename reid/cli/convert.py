@@ -1,4 +1,5 @@
-"""``reid-convert`` / ``tools/convert.py``: a torchreid or fast-reid checkpoint -> a verified reid checkpoint."""
+"""``reid-convert`` / ``tools/convert.py``: a peer's checkpoint (torchreid, fast-reid, TransReID, CLIP-ReID,
+SOLIDER-REID) -> a verified reid checkpoint."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -11,11 +12,17 @@ EPILOG = f"""examples:
   reid-convert --source torchreid --arch osnet_x1_0 --weights osnet_x1_0_msmt17.pth --output osnet_x1_0_msmt17.pt
   reid-convert --source fastreid --peer-config logs/market1501/sbs_R50-ibn/config.yaml \\
       --weights logs/market1501/sbs_R50-ibn/model_final.pth --output sbs_R50-ibn.pt
+  reid-convert --source transreid --peer-config TransReID/configs/MSMT17/vit_transreid_stride.yml \\
+      --weights transformer_120.pth --output transreid_msmt17.pt
   reid-test MODEL.WEIGHTS osnet_x1_0_msmt17.pt DATASETS.TESTS "['Market1501']"
 
 torchreid architectures: {', '.join(sorted(ARCHS))}.
 fast-reid: Baseline (BoT, AGW, SBS: ResNet 18/34/50/101, IBN-a, non-local, GeM) and MGN; --peer-config is the
 config.yaml fast-reid wrote beside the checkpoint, or the model-zoo config (with its Base-*.yml files beside it).
+TransReID (ViT / DeiT, overlapping patches, SIE, JPM), CLIP-ReID (CLIP ViT-B/16 with SIE, RN50) and SOLIDER-REID
+(Swin-T/S/B with the semantic weight): --peer-config is the YAML of the peer's configs/ folder it was trained with.
+These peers cannot be installed, so nothing is compared when converting; reid's tests compare each importer with
+embeddings the authors' code computed.
 
 The output is an ordinary reid checkpoint holding its resolved config: test, visualize, extract, search, export
 and ReIDModel.from_checkpoint use it like any other. Every tensor of the file must map onto exactly one of the
@@ -27,13 +34,14 @@ the largest difference is printed; above --atol (relative to the embedding scale
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = plain_parser("Import a torchreid or fast-reid checkpoint as a reid checkpoint, verified against the "
-                          "peer's own model.", EPILOG, prog="reid-convert")
+    parser = plain_parser("Import a torchreid, fast-reid, TransReID, CLIP-ReID or SOLIDER-REID checkpoint as a reid "
+                          "checkpoint, verified against the peer's own model.", EPILOG, prog="reid-convert")
     parser.add_argument("--source", required=True, choices=SOURCES, help="the toolkit that wrote --weights")
     parser.add_argument("--weights", required=True, metavar="FILE", help="the peer's checkpoint file")
     parser.add_argument("--output", required=True, metavar="OUT.pt", help="the reid checkpoint to write")
     parser.add_argument("--arch", metavar="NAME", help="torchreid: the model name it was built with (e.g. osnet_x1_0)")
-    parser.add_argument("--peer-config", metavar="CONFIG.yml", help="fast-reid: the config the model was trained with")
+    parser.add_argument("--peer-config", metavar="CONFIG.yml", help="fast-reid, transreid, clipreid, solider: the config the model was "
+                                                                      "trained with")
     parser.add_argument("--atol", type=float, default=1e-4,
                         help="largest allowed difference from the peer's embeddings, relative to their largest "
                              "absolute value (default 1e-4)")

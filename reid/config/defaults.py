@@ -56,6 +56,38 @@ _C.MODEL.MGN = CN()
 _C.MODEL.MGN.GLOBAL_STRIDE = 2  # layer4 stride of the global branch: 2 (MGN paper) or 1 (fast-reid)
 _C.MODEL.MGN.CLASSIFIER = "heads"  # "heads": one per feature (MGN paper); "concat": one on all 8 (Circle loss Sec. 4.1)
 
+# Transformers (issue 25). ViT as TransReID builds it (He et al., ICCV 2021); its sizes also give CLIP's ViT.
+_C.MODEL.VIT = CN()
+_C.MODEL.VIT.EMBED_DIM = 768  # token width (ViT-B/16: 768; DeiT-S: 384)
+_C.MODEL.VIT.DEPTH = 12  # transformer blocks (ViT-B/16: 12)
+_C.MODEL.VIT.NUM_HEADS = 12  # attention heads (ViT-B/16: 12)
+_C.MODEL.VIT.MLP_RATIO = 4.0  # MLP hidden width / EMBED_DIM (ViT: 4)
+_C.MODEL.VIT.PATCH_SIZE = 16  # patch side in pixels (ViT-B/16)
+_C.MODEL.VIT.STRIDE = [16, 16]  # patch stride (rows, cols): < PATCH_SIZE overlaps patches (TransReID: [12, 12])
+_C.MODEL.VIT.DROP_PATH = 0.1  # stochastic depth of the last block, rising linearly from 0 (TransReID: 0.1)
+_C.MODEL.VIT.SIE_CAMERAS = 0  # cameras of the SIE table (TransReID; > 1 enables it: Market 6, MSMT17 15)
+_C.MODEL.VIT.SIE_VIEWS = 0  # viewpoints of the SIE table (TransReID's vehicle sets; 0 = none)
+_C.MODEL.VIT.SIE_COEF = 3.0  # SIE coefficient lambda (TransReID: 3.0; CLIP-ReID: 1.0)
+
+# TransReID's jigsaw patch module (meta-architecture TransReID).
+_C.MODEL.JPM = CN()
+_C.MODEL.JPM.PARTS = 4  # local features K (TransReID's DEVIDE_LENGTH: 4)
+_C.MODEL.JPM.SHIFT = 5  # patches shifted before the shuffle (TransReID's SHIFT_NUM: 5)
+_C.MODEL.JPM.GROUPS = 2  # shuffle groups (TransReID's SHUFFLE_GROUP: 2)
+_C.MODEL.JPM.REARRANGE = True  # shift and shuffle the patches (TransReID's RE_ARRANGE: True)
+
+_C.MODEL.CLIP = CN()
+_C.MODEL.CLIP.PROJ_DIM = 0  # CLIP image projection width; 0 = CLIP's (ViT-B/16: 512, RN50: 1024)
+
+# Swin Transformer (Liu et al., ICCV 2021) as SOLIDER-REID uses it (Chen et al., CVPR 2023); defaults: Swin-B.
+_C.MODEL.SWIN = CN()
+_C.MODEL.SWIN.EMBED_DIM = 128  # first stage width (Swin-T/S: 96, Swin-B: 128)
+_C.MODEL.SWIN.DEPTHS = [2, 2, 18, 2]  # blocks per stage (Swin-T: [2, 2, 6, 2]; Swin-S/B: [2, 2, 18, 2])
+_C.MODEL.SWIN.NUM_HEADS = [4, 8, 16, 32]  # heads per stage (Swin-T/S: [3, 6, 12, 24]; Swin-B: [4, 8, 16, 32])
+_C.MODEL.SWIN.WINDOW = 7  # attention window side (Swin: 7)
+_C.MODEL.SWIN.DROP_PATH = 0.1  # stochastic depth of the last block (SOLIDER-REID: 0.1)
+_C.MODEL.SWIN.SEMANTIC_WEIGHT = 0.2  # SOLIDER's lambda (SOLIDER-REID's runs: 0.2); < 0: no semantic modulation
+
 _C.MODEL.LOSSES = CN()
 _C.MODEL.LOSSES.NAME = ["CrossEntropyLoss", "PairwiseCircleLoss"]  # registered in LOSS_REGISTRY; weighted sum
 # Under DDP, pair losses on all GPUs' features and labels, gathered with gradients (the all-gather of SimCLR-style

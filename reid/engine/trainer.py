@@ -208,7 +208,7 @@ class Trainer(TrainerBase):
         pids = batch["pids"].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
-            terms = self.criterion(self.train_model(images, pids), pids)
+            terms = self.criterion(self.train_model(images, pids, camids=batch["camids"].to(self.device)), pids)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(sum(terms.values())).backward()
         if self.cfg.SOLVER.GRAD_CLIP > 0:

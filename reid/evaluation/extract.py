@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -24,16 +24,18 @@ class Features:
                 Features(self.feats[n:], self.pids[n:], self.camids[n:], self.paths[n:]))
 
 
-def embed_batch(model: nn.Module, images: torch.Tensor, flip: bool) -> torch.Tensor:
+def embed_batch(model: nn.Module, images: torch.Tensor, flip: bool,
+                camids: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The float32 (B, D) test embeddings of a normalised batch; with ``flip`` the mean of the image's and its
-    mirror image's embeddings.
+    mirror image's embeddings. ``camids`` (0-based cameras) reach models with camera embeddings (SIE).
 
     The mean is taken before any normalisation (cosine distance normalises once, later), unlike peers that
     normalise the flipped embedding twice. Plain tensor operations, so exports can trace it (``flip`` is fixed).
     """
-    emb = model(images).float()
+    kw = {} if camids is None else {"camids": camids}
+    emb = model(images, **kw).float()
     if flip:
-        emb = (emb + model(images.flip(3)).float()) / 2
+        emb = (emb + model(images.flip(3), **kw).float()) / 2
     return emb
 
 
@@ -46,7 +48,7 @@ def extract_features(model: nn.Module, loader, device: torch.device, flip: bool 
     feats, pids, camids, paths = [], [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
         images = batch["images"].to(device, non_blocking=True)
-        feats.append(embed_batch(model, images, flip))
+        feats.append(embed_batch(model, images, flip, batch["camids"].to(device)))
         pids.append(batch["pids"])
         camids.append(batch["camids"])
         paths.extend(batch["paths"])

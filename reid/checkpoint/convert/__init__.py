@@ -1,8 +1,11 @@
-"""Importers of published re-ID checkpoints (torchreid, fast-reid) into ordinary reid checkpoints.
+"""Importers of published re-ID checkpoints (torchreid, fast-reid, TransReID, CLIP-ReID, SOLIDER-REID) into ordinary
+reid checkpoints.
 
 ``convert_checkpoint(source, weights, output, ...)`` reads the peer's file safely, maps every tensor strictly
 (:mod:`.core`), writes a checkpoint with its resolved config that every reid tool loads, and, when the peer
 package is importable, runs the peer's own model and the converted one on the same pixels (:mod:`.verify`).
+TransReID, CLIP-ReID and SOLIDER-REID are not installable; their converters are checked against embeddings their
+own code computed, stored as test fixtures (tests/fixtures/README.md says how they were made).
 """
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 from ...utils.errors import CheckpointError
-from . import fastreid, torchreid
+from . import clipreid, fastreid, solider, torchreid, transreid
 from .core import Converted, Plan, read_peer_file, write_checkpoint
 from .verify import PeerModel, Verification, verify_checkpoint
 
-SOURCES = ("torchreid", "fastreid")
+SOURCES = ("torchreid", "fastreid", "transreid", "clipreid", "solider")
+# sources described by their training YAML (--peer-config), each with its planner
+_YAML_SOURCES = {"transreid": transreid.plan, "clipreid": clipreid.plan, "solider": solider.plan}
 PEERS: Dict[str, Callable[[Plan], Optional[PeerModel]]] = {"torchreid": torchreid.peer_model,
                                                            "fastreid": fastreid.peer_model}
 INSTALL = {"torchreid": "pip install --no-deps --no-build-isolation torchreid==0.2.5 (see requirements-peers.txt)",
@@ -41,11 +46,17 @@ class ConversionReport:
 
     def lines(self) -> list:
         c = self.converted
-        out = [f"converted {c.plan.description} -> {c.path} ({len(c.plan.state)} tensors mapped"
-               + (f", classifier of {c.plan.num_classes} identities not converted: {', '.join(c.dropped)}"
-                  if c.dropped else "") + f"; {c.parameters:,} parameters)"]
+        dropped = (f", not converted (classifier of {c.plan.num_classes} identities"
+                   f"{', parts the peer never uses for embeddings' if c.plan.source in _YAML_SOURCES else ''}): "
+                   f"{_few(c.dropped)}") if c.dropped else ""
+        out = [f"converted {c.plan.description} -> {c.path} ({len(c.plan.state) - len(c.dropped)} tensors mapped"
+               f"{dropped}; {c.parameters:,} parameters)"]
         out.append(self.verification.line() if self.verification is not None else f"verify: skipped ({self.skipped})")
         return out
+
+
+def _few(keys: Sequence[str], n: int = 6) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
 def plan_conversion(source: str, weights: str | os.PathLike, arch: Optional[str] = None,
@@ -61,8 +72,16 @@ def plan_conversion(source: str, weights: str | os.PathLike, arch: Optional[str]
     if source == "fastreid" and peer_config is None:
         raise CheckpointError("A fast-reid checkpoint needs --peer-config CONFIG.yml: the config.yaml fast-reid wrote "
                               "beside it, or the model-zoo config it was trained with.")
+    if source in _YAML_SOURCES and peer_config is None:
+        raise CheckpointError(f"A {source} checkpoint needs --peer-config CONFIG.yml: the YAML of the peer's configs/ "
+                              f"folder it was trained with (its model, input size and feature choice).")
     obj = read_peer_file(weights, trust_pickle)
-    plan = torchreid.plan(obj, weights, arch) if source == "torchreid" else fastreid.plan(obj, weights, peer_config)
+    if source == "torchreid":
+        plan = torchreid.plan(obj, weights, arch)
+    elif source == "fastreid":
+        plan = fastreid.plan(obj, weights, peer_config)
+    else:
+        plan = _YAML_SOURCES[source](obj, weights, peer_config)
     if opts:
         plan.cfg = plan.cfg.clone()
         plan.cfg.defrost()
@@ -89,6 +108,9 @@ def convert_checkpoint(source: str, weights: str | os.PathLike, output: str | os
     converted = write_checkpoint(plan, weights, output, checks)
     if not verify:
         return ConversionReport(converted, None, "not requested")
+    if source in _YAML_SOURCES:
+        return ConversionReport(converted, None, f"{source}'s code cannot be installed from the package index; reid's "
+                                                 f"tests compare this importer with embeddings its code computed")
     peer = PEERS[source](plan)
     if peer is None:
         return ConversionReport(converted, None, f"{source} is not importable here; {INSTALL[source]} to compare")

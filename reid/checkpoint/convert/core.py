@@ -13,14 +13,16 @@ does not read it). A failure names the keys and shapes.
 """
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 from yacs.config import CfgNode
 
@@ -91,6 +93,44 @@ def state_dict_of(obj: Any, containers: Sequence[str], path: str | Path) -> Dict
     for k, v in obj.items():
         out[k[len("module."):] if k.startswith("module.") else k] = v
     return out
+
+
+def merge_dicts(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
+    """``base`` with ``over`` merged in, nested mappings key by key (a peer's defaults under its YAML)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge_dicts(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def read_peer_yaml(path: Path, peer: str, hint: str, seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
+    """A peer's YAML config (read safely) with its ``_BASE_`` chain (relative to the file) merged, base first;
+    ``peer`` names the toolkit in errors, ``hint`` says which file to pass."""
+    if path in seen:
+        raise CheckpointError(f"{peer} config {str(path)!r} includes itself through _BASE_.")
+    if not path.is_file():
+        raise CheckpointError(f"{peer} config {str(path)!r} does not exist" +
+                              (f" (named by _BASE_ in {str(seen[-1])!r})" if seen else "") + f". {hint}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{peer} config {str(path)!r} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{peer} config {str(path)!r} is not a mapping of keys.")
+    base = data.pop("_BASE_", None)
+    if base is None:
+        return data
+    return merge_dicts(read_peer_yaml((path.parent / str(base)).resolve(), peer, hint, seen + (path,)), data)
+
+
+PeerConfig = Union[str, Path, Mapping[str, Any]]  # a peer's YAML file, or its content as a nested dict
+
+
+def peer_config_dict(peer_config: PeerConfig, peer: str, hint: str) -> Dict[str, Any]:
+    """A peer's config: a YAML file (see :func:`read_peer_yaml`) or a nested dict (the model zoo's recipes)."""
+    if isinstance(peer_config, Mapping):
+        return copy.deepcopy(dict(peer_config))
+    return read_peer_yaml(Path(peer_config).resolve(), peer, hint)
 
 
 @dataclass

@@ -19,12 +19,11 @@ must agree with the config.
 """
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -32,10 +31,12 @@ import yaml
 
 from ...config import load_cfg
 from ...utils.errors import CheckpointError
-from .core import Plan, Rule, count_parameters, state_dict_of
+from .core import Plan, Rule, count_parameters, merge_dicts as _merge, read_peer_yaml, state_dict_of
 from .verify import PeerModel
 
 PeerConfig = Union[str, os.PathLike, Mapping[str, Any]]
+FASTREID_HINT = ("Pass the config.yaml fast-reid wrote beside the checkpoint, or a model-zoo config with its "
+                 "Base-*.yml files.")
 
 # fast-reid 1.4's defaults (fastreid/config/defaults.py) of every key the model depends on
 DEFAULTS: Dict[str, Any] = {
@@ -80,13 +81,6 @@ _MAX_BLOCKS = 36  # blocks of the longest ResNet stage (ResNet152's layer3)
 _MGN_STEM = (("0", "conv1"), ("1", "bn1"), ("4", "layer1"), ("5", "layer2"), ("6", "layer3.0"))
 
 
-def _merge(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
 def recipe(name: str, **model: Mapping[str, Any]) -> Dict[str, Any]:
     """A fast-reid model-zoo recipe (``bagtricks``, ``AGW``, ``SBS``, ``MGN``) with ``MODEL`` overrides, e.g.
     ``recipe("SBS", BACKBONE={"WITH_IBN": True, "DEPTH": "101x"})``."""
@@ -95,31 +89,11 @@ def recipe(name: str, **model: Mapping[str, Any]) -> Dict[str, Any]:
     return _merge(_merge(base, {k: v for k, v in node.items() if k != "_BASE_"}), {"MODEL": model})
 
 
-def _read_yaml(path: Path, seen: Tuple[Path, ...] = ()) -> Dict[str, Any]:
-    """A fast-reid YAML with its ``_BASE_`` chain (relative to the file) merged, base first."""
-    if path in seen:
-        raise CheckpointError(f"fast-reid config {str(path)!r} includes itself through _BASE_.")
-    if not path.is_file():
-        raise CheckpointError(f"fast-reid config {str(path)!r} does not exist" +
-                              (f" (named by _BASE_ in {str(seen[-1])!r})" if seen else "") +
-                              ". Pass the config.yaml fast-reid wrote beside the checkpoint, or a model-zoo config "
-                              "with its Base-*.yml files.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"fast-reid config {str(path)!r} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"fast-reid config {str(path)!r} is not a mapping of keys.")
-    base = data.pop("_BASE_", None)
-    if base is None:
-        return data
-    return _merge(_read_yaml((path.parent / str(base)).resolve(), seen + (path,)), data)
-
-
 def read_config(peer_config: PeerConfig) -> Dict[str, Any]:
     """fast-reid's defaults merged with ``peer_config`` (a YAML file or a nested dict such as :func:`recipe`)."""
-    data = peer_config if isinstance(peer_config, Mapping) else _read_yaml(Path(peer_config).resolve())
-    return _merge(DEFAULTS, data)
+    if isinstance(peer_config, Mapping):
+        return _merge(DEFAULTS, peer_config)
+    return _merge(DEFAULTS, read_peer_yaml(Path(peer_config).resolve(), "fast-reid", FASTREID_HINT))
 
 
 def _depth(value: Any) -> int:

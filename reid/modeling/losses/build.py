@@ -28,6 +28,9 @@ class Criterion(nn.Module):
     single process on the whole batch (``reid.utils.distributed.all_gather_with_grad``), whatever the number of
     GPUs. Otherwise each rank's pair losses see only its share (IMS_PER_BATCH / GPUs images). Class losses always
     see the rank's own logits (their mean over ranks is already the whole batch's).
+
+    A model may weigh its heads (``outputs["head_weights"]``, one weight per head of both lists, e.g. TransReID's
+    0.5 for the global feature and 0.5 / K for each local one); the mean over heads is then the weighted mean.
     """
 
     def __init__(self, terms: Sequence[Tuple[str, nn.Module, float]], gather_features: bool = False) -> None:
@@ -47,7 +50,11 @@ class Criterion(nn.Module):
             if not heads:
                 raise ReIDError(f"MODEL.LOSSES.NAME includes {type(loss).__name__} (a {loss.kind} loss), but the "
                                 f"model returned no {key!r}; remove the loss or use a model that outputs {key}.")
-            terms[name] = self.weights[name] * sum(loss(head, labels) for head in heads) / len(heads)
+            weights = outputs.get("head_weights") or [1.0] * len(heads)
+            if len(weights) != len(heads):
+                raise ReIDError(f"The model gave {len(weights)} head_weights for {len(heads)} {key!r}.")
+            terms[name] = self.weights[name] * sum(w * loss(head, labels) for w, head in zip(weights, heads)) \
+                / sum(weights)
         return terms
 
     def _inputs(self, heads: List[Tensor], pids: Tensor, kind: str) -> Tuple[List[Tensor], Tensor]:

@@ -1,5 +1,5 @@
 """Meta-architectures behind META_ARCH_REGISTRY (importing a module registers it)."""
-from . import baseline, mgn  # noqa: F401
+from . import baseline, clipreid, mgn, transreid  # noqa: F401
 from .registry import META_ARCH_REGISTRY
 
 __all__ = ["META_ARCH_REGISTRY"]

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import nn
 
-from ..backbones import build_backbone
+from ..backbones import backbone_features, build_backbone
 from ..heads import EmbeddingHead
 from ..losses import trains_classifier
 from .registry import META_ARCH_REGISTRY
@@ -15,7 +15,8 @@ from .registry import META_ARCH_REGISTRY
 @META_ARCH_REGISTRY.register("Baseline")
 class Baseline(nn.Module):
     """Eval: images -> (B, D) BN-ed embedding. Train: images, pids -> {"logits": [..], "features": [..]} (no
-    logits and no classifier without a classification loss in MODEL.LOSSES.NAME)."""
+    logits and no classifier without a classification loss in MODEL.LOSSES.NAME). ``camids`` reach backbones
+    with camera embeddings (a ViT with SIE); the others ignore them."""
 
     def __init__(self, cfg, num_classes: int) -> None:
         super().__init__()
@@ -25,9 +26,9 @@ class Baseline(nn.Module):
         self.embedding_dim = self.head.out_dim
 
     def forward(
-        self, images: torch.Tensor, pids: Optional[torch.Tensor] = None
+        self, images: torch.Tensor, pids: Optional[torch.Tensor] = None, camids: Optional[torch.Tensor] = None
     ) -> Union[torch.Tensor, Dict[str, List[torch.Tensor]]]:
-        fmap = self.backbone(images)
+        fmap = backbone_features(self.backbone, images, camids)
         if not self.training:
             return self.head(fmap)
         feat, logits = self.head(fmap, pids)

@@ -91,8 +91,9 @@ class MGN(nn.Module):
         self.embedding_dim = dim * len(self.heads)
 
     def forward(
-        self, images: torch.Tensor, pids: Optional[torch.Tensor] = None
+        self, images: torch.Tensor, pids: Optional[torch.Tensor] = None, camids: Optional[torch.Tensor] = None
     ) -> Union[torch.Tensor, Dict[str, List[torch.Tensor]]]:
+        """``camids`` are accepted like every meta-architecture's and ignored (a ResNet has no camera input)."""
         shared = self.shared(images)
         heads = iter(self.heads)
         outputs: Dict[bool, List[Tuple[EmbeddingHead, torch.Tensor, torch.Tensor]]] = {True: [], False: []}
