@@ -141,6 +141,9 @@ _C.DATASETS.TESTS = ["Market1501"]  # test sets, each evaluated on its own query
 _C.DATASETS.SKIP_UNREADABLE = False  # skip (and count, and report) images that cannot be decoded
 _C.DATASETS.KEEP_JUNK = False  # keep pid -1 query/gallery images (the evaluator ignores them; plots grey them)
 
+_C.DATASETS.MSMT17 = CN()
+_C.DATASETS.MSMT17.WITH_VAL = True  # train on list_train + list_val (32,621 images); False: list_train (fast-reid, torchreid)
+
 _C.DATASETS.SYNTHETIC = CN()
 _C.DATASETS.SYNTHETIC.NUM_TRAIN_IDS = 100  # identities in bounding_box_train
 _C.DATASETS.SYNTHETIC.NUM_TEST_IDS = 100  # identities in query + bounding_box_test
