@@ -82,14 +82,9 @@ def _check_pk(batch_size: int, num_instances: int, num_pids: int) -> int:
     return p
 
 
-class IdentitySampler(_PlannedSampler):
-    """P x K batches: ``batch_size / num_instances`` distinct identities with ``num_instances`` images each.
-
-    Per epoch every identity's images are shuffled and cut into groups of K (the last group, and identities with
-    fewer than K images, completed by drawing with replacement), so every identity and nearly every image is seen
-    once. Groups are dealt into batches of P distinct identities; only groups left when fewer than P identities
-    still have some are dropped.
-    """
+class _PKSampler(_PlannedSampler):
+    """Base of the P x K samplers: ``index`` ({pid: record indices}), K = ``num_instances``, P =
+    ``num_pids_per_batch``."""
 
     def __init__(self, pids: Sequence[int], batch_size: int, num_instances: int, seed: int = 0, rank: int = 0,
                  world_size: int = 1) -> None:
@@ -97,6 +92,16 @@ class IdentitySampler(_PlannedSampler):
         self.num_instances = num_instances
         self.index = _index_by_pid(pids)
         self.num_pids_per_batch = _check_pk(batch_size, num_instances, len(self.index))
+
+
+class IdentitySampler(_PKSampler):
+    """P x K batches: ``batch_size / num_instances`` distinct identities with ``num_instances`` images each.
+
+    Per epoch every identity's images are shuffled and cut into groups of K (the last group, and identities with
+    fewer than K images, completed by drawing with replacement), so every identity and nearly every image is seen
+    once. Groups are dealt into batches of P distinct identities; only groups left when fewer than P identities
+    still have some are dropped.
+    """
 
     def _groups(self, rng: np.random.Generator) -> Dict[int, List[Batch]]:
         """Each identity's images in shuffled groups of K."""
@@ -125,7 +130,7 @@ class IdentitySampler(_PlannedSampler):
         return [batches[i] for i in rng.permutation(len(batches))]
 
 
-class RoundIdentitySampler(_PlannedSampler):
+class RoundIdentitySampler(_PKSampler):
     """fast-reid's ``NaiveIdentitySampler`` (``DATALOADER.SAMPLER naive_identity``): P x K batches drawn in rounds.
 
     A round starts with every identity available and each identity's images shuffled (an identity with fewer than
@@ -139,10 +144,7 @@ class RoundIdentitySampler(_PlannedSampler):
 
     def __init__(self, pids: Sequence[int], batch_size: int, num_instances: int, seed: int = 0, rank: int = 0,
                  world_size: int = 1) -> None:
-        super().__init__(batch_size, seed, rank, world_size)
-        self.num_instances = num_instances
-        self.index = _index_by_pid(pids)
-        self.num_pids_per_batch = _check_pk(batch_size, num_instances, len(self.index))
+        super().__init__(pids, batch_size, num_instances, seed, rank, world_size)
         self.batches_per_epoch = len(pids) // (batch_size * world_size) * world_size  # over all ranks
         if not self.batches_per_epoch:
             raise ConfigError(f"The training set has {len(pids)} images, fewer than one batch of "
