@@ -75,6 +75,7 @@ def _common_opts(recipe: str, tmp_path) -> List[str]:
             "DATALOADER.NUM_INSTANCE", str(K), "SOLVER.MAX_EPOCHS", str(EPOCHS), "SOLVER.AMP", "off",
             "MODEL.BACKBONE.PRETRAIN", "False", "MODEL.DEVICE", "cpu", "DATALOADER.PIPELINE", "parity",
             "DATALOADER.NUM_WORKERS", "0", "INPUT.AUTOAUG.ENABLED", "False", "TEST.EVAL_PERIOD", "100",
+            "DATASETS.NAMES", "['Synthetic']", "DATASETS.TESTS", "['Synthetic']",
             "VIS.REPORT", "False", "OUTPUT_DIR", str(tmp_path / "reid")]
 
 
@@ -143,7 +144,10 @@ def reid_trainer(monkeypatch):
     """``make(cfg, batches)``: reid's Trainer on the config (its pipeline giving ``batches``), model in DTYPE."""
     given: Dict[str, object] = {}
     records = [ImageRecord(f"parity/{i}.jpg", i // PER_ID, 0) for i in range(NUM_IDS * PER_ID)]
-    dataset = ReIDDataset("parity", "parity", records, [], [])
+    # Named as the test set (DATASETS.TESTS Synthetic), with a query that has a match, so that a trainer checking
+    # its test sets before training takes this one as parsed; nothing is evaluated.
+    query, gallery = [ImageRecord("parity/q.jpg", 1, 0)], [ImageRecord("parity/g.jpg", 1, 1)]
+    dataset = ReIDDataset("Synthetic", "parity", records, query, gallery)
     monkeypatch.setitem(PIPELINE_REGISTRY._obj, "parity",
                         lambda cfg, device, rank, world: (_Batches(given["batches"]), dataset))
 
