@@ -61,6 +61,21 @@ LR_SCHEDULE_REGISTRY = Registry("LR schedule", keys=("SOLVER.SCHED",), locations
 # Mixed-precision mode -> autocast dtype (None = full precision).
 AMP_REGISTRY = Registry("AMP mode", keys=("SOLVER.AMP",), locations=("reid.solver.amp",))
 
+# Published training recipes (fast-reid's Base-*.yml, torchreid's OSNet configs), issue 23.
+# When the decay schedule advances -> a ``DecayClock`` (reid.solver.build).
+SCHED_STEP_REGISTRY = Registry("LR decay stepping", keys=("SOLVER.SCHED_STEP",), locations=("reid.solver.build",))
+# Value written into a randomly erased rectangle -> fill(shape, generator, dtype, device) of normalised values.
+ERASE_FILL_REGISTRY = Registry("random-erasing fill", keys=("INPUT.REA.FILL",), locations=("reid.data.augment",))
+# Label smoothing target -> (epsilon, classes) -> torch's label_smoothing giving that target distribution.
+SMOOTHING_REGISTRY = Registry("label smoothing", keys=("MODEL.LOSSES.CE.SMOOTHING",),
+                              locations=("reid.modeling.losses.cross_entropy",))
+# Triplet weighting of an anchor's positives and negatives -> TripletLoss uses the batch-hard miner (True) or not.
+TRIPLET_WEIGHTING_REGISTRY = Registry("triplet weighting", keys=("MODEL.LOSSES.TRIPLET.WEIGHTING",),
+                                      locations=("reid.modeling.losses.triplet",))
+# MGN's pair-loss features -> whether each part branch's stripe features, concatenated, are added.
+MGN_PAIR_REGISTRY = Registry("MGN pair features", keys=("MODEL.MGN.PAIR_FEATURES",),
+                             locations=("reid.modeling.meta_arch.mgn",))
+
 # Evaluation.
 METRIC_REGISTRY = Registry("distance metric", keys=("TEST.METRIC",), locations=("reid.evaluation.distance",))
 # RankResult -> float, or None where the result is too short (rank10 of a CMC cut at 5).

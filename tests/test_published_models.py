@@ -186,20 +186,26 @@ def _architecture(cfg) -> dict:
     """The MODEL settings that decide the forward pass (not training, initialisation or unused options)."""
     model = cfg_to_dict(cfg)["MODEL"]
     model["BACKBONE"].pop("PRETRAIN")
-    heads = {k: v for k, v in model["HEADS"].items() if k not in ("NUM_CLASSES", "CLS_LAYER", "SCALE", "MARGIN")}
+    heads = {k: v for k, v in model["HEADS"].items()
+             if k not in ("NUM_CLASSES", "CLS_LAYER", "SCALE", "MARGIN", "CLS_INIT_STD")}
     if not heads["EMBEDDING_DIM"]:
         heads.pop("REDUCTION")
     out = {"META_ARCHITECTURE": model["META_ARCHITECTURE"], "BACKBONE": model["BACKBONE"], "HEADS": heads}
-    return out | ({"MGN": model["MGN"]} if model["META_ARCHITECTURE"] == "MGN" else {})
+    mgn = {k: v for k, v in model["MGN"].items() if k != "PAIR_FEATURES"}  # which features train, not the forward
+    return out | ({"MGN": mgn} if model["META_ARCHITECTURE"] == "MGN" else {})
 
 
 @pytest.mark.parametrize("dataset", ["Market1501", "MSMT17"])
 def test_recipe_configs_build_the_architectures_the_importers_produce(dataset):
-    """configs/<set>/sbs_R50-ibn.yml, mgn_sbs_R50-ibn.yml and osnet_x1_0.yml build exactly the model that converting
-    fast-reid's SBS / MGN R50-ibn or torchreid's osnet_x1_0 gives, so a converted checkpoint fine-tunes with them."""
+    """configs/<set>/{bagtricks,AGW,sbs,mgn}_R50*.yml and osnet_x1_0.yml build exactly the model that converting
+    fast-reid's BoT / AGW / SBS / MGN or torchreid's osnet_x1_0 gives, so a converted checkpoint fine-tunes with
+    them."""
     ibn = {"WITH_IBN": True}
-    for name, source in (("sbs_R50-ibn", zoo.fastreid.recipe("SBS", BACKBONE=ibn)),
-                         ("mgn_sbs_R50-ibn", zoo.fastreid.recipe("MGN", BACKBONE=ibn)), ("osnet_x1_0", None)):
+    for name, source in (("bagtricks_R50", zoo.fastreid.recipe("bagtricks")),
+                         ("bagtricks_R50-ibn", zoo.fastreid.recipe("bagtricks", BACKBONE=ibn)),
+                         ("AGW_R50", zoo.fastreid.recipe("AGW")), ("sbs_R50", zoo.fastreid.recipe("SBS")),
+                         ("sbs_R50-ibn", zoo.fastreid.recipe("SBS", BACKBONE=ibn)),
+                         ("mgn_R50-ibn", zoo.fastreid.recipe("MGN", BACKBONE=ibn)), ("osnet_x1_0", None)):
         ours = load_cfg(f"configs/{dataset}/{name}.yml")
         if source is None:
             imported = load_cfg(None, [*torchreid.ARCHS["osnet_x1_0"].opts, "MODEL.HEADS.POOL", "avg",

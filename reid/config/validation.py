@@ -27,6 +27,7 @@ def validate(cfg: CfgNode) -> None:
     _check_ranges(cfg)
     _check_vis(cfg)
     _check_dataset_protocols(cfg)
+    _check_recipe_keys(cfg)
 
 
 def expand_key(cfg: CfgNode, pattern: str) -> List[str]:
@@ -169,3 +170,35 @@ def _check_dataset_protocols(cfg: CfgNode) -> None:
     for key in ("VEHICLEID", "VERIWILD"):
         _need(d[key].TEST_SIZE > 0, f"DATASETS.{key}.TEST_SIZE must be a positive number of test identities, got "
                                     f"{d[key].TEST_SIZE}.")
+
+
+def _check_recipe_keys(cfg: CfgNode) -> None:
+    """The keys of the peers' published recipes (issue 23): warm-up in iterations, delayed decay, layer freezing,
+    AutoAugment."""
+    s, inp = cfg.SOLVER, cfg.INPUT
+    for key in ("WARMUP_ITERS", "DELAY_EPOCHS", "FREEZE_ITERS", "FREEZE_EPOCHS", "HEADS_LR_FACTOR",
+                "WEIGHT_DECAY_NORM"):
+        _need(s[key] >= 0, f"SOLVER.{key} must be >= 0, got {s[key]}.")
+    _need(not (s.WARMUP_ITERS and s.WARMUP_EPOCHS),
+          f"Give the warm-up as SOLVER.WARMUP_ITERS ({s.WARMUP_ITERS}) or SOLVER.WARMUP_EPOCHS ({s.WARMUP_EPOCHS}), "
+          f"not both; set the other to 0.")
+    _need(not s.DELAY_EPOCHS or s.SCHED_STEP == "epoch",
+          f"SOLVER.DELAY_EPOCHS ({s.DELAY_EPOCHS}) is fast-reid's delay of its epoch-stepped decay; it needs "
+          f"SOLVER.SCHED_STEP epoch (got {s.SCHED_STEP!r}).")
+    _need(not (s.FREEZE_ITERS and s.FREEZE_EPOCHS),
+          f"Give the freeze as SOLVER.FREEZE_ITERS ({s.FREEZE_ITERS}) or SOLVER.FREEZE_EPOCHS ({s.FREEZE_EPOCHS}), "
+          f"not both; set the other to 0.")
+    frozen = list(cfg.MODEL.FREEZE_LAYERS) + list(cfg.MODEL.FREEZE_PARAMS_ONLY)
+    _need(all(isinstance(n, str) and n for n in frozen),
+          f"MODEL.FREEZE_LAYERS and MODEL.FREEZE_PARAMS_ONLY must list module names such as 'backbone', got "
+          f"{frozen!r}.")
+    _need(not (s.FREEZE_ITERS or s.FREEZE_EPOCHS) or frozen,
+          "SOLVER.FREEZE_ITERS / FREEZE_EPOCHS need the modules to freeze in MODEL.FREEZE_LAYERS (e.g. "
+          "['backbone']).")
+    _need(cfg.MODEL.HEADS.CLS_INIT_STD >= 0,
+          f"MODEL.HEADS.CLS_INIT_STD must be >= 0 (0: the classifier's own initialisation), got "
+          f"{cfg.MODEL.HEADS.CLS_INIT_STD}.")
+    _need(0.0 <= inp.AUTOAUG.PROB <= 1.0, f"INPUT.AUTOAUG.PROB must be in [0, 1], got {inp.AUTOAUG.PROB}.")
+    _need(not inp.AUTOAUG.ENABLED or cfg.DATALOADER.PIPELINE == "workers",
+          f"INPUT.AUTOAUG works on the decoded image before the resize, which only DATALOADER.PIPELINE workers "
+          f"sees (got {cfg.DATALOADER.PIPELINE!r}); use the workers pipeline or turn AutoAugment off.")

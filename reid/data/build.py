@@ -70,7 +70,8 @@ class TrainImages(Dataset):
             raise RuntimeError(f"A training batch must come from one SeededIndices batch; got {len(seeds)} seeds.")
         records = [self.records[index] for _, index in keys]
         params = self.augmentation.draw(len(records), torch.Generator().manual_seed(seeds.pop()))
-        images = [pil_to_tensor(self.resize(read_image(r.path))) for r in records]
+        images = [pil_to_tensor(self.resize(self.augmentation.before_resize(read_image(r.path), params, i)))
+                  for i, r in enumerate(records)]
         return {"images": self.augmenter.images(images, params),
                 "pids": torch.tensor([r.pid for r in records], dtype=torch.int64),
                 "camids": torch.tensor([r.camid for r in records], dtype=torch.int64),

@@ -33,7 +33,7 @@ from ..utils.outputs import CONFIG
 from ..utils.provenance import run_header
 from ..visualization.report import report_rows
 from .hooks import (BestCheckpointer, ConsoleWriter, EMAHook, EvalHook, HistoryWriter, HookBase, HookStates,
-                    LRScheduler, NonFiniteGuard, PeriodicCheckpointer, ReportHook, TensorBoardWriter)
+                    LayerFreeze, LRScheduler, NonFiniteGuard, PeriodicCheckpointer, ReportHook, TensorBoardWriter)
 from .evaluator import Evaluator, write_results
 from .launch import process_device, to_sync_batchnorm
 from .run_folder import prepare_output_dir
@@ -133,6 +133,7 @@ class Trainer(TrainerBase):
         several_evaluations = cfg.TEST.EVAL_PERIOD < cfg.SOLVER.MAX_EPOCHS  # else model_best would be model_final
         hooks = [
             LRScheduler(),
+            LayerFreeze.from_cfg(cfg),  # SOLVER.FREEZE_ITERS / FREEZE_EPOCHS (fast-reid, torchreid recipes)
             NonFiniteGuard(cfg.SOLVER.LOG_PERIOD, self.output_dir / LAST),
             self.ema,
             ConsoleWriter(cfg.SOLVER.LOG_PERIOD),
