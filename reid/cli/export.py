@@ -16,9 +16,11 @@ EPILOG = f"""examples:
 The exported graph takes "images", a float32 (B, 3, H, W) batch of any size B, resized to INPUT.SIZE_TEST
 (with INPUT.INTERPOLATION), RGB scaled to [0, 1] and normalised with INPUT.PIXEL_MEAN / PIXEL_STD, and returns
 "embeddings" (B, D), not L2-normalised (averaged with the mirror image when TEST.FLIP is True; override with
-TEST.FLIP False). These facts are stored in the file (ONNX metadata_props / TorchScript extra file "reid.json" /
-OpenVINO rt_info "reid"). OpenVINO writes FILE.xml and FILE.bin (pip install openvino). --half (ONNX) computes in
-float16 between float32 input and output: half the file, for GPUs with float16 units.
+TEST.FLIP False). A model with camera embeddings (SIE: TransReID, CLIP-ReID) takes a second input, "cameras",
+int64 (B,): each image's 0-based camera (camera 1 of the file names is 0). These facts are stored in the file
+(ONNX metadata_props / TorchScript extra file "reid.json" / OpenVINO rt_info "reid"). OpenVINO writes FILE.xml
+and FILE.bin (pip install openvino). --half (ONNX) computes in float16 between float32 input and output: half the
+file, for GPUs with float16 units.
 
 After writing, the file is run by its own runtime (onnxruntime / torch.jit.load / OpenVINO's CPU runtime in f32)
 on batch sizes other than --batch and compared with float32 PyTorch. The largest difference is judged against

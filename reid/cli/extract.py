@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 from ..gallery import KINDS, Gallery
 from ..inference import ReIDModel, list_images
 from ..utils.errors import DatasetError
+from .cameras import add_camera_options, camera_help, cameras_from_args
 from .parser import config_parser, run_tool
 
 EPILOG = """examples:
@@ -15,6 +16,7 @@ EPILOG = """examples:
   reid-extract --weights model_final.pt --input list.txt --output feats.npz TEST.FLIP True
   reid-extract --weights model_final.pt --input crops/ --output gallery.npz --index ivfpq
   reid-extract --weights model_final.pt --input new_crops/ --output gallery.npz --append
+  reid-extract --weights transreid_market.pt --input bounding_box_test/ --output feats.npz --cameras-from-names
 
 The model is rebuilt from the config stored in the checkpoint; --config FILE (needed for a bare state dict)
 and KEY VALUE overrides (after all options) are merged over it. Images are resized and normalised exactly as
@@ -34,7 +36,9 @@ refuses one that does not match. --index exact (the default) writes none.
 
 --append embeds only the new images and adds them to the existing --output (and to its index, without
 re-embedding or re-training anything). It refuses another checkpoint (by its SHA-256), another config, another
-dimension or normalisation, and names already in the gallery."""
+dimension or normalisation, and names already in the gallery.
+
+""" + camera_help("the name (the path below --input, or the line of the list)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -54,14 +58,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--append", action="store_true",
                         help="add the images to the existing --output gallery (and its index) instead of "
                              "replacing it")
+    add_camera_options(parser, "--input")
     args = parser.parse_args(argv)
 
     # The config (checkpoint's, --config, overrides) is resolved and validated before any image is listed.
     model = ReIDModel.from_checkpoint(args.weights, config=args.config or None, device=args.device, opts=args.opts)
     paths, names = list_images(args.input)
+    cameras = cameras_from_args(args, names, model.num_cameras, "--input")
     normalize = not args.no_normalize
     options = dict(normalize=normalize, index=args.index, batch_size=args.batch_size, num_workers=args.num_workers,
-                   progress=True)
+                   progress=True, cameras=cameras)
     if args.append:
         if not Path(args.output).is_file():
             raise DatasetError(f"--append: {args.output!r} does not exist; extract the gallery first (without "

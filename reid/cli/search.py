@@ -10,12 +10,14 @@ import torch
 
 from ..gallery import FeatureFile, Gallery
 from ..utils.errors import ConfigError, DatasetError
+from .cameras import add_camera_options, camera_help, cameras_from_args
 from .parser import plain_parser, run_tool
 
 EPILOG = """examples:
   reid-search --gallery feats.npz --query person.jpg other.jpg --topk 5
   reid-search --gallery gallery.npz --query-npz queries.npz --topk 10 --output results.json
   reid-search --gallery gallery.npz --query person.jpg --threshold auto --aqe
+  reid-search --gallery transreid_feats.npz --query 0001_c1s1_001051_00.jpg --camera 1
 
 Distances are cosine distances (1 - cosine similarity, 0 = same direction, 2 = opposite). Query images are
 embedded with the checkpoint and the config recorded in the gallery file (so resizing, TEST.FLIP and
@@ -29,7 +31,9 @@ the checkpoint's training run chose at TEST.VERIFY_FAR (recorded in the gallery 
 --aqe expands each query with its nearest gallery items (alpha query expansion, TEST.AQE.QE_TIME / QE_K / ALPHA
 of the gallery's config) before ranking.
 --output writes {"metric", "gallery", "topk", "index", "threshold", "queries": [{"query", "matches": [{"rank",
-"name", "distance"}]}]}."""
+"name", "distance"}]}]}.
+
+""" + camera_help("the --query path as given")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -53,9 +57,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--weights", metavar="CKPT", help="checkpoint to embed --query images with "
                                                           "(default: the one recorded in the gallery file)")
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda or cuda:N")
+    add_camera_options(parser, "--query")
     args = parser.parse_args(argv)
     if args.topk < 1:
         raise ConfigError(f"--topk must be >= 1, got {args.topk}.")
+    if args.query_npz and (args.camera is not None or args.cameras_from_names):
+        raise ConfigError("--camera and --cameras-from-names give the cameras of --query images; --query-npz "
+                          "features were embedded with theirs already (reid-extract --camera ...).")
     gallery = Gallery.open(args.gallery, index=args.index, device=args.device)
     threshold = gallery.resolve_threshold(_threshold(args.threshold))
     if args.query_npz:
@@ -63,7 +71,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         q_feats, q_names = torch.from_numpy(queries.features), queries.names
     else:
         _check_query_files(args.query)  # before the model is loaded
-        q_feats, q_names = gallery.query_model(args.weights).embed(args.query), list(args.query)
+        model = gallery.query_model(args.weights)
+        cameras = cameras_from_args(args, args.query, model.num_cameras, "--query")
+        q_feats, q_names = model.embed(args.query, cameras=cameras), list(args.query)
     result = gallery.search(q_feats, args.topk, aqe=args.aqe, threshold=threshold, nprobe=args.nprobe)
     results = [{"query": name, "matches": [{"rank": m.rank, "name": m.name, "distance": round(m.distance, 6)}
                                            for m in result.matches(q)]}

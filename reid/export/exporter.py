@@ -4,7 +4,8 @@ Peers' exports break silently: a batch size baked into a reshape, an op exported
 left out. So an export here is only reported as done after the exported file, run by its own runtime
 (onnxruntime, ``torch.jit.load``, OpenVINO's CPU runtime), reproduced PyTorch's embeddings on batch sizes other
 than the one used to export. Any meta-architecture whose eval-mode forward maps (B, 3, H, W) to (B, D) exports
-the same way.
+the same way. A model with camera embeddings (SIE: ``num_cameras`` > 0 on the exported module, as
+``EmbeddingModule`` has it) gets a second input, "cameras": int64 (B,) 0-based, verified on random cameras.
 
 The check is relative to the embedding scale (the largest |value| PyTorch returns), as the checkpoint importers'
 is: embeddings of published models reach ~170 (fast-reid's SBS R50-ibn), where float32 rounding alone moves
@@ -30,6 +31,7 @@ from ..inference import ReIDModel
 from ..utils.errors import ReIDError
 
 INPUT_NAME, OUTPUT_NAME = "images", "embeddings"
+CAMERA_NAME = "cameras"  # the second input of a model with camera embeddings (SIE)
 ONNX_OPSET = 17
 METADATA_KEY = "reid"  # ONNX metadata_props key / TorchScript extra file / OpenVINO rt_info holding the contract
 ATOL, RTOL = 1e-4, 1e-5  # absolute floor, and the allowed difference relative to the embedding scale
@@ -55,21 +57,32 @@ class HalfPrecision(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = copy.deepcopy(module).half()
+        self.num_cameras = camera_count(module)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.module(images.half()).float()
+    def forward(self, images: torch.Tensor, *cameras: torch.Tensor) -> torch.Tensor:
+        return self.module(images.half(), *cameras).float()
 
 
-def _save_onnx(module: nn.Module, example: torch.Tensor, path: Path, metadata: str) -> None:
+def camera_count(module: nn.Module) -> int:
+    """Cameras of the module's camera embedding (``num_cameras``; 0: it takes images only)."""
+    return int(getattr(module, "num_cameras", 0))
+
+
+def _input_names(example: Tuple[torch.Tensor, ...]) -> list:
+    return [INPUT_NAME, CAMERA_NAME][:len(example)]
+
+
+def _save_onnx(module: nn.Module, example: Tuple[torch.Tensor, ...], path: Path, metadata: str) -> None:
     onnx = _require("onnx")
+    names = _input_names(example)
     with warnings.catch_warnings():
         # The TorchScript-based exporter is deprecated in favour of torch.export (which needs onnxscript); it is
         # the one that handles every model here, and the verification below checks its output.
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message="The feature will be removed.*")
-        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        torch.onnx.export(module, example, str(path), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=names, output_names=[OUTPUT_NAME],
+                          dynamic_axes={**{n: {0: "batch"} for n in names}, OUTPUT_NAME: {0: "batch"}})
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     entry = proto.metadata_props.add()
@@ -77,13 +90,14 @@ def _save_onnx(module: nn.Module, example: torch.Tensor, path: Path, metadata: s
     onnx.save(proto, str(path))
 
 
-def _run_onnx(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+def _run_onnx(path: Path) -> Callable[..., torch.Tensor]:
     ort = _require("onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+    return lambda *x: torch.from_numpy(session.run([OUTPUT_NAME], {n: t.numpy() for n, t in
+                                                                   zip(_input_names(x), x)})[0])
 
 
-def _save_torchscript(module: nn.Module, example: torch.Tensor, path: Path, metadata: str) -> None:
+def _save_torchscript(module: nn.Module, example: Tuple[torch.Tensor, ...], path: Path, metadata: str) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.\w+` is deprecated.*")
         # check_trace re-runs the same batch; verify_export's check on other batch sizes is the stronger one.
@@ -91,28 +105,30 @@ def _save_torchscript(module: nn.Module, example: torch.Tensor, path: Path, meta
         torch.jit.save(traced, str(path), _extra_files={f"{METADATA_KEY}.json": metadata})
 
 
-def _save_openvino(module: nn.Module, example: torch.Tensor, path: Path, metadata: str) -> None:
+def _save_openvino(module: nn.Module, example: Tuple[torch.Tensor, ...], path: Path, metadata: str) -> None:
     ov = _require("openvino", "openvino")
     if path.suffix != ".xml":
         raise ExportError(f"An OpenVINO model is an .xml file (its weights go to the .bin beside it); name the "
                           f"output {path.with_suffix('.xml').name!r}, not {path.name!r}.")
     with warnings.catch_warnings():  # OpenVINO traces the module with torch.jit, which warns that it is deprecated
         warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.\w+` is deprecated.*")
-        model = ov.convert_model(module, example_input=example, input=[(-1, *example.shape[1:])])
-    model.inputs[0].get_tensor().set_names({INPUT_NAME})
+        shapes = [(-1, *example[0].shape[1:]), *[((-1,), ov.Type.i64)] * (len(example) - 1)]
+        model = ov.convert_model(module, example_input=example, input=shapes)
+    for port, name in zip(model.inputs, _input_names(example)):
+        port.get_tensor().set_names({name})
     model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
     model.set_rt_info(metadata, [METADATA_KEY])
     ov.save_model(model, str(path), compress_to_fp16=False)  # the .xml and its .bin (weights) beside it
 
 
-def _run_openvino(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+def _run_openvino(path: Path) -> Callable[..., torch.Tensor]:
     ov = _require("openvino", "openvino")
     # f32: CPUs with bf16 / AMX units would otherwise run in bf16 and not reproduce PyTorch's float32 numbers.
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return lambda x: torch.from_numpy(compiled([x.numpy()])[compiled.output(0)].copy())
+    return lambda *x: torch.from_numpy(compiled([t.numpy() for t in x])[compiled.output(0)].copy())
 
 
-def _run_torchscript(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+def _run_torchscript(path: Path) -> Callable[..., torch.Tensor]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.\w+` is deprecated.*")
         return torch.jit.load(str(path), map_location="cpu")
@@ -120,12 +136,13 @@ def _run_torchscript(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """How one format is written and run back (by its own runtime, not by the PyTorch module)."""
+    """How one format is written (from example inputs: images, and cameras for an SIE model) and run back (by its
+    own runtime, not by the PyTorch module, on the same inputs)."""
 
     suffix: str
     runtime: str
-    save: Callable[[nn.Module, torch.Tensor, Path, str], None]
-    load: Callable[[Path], Callable[[torch.Tensor], torch.Tensor]]
+    save: Callable[[nn.Module, Tuple[torch.Tensor, ...], Path, str], None]
+    load: Callable[[Path], Callable[..., torch.Tensor]]
 
 
 FORMATS: Dict[str, ExportFormat] = {
@@ -141,15 +158,18 @@ def get_format(name: str) -> ExportFormat:
     return FORMATS[name]
 
 
-def _example(batch: int, size: Tuple[int, int], seed: int) -> torch.Tensor:
-    """A normalised-looking input batch (zero mean, unit variance), reproducible."""
+def _example(batch: int, size: Tuple[int, int], seed: int, cameras: int = 0) -> Tuple[torch.Tensor, ...]:
+    """The inputs of a batch, reproducible: normalised-looking images (zero mean, unit variance), and with
+    ``cameras`` (an SIE model's camera count) a random 0-based camera per image."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, *size, generator=gen)
+    images = torch.randn(batch, 3, *size, generator=gen)
+    return (images, torch.randint(0, cameras, (batch,), generator=gen)) if cameras else (images,)
 
 
 def export_module(module: nn.Module, fmt: str, path: str | Path, input_size: Tuple[int, int], batch: int = 4,
                   metadata: Dict | None = None) -> Path:
-    """Write ``module`` (eval mode, CPU, (B, 3, H, W) -> (B, D)) to ``path`` with a dynamic batch dimension.
+    """Write ``module`` (eval mode, CPU, (B, 3, H, W) -> (B, D); with a camera input (B,) when it has camera
+    embeddings, ``camera_count``) to ``path`` with a dynamic batch dimension.
 
     ``metadata`` (JSON-able: input size, normalisation, ...) is stored inside the file for whoever deploys it.
     """
@@ -161,7 +181,8 @@ def export_module(module: nn.Module, fmt: str, path: str | Path, input_size: Tup
     module = module.eval().cpu()
     try:
         with torch.no_grad():
-            spec.save(module, _example(batch, input_size, seed=0), path, json.dumps(metadata or {}, sort_keys=True))
+            spec.save(module, _example(batch, input_size, 0, camera_count(module)), path,
+                      json.dumps(metadata or {}, sort_keys=True))
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - exporter failures have many types; all mean "this model did not export"
@@ -207,7 +228,8 @@ def verify_export(module: nn.Module, fmt: str, path: str | Path, input_size: Tup
     """Run the exported file with its runtime and PyTorch's ``module`` on batches of other sizes; compare.
 
     Batch 1 and ``export_batch + 3`` are checked (only the latter when exporting with batch 1), so a batch
-    size frozen into the graph or a per-sample op mixing samples shows up as a failure or a difference.
+    size frozen into the graph or a per-sample op mixing samples shows up as a failure or a difference; a model
+    with camera embeddings gets random cameras, so a camera frozen into the graph shows up too.
     """
     spec = get_format(fmt)
     run = spec.load(Path(path))
@@ -215,11 +237,11 @@ def verify_export(module: nn.Module, fmt: str, path: str | Path, input_size: Tup
     module = module.eval().cpu()
     diffs, scales = [], []
     for i, b in enumerate(batches):
-        x = _example(b, input_size, seed=1 + i)
+        x = _example(b, input_size, 1 + i, camera_count(module))
         with torch.no_grad():
-            expected = module(x)
+            expected = module(*x)
             try:
-                got = run(x)
+                got = run(*x)
             except Exception as e:  # noqa: BLE001 - any runtime failure on another batch size is a failed check
                 raise ExportError(f"The exported {fmt} file {str(path)!r} fails on a batch of {b} (exported with "
                                   f"{export_batch}): {type(e).__name__}: {str(e).splitlines()[0]}") from None
@@ -239,9 +261,13 @@ def default_output(weights: str | Path, fmt: str, half: bool = False) -> Path:
     return weights.with_name(weights.stem + (".fp16" if half else "") + get_format(fmt).suffix)
 
 
-def deployment_metadata(cfg, flip: bool, half: bool = False) -> Dict:
-    """What a consumer of the file must do to the images before feeding them, stored inside the export."""
+def deployment_metadata(cfg, flip: bool, half: bool = False, cameras: int = 0) -> Dict:
+    """What a consumer of the file must do to the images (and, with camera embeddings, ``cameras`` > 0, which
+    cameras it must give) before feeding them, stored inside the export."""
+    sie = {"cameras_input": f"{CAMERA_NAME}: int64 (B,), each image's 0-based camera, 0..{cameras - 1}",
+           "num_cameras": cameras} if cameras else {}
     return {
+        **sie,
         "input": f"{INPUT_NAME}: float32 (B, 3, H, W), RGB scaled to [0, 1] then (x - pixel_mean) / pixel_std",
         "size_hw": list(cfg.INPUT.SIZE_TEST),
         "resize_interpolation": cfg.INPUT.INTERPOLATION,
@@ -269,6 +295,6 @@ def export_checkpoint(weights: str | Path, fmt: str, output: str | Path | None =
     model = ReIDModel.from_checkpoint(weights, config=config, device="cpu", opts=opts)
     net = HalfPrecision(model.net) if half else model.net
     path = export_module(net, fmt, output or default_output(weights, fmt, half), model.input_size, batch,
-                         deployment_metadata(model.cfg, model.net.flip, half))
+                         deployment_metadata(model.cfg, model.net.flip, half, model.num_cameras))
     rtol = (HALF_RTOL if half else RTOL) if rtol is None else rtol
     return path, verify_export(model.net, fmt, path, model.input_size, batch, atol, rtol)

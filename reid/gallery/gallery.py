@@ -29,6 +29,7 @@ from ..config.changes import flat_items
 from ..evaluation.distance import check_pair
 from ..evaluation.query_expansion import expand_queries
 from ..inference import ReIDModel
+from ..inference.cameras import Cameras
 from ..inference.images import Images, as_image_list, is_embeddings
 from ..utils.errors import CheckpointError, ConfigError, DatasetError
 from .exact import search as exact_search
@@ -108,15 +109,17 @@ class Gallery:
     @classmethod
     def extract(cls, path: Union[str, os.PathLike], model: ReIDModel, images: Images,
                 names: Optional[Sequence[str]] = None, *, normalize: bool = True, index: Optional[str] = None,
-                batch_size: Optional[int] = None, num_workers: int = 0, progress: bool = False) -> "Gallery":
+                batch_size: Optional[int] = None, num_workers: int = 0, progress: bool = False,
+                cameras: Cameras = None) -> "Gallery":
         """Embed ``images`` (file paths, or any images ``ReIDModel.embed`` takes, with ``names``; names default to
         the paths) into a new feature file at ``path``, replacing one there; ``index`` (flat, ivfpq, hnsw) also
-        writes a FAISS index beside it. ``index_change`` says what happened to the index file."""
+        writes a FAISS index beside it. ``index_change`` says what happened to the index file. ``cameras``: the
+        images' 0-based cameras, for a model with camera embeddings (``ReIDModel.embed``)."""
         names = _names(images, names)
         if index not in (None, "exact"):
             check_kind(index)
         feats = model.embed(images, normalize=normalize, batch_size=batch_size, num_workers=num_workers,
-                            progress=progress)
+                            progress=progress, cameras=cameras)
         gallery = cls(FeatureFile.of(model, feats, names, normalize), path, device=str(model.device))
         gallery._models[model.weights] = model  # queries are embedded by the model that embedded the gallery
         gallery.file.save(gallery.path)
@@ -141,19 +144,21 @@ class Gallery:
 
     # -- search ------------------------------------------------------------------------------------------------
     def search(self, queries: Any, k: int = 10, aqe: bool = False, threshold: Threshold = None,
-               nprobe: Optional[int] = None) -> SearchResult:
+               nprobe: Optional[int] = None, cameras: Cameras = None) -> SearchResult:
         """The ``k`` nearest gallery items of each query.
 
         ``queries``: (Q, D) float embeddings (tensor or array), or images (anything ``ReIDModel.embed`` takes),
         embedded by ``query_model()``. ``aqe``: alpha query expansion of the queries with their nearest gallery
         items (TEST.AQE of the gallery's config; through the index when there is one). ``threshold``: keep only
         matches at a distance <= it; ``"auto"`` is the checkpoint's verification threshold (``resolve_threshold``).
-        ``nprobe``: IVF-PQ cells to scan (default: the index's).
+        ``nprobe``: IVF-PQ cells to scan (default: the index's). ``cameras``: the query images' 0-based cameras,
+        for a model with camera embeddings (``ReIDModel.embed``).
         """
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}.")
         threshold = self.resolve_threshold(threshold)
-        q = torch.as_tensor(queries).float().cpu() if is_embeddings(queries) else self.query_model().embed(queries)
+        q = torch.as_tensor(queries).float().cpu() if is_embeddings(queries) else \
+            self.query_model().embed(queries, cameras=cameras)
         g = torch.from_numpy(self.features)
         check_pair(q, g)
         overrides = {"nprobe": nprobe} if nprobe else {}
@@ -214,10 +219,10 @@ class Gallery:
     # -- growing -----------------------------------------------------------------------------------------------
     def append(self, model: ReIDModel, images: Images, names: Optional[Sequence[str]] = None, *,
                normalize: Optional[bool] = None, index: Optional[str] = None, batch_size: Optional[int] = None,
-               num_workers: int = 0, progress: bool = False) -> None:
+               num_workers: int = 0, progress: bool = False, cameras: Cameras = None) -> None:
         """Embed only ``images`` and add them to the file (rewritten atomically) and to the index beside it, without
         re-embedding or re-training anything; ``index`` (a kind) rebuilds the index as that kind instead, "exact"
-        leaves it (reported stale). ``normalize`` defaults to the gallery's.
+        leaves it (reported stale). ``normalize`` defaults to the gallery's; ``cameras`` as in ``extract``.
 
         Refused before any embedding: another checkpoint (by SHA-256; the same weights under another name are the
         same checkpoint), other embedding settings (MODEL except DEVICE / WEIGHTS, INPUT, TEST.FLIP), another
@@ -230,7 +235,7 @@ class Gallery:
             check_kind(index)
         extend = self._index_to_extend(index)  # checked against the gallery before any work
         feats = model.embed(images, normalize=normalize, batch_size=batch_size, num_workers=num_workers,
-                            progress=progress)
+                            progress=progress, cameras=cameras)
         grown = FeatureFile.of(model, feats, names, normalize)
         grown.features = np.concatenate([self.features, grown.features])
         grown.names = self.names + grown.names
