@@ -24,6 +24,9 @@ PIPELINE_REGISTRY = Registry("input pipeline", keys=("DATALOADER.PIPELINE",),
                              locations=("reid.data.build", "reid.data.gpu_pipeline"))
 # Resize filter name -> torchvision InterpolationMode.
 INTERPOLATION_REGISTRY = Registry("interpolation", keys=("INPUT.INTERPOLATION",), locations=("reid.data.transforms",))
+# The same filters for training images alone; "" = INPUT.INTERPOLATION's (issue 25: TransReID resizes bicubic to train).
+TRAIN_INTERPOLATION_REGISTRY = Registry("training interpolation", keys=("INPUT.INTERPOLATION_TRAIN",),
+                                        locations=("reid.data.transforms",), optional=True)
 
 # Modeling.
 BACKBONE_REGISTRY = Registry("backbone", keys=("MODEL.BACKBONE.NAME",), locations=("reid.modeling.backbones",))

@@ -165,6 +165,7 @@ _C.INPUT.AUTOAUG.PROB = 0.1  # probability of applying it to an image (fast-reid
 _C.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]  # RGB mean in [0, 1] (ImageNet)
 _C.INPUT.PIXEL_STD = [0.229, 0.224, 0.225]  # RGB std in [0, 1] (ImageNet)
 _C.INPUT.INTERPOLATION = "bicubic"  # resize filter: "bicubic" (fast-reid) or "bilinear" (torchvision default)
+_C.INPUT.INTERPOLATION_TRAIN = ""  # training images' resize filter; "" = INTERPOLATION (TransReID: bicubic)
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.DATASETS = CN()
@@ -221,6 +222,7 @@ _C.SOLVER.BASE_LR = 3.5e-4  # learning rate after warm-up (bag of tricks, Adam)
 _C.SOLVER.BIAS_LR_FACTOR = 1.0  # learning-rate multiplier for biases (fast-reid, detectron2)
 _C.SOLVER.HEADS_LR_FACTOR = 1.0  # LR multiplier of the heads: Baseline's head, MGN's heads + classifier (fast-reid)
 _C.SOLVER.MOMENTUM = 0.9  # SGD momentum
+_C.SOLVER.NESTEROV = True  # SGD with Nesterov momentum (fast-reid SOLVER.NESTEROV; TransReID: False, plain momentum)
 _C.SOLVER.WEIGHT_DECAY = 5e-4  # L2 weight decay
 _C.SOLVER.WEIGHT_DECAY_BIAS = 5e-4  # weight decay of biases, norm-layer biases included (fast-reid, detectron2)
 _C.SOLVER.WEIGHT_DECAY_NORM = 5e-4  # weight decay of norm-layer weights (fast-reid, detectron2)

@@ -38,6 +38,7 @@ from yacs.config import CfgNode
 
 from ..registry import ERASE_FILL_REGISTRY
 from . import autoaugment
+from .transforms import train_interpolation
 
 
 @ERASE_FILL_REGISTRY.register("random")
@@ -78,7 +79,7 @@ class TrainAugmentation:
     """What the training augmentation does and how its random parameters are distributed."""
 
     size: Tuple[int, int]  # (height, width) of training images: INPUT.SIZE_TRAIN
-    interpolation: str  # resize filter: INPUT.INTERPOLATION
+    interpolation: str  # resize filter: INPUT.INTERPOLATION_TRAIN, else INPUT.INTERPOLATION (train_interpolation)
     flip_prob: float  # INPUT.FLIP_PROB
     padding: int  # INPUT.PADDING: zeros on every side, then a crop back to ``size`` (0: neither)
     erase_prob: float  # INPUT.REA.PROB, or 0 without INPUT.REA.ENABLED
@@ -93,7 +94,7 @@ class TrainAugmentation:
     @classmethod
     def from_cfg(cls, cfg: CfgNode) -> "TrainAugmentation":
         inp = cfg.INPUT
-        return cls(tuple(inp.SIZE_TRAIN), inp.INTERPOLATION, float(inp.FLIP_PROB), int(inp.PADDING),
+        return cls(tuple(inp.SIZE_TRAIN), train_interpolation(cfg), float(inp.FLIP_PROB), int(inp.PADDING),
                    float(inp.REA.PROB) if inp.REA.ENABLED else 0.0, tuple(inp.PIXEL_MEAN), tuple(inp.PIXEL_STD),
                    erase_fill=inp.REA.FILL,
                    autoaug_prob=float(inp.AUTOAUG.PROB) if inp.AUTOAUG.ENABLED else 0.0)

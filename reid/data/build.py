@@ -290,7 +290,7 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
     sampler = SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER)([r.pid for r in train], batch_size, cfg, seed, rank,
                                                            world_size)
     aug_seed = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])  # augmentation differs per rank
-    images = TrainImages(train, build_resize(cfg, cfg.INPUT.SIZE_TRAIN), TrainAugmentation.from_cfg(cfg))
+    images = TrainImages(train, build_resize(cfg, cfg.INPUT.SIZE_TRAIN, train=True), TrainAugmentation.from_cfg(cfg))
     loader = TrainLoader(images, batch_size, sampler, aug_seed, cfg.DATALOADER.NUM_WORKERS, _pin(cfg))
     return loader, dataset
 

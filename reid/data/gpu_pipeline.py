@@ -37,7 +37,7 @@ from .augment import AugmentParams, Augmenter
 from .build import TrainLoader, build_train_loader
 from .datasets import ImageRecord, ReIDDataset
 from .io import read_image
-from .transforms import build_resize
+from .transforms import build_resize, train_interpolation
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +63,14 @@ class ImageCache:
         self.paths = [r.path for r in records]
         self.shape = (len(records), 3, *size)
         self.nbytes = int(np.prod(self.shape))
-        self.resize = build_resize(cfg, size)
+        self.resize = build_resize(cfg, size, train=True)
         self.threads = max(1, d.NUM_WORKERS)
         start = time.perf_counter()
         if self.nbytes <= d.CACHE_RAM_GB * _GB:
             self.host, where = self._decode_into(np.empty(self.shape, dtype=np.uint8)), "RAM"
         else:
             folder = Path(d.CACHE_DIR or Path(cfg.OUTPUT_DIR) / "cache")
-            self.host = self._memory_mapped(folder / f"train-{self._key(cfg.INPUT.INTERPOLATION)}.npy")
+            self.host = self._memory_mapped(folder / f"train-{self._key(train_interpolation(cfg))}.npy")
             where = f"memory-mapped {folder}"
         self.on_device: Optional[torch.Tensor] = None
         budget = device_cache_budget(d.CACHE_DEVICE_GB, device)

@@ -33,8 +33,8 @@ NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.Loc
 
 @OPTIMIZER_REGISTRY.register("SGD")
 def sgd(params: List[Dict], s, fused: bool) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum ``SOLVER.MOMENTUM``."""
-    return torch.optim.SGD(params, lr=s.BASE_LR, momentum=s.MOMENTUM, nesterov=True, fused=fused)
+    """SGD with momentum ``SOLVER.MOMENTUM``, Nesterov's unless ``SOLVER.NESTEROV`` is False."""
+    return torch.optim.SGD(params, lr=s.BASE_LR, momentum=s.MOMENTUM, nesterov=s.NESTEROV, fused=fused)
 
 
 @OPTIMIZER_REGISTRY.register("Adam")
