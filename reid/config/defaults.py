@@ -233,7 +233,7 @@ _C.SOLVER.STEPS = [40, 90]  # epochs where multistep multiplies the LR by GAMMA 
 # When the decay advances: "iteration" (at the fractional epoch, every iteration; STEPS count from the start of
 # training, the cosine from the end of warm-up) or "epoch" (a torch scheduler stepped at the end of each epoch once
 # warm-up and DELAY_EPOCHS are over; STEPS and the cosine count those steps).
-_C.SOLVER.SCHED_STEP = "iteration"  # "epoch": fast-reid's LRScheduler hook, torchreid's engine
+_C.SOLVER.SCHED_STEP = "iteration"  # "epoch": fast-reid's LRScheduler hook, torchreid's engine; "timm_epoch": TransReID's timm cosine
 _C.SOLVER.DELAY_EPOCHS = 0  # with SCHED_STEP epoch: epochs of constant LR before the decay (fast-reid SBS: 30)
 _C.SOLVER.GAMMA = 0.1  # multistep decay factor
 _C.SOLVER.ETA_MIN_LR = 1e-7  # final LR of the cosine schedule, every parameter group's (torch CosineAnnealingLR)

@@ -185,6 +185,9 @@ def _check_recipe_keys(cfg: CfgNode) -> None:
     _need(not s.DELAY_EPOCHS or s.SCHED_STEP == "epoch",
           f"SOLVER.DELAY_EPOCHS ({s.DELAY_EPOCHS}) is fast-reid's delay of its epoch-stepped decay; it needs "
           f"SOLVER.SCHED_STEP epoch (got {s.SCHED_STEP!r}).")
+    _need(s.SCHED_STEP != "timm_epoch" or not s.WARMUP_ITERS,
+          f"SOLVER.SCHED_STEP timm_epoch warms up over whole epochs (SOLVER.WARMUP_EPOCHS, TransReID's timm "
+          f"scheduler); set SOLVER.WARMUP_ITERS 0 (got {s.WARMUP_ITERS}).")
     _need(not (s.FREEZE_ITERS and s.FREEZE_EPOCHS),
           f"Give the freeze as SOLVER.FREEZE_ITERS ({s.FREEZE_ITERS}) or SOLVER.FREEZE_EPOCHS ({s.FREEZE_EPOCHS}), "
           f"not both; set the other to 0.")

@@ -4,6 +4,7 @@ Optimizers (``SOLVER.OPTIMIZER``), decay schedules (``SOLVER.SCHED``) and when t
 (``SOLVER.SCHED_STEP``) are registered in ``reid.registry``. The schedule is one closed-form function of the
 iteration per parameter group, so a resumed run (whose scheduler state is the iteration count) continues exactly.
 
+``SCHED_STEP timm_epoch`` is TransReID's timm cosine, stepped once per epoch with the warm-up inside its epochs.
 ``SCHED_STEP epoch`` reproduces how fast-reid (its ``build_lr_scheduler`` and ``LRScheduler`` hook) and torchreid
 (its engine) step torch's schedulers: warm-up per iteration, the decay scheduler once at the end of each epoch
 after warm-up has ended and ``DELAY_EPOCHS`` have passed; MultiStepLR's milestones and CosineAnnealingLR's T_max
@@ -118,20 +119,30 @@ class Schedule:
         """SOLVER.WARMUP_ITERS, or SOLVER.WARMUP_EPOCHS in iterations."""
         return self.s.WARMUP_ITERS or self.s.WARMUP_EPOCHS * self.iters_per_epoch
 
-    def clock(self, iteration: int) -> DecayClock:
-        return SCHED_STEP_REGISTRY.get(self.s.SCHED_STEP)(self, iteration)
-
     def lr(self, iteration: int, base_lr: float) -> float:
-        """The LR of a group whose LR after warm-up is ``base_lr``, at ``iteration`` (0-based)."""
+        """The LR of a group whose LR after warm-up is ``base_lr``, at ``iteration`` (0-based): SOLVER.SCHED_STEP
+        decides how warm-up and decay advance."""
+        return SCHED_STEP_REGISTRY.get(self.s.SCHED_STEP)(self, iteration, base_lr)
+
+    def decay(self, clock: DecayClock, base_lr: float) -> float:
+        """SOLVER.SCHED at ``clock``."""
+        return LR_SCHEDULE_REGISTRY.get(self.s.SCHED)(self.s, clock, base_lr)
+
+    def warmed(self, iteration: int, base_lr: float, clock: Callable[["Schedule", int], DecayClock]) -> float:
+        """Linear warm-up per iteration, then the decay at ``clock(self, iteration)``."""
         if iteration < self.warmup_iters:
             return base_lr * warmup_factor(iteration, self.warmup_iters, self.s.WARMUP_FACTOR)
-        return LR_SCHEDULE_REGISTRY.get(self.s.SCHED)(self.s, self.clock(iteration), base_lr)
+        return self.decay(clock(self, iteration), base_lr)
 
 
 @SCHED_STEP_REGISTRY.register("iteration")
-def per_iteration(schedule: Schedule, iteration: int) -> DecayClock:
-    """reid's own: the decay follows the fractional epoch; STEPS count from the start of training, the cosine runs
-    from the end of warm-up to MAX_EPOCHS."""
+def per_iteration(schedule: Schedule, iteration: int, base_lr: float) -> float:
+    """reid's own: warm-up per iteration, then the decay follows the fractional epoch; STEPS count from the start of
+    training, the cosine runs from the end of warm-up to MAX_EPOCHS."""
+    return schedule.warmed(iteration, base_lr, iteration_clock)
+
+
+def iteration_clock(schedule: Schedule, iteration: int) -> DecayClock:
     s, epoch = schedule.s, iteration / max(schedule.iters_per_epoch, 1)
     start = schedule.warmup_iters / max(schedule.iters_per_epoch, 1)
     span = max(s.MAX_EPOCHS - start, 1e-8)
@@ -148,12 +159,31 @@ def epoch_steps(schedule: Schedule) -> Tuple[int, int]:
 
 
 @SCHED_STEP_REGISTRY.register("epoch")
-def per_epoch(schedule: Schedule, iteration: int) -> DecayClock:
-    """fast-reid's LRScheduler hook and torchreid's engine: the decay scheduler has stepped once at the end of
-    each finished epoch after the first ``epoch_steps`` ones; STEPS and the cosine count those steps."""
+def per_epoch(schedule: Schedule, iteration: int, base_lr: float) -> float:
+    """fast-reid's LRScheduler hook and torchreid's engine: warm-up per iteration; the decay scheduler has stepped
+    once at the end of each finished epoch after the first ``epoch_steps`` ones; STEPS and the cosine count those
+    steps."""
+    return schedule.warmed(iteration, base_lr, epoch_clock)
+
+
+def epoch_clock(schedule: Schedule, iteration: int) -> DecayClock:
     before, length = epoch_steps(schedule)
     steps = max(iteration // max(schedule.iters_per_epoch, 1) - before, 0)
     return DecayClock(float(steps), min(steps / max(length, 1), 1.0))
+
+
+@SCHED_STEP_REGISTRY.register("timm_epoch")
+def timm_epoch(schedule: Schedule, iteration: int, base_lr: float) -> float:
+    """TransReID's (and CLIP-ReID's) timm ``CosineLRScheduler`` stepped with the 1-based epoch ``t`` before each
+    epoch: the LR is constant within an epoch; for ``t < WARMUP_EPOCHS`` it is ``w + t (base - w) / WARMUP_EPOCHS``
+    with ``w = WARMUP_FACTOR x BASE_LR`` for every group (timm's scalar ``warmup_lr_init``), after it the decay at
+    epoch ``t`` with the cosine over all MAX_EPOCHS (``cos(pi t / MAX_EPOCHS)``: the warm-up epochs count)."""
+    s = schedule.s
+    t = iteration // max(schedule.iters_per_epoch, 1) + 1
+    if t < s.WARMUP_EPOCHS:
+        start = s.WARMUP_FACTOR * s.BASE_LR
+        return start + t * (base_lr - start) / s.WARMUP_EPOCHS
+    return schedule.decay(DecayClock(float(t), min(t / max(s.MAX_EPOCHS, 1), 1.0)), base_lr)
 
 
 @LR_SCHEDULE_REGISTRY.register("multistep")
