@@ -305,3 +305,62 @@ def test_convert_says_when_the_peer_itself_gives_non_finite_embeddings(osnet_fil
     err = _fails(convert_tool.main, ["--source", "torchreid", "--arch", "osnet_x0_25", "--weights", str(broken),
                                      "--output", str(tmp_path / "x.pt"), "INPUT.SIZE_TEST", "[64, 32]"], capsys)
     assert "cannot be verified" in err and "non-finite embeddings" in err and "does not reproduce" not in err
+
+
+# -- 8. a run that cannot learn, a schedule that never decays, test images in training -------------------------------
+def test_one_identity_is_refused_before_training(tmp_path):
+    from reid.data import build_train_loader
+    from test_data_datasets import cfg_for
+    from test_data_own import make_folder
+
+    make_folder(tmp_path / "one", {"train": {"p1": [f"x_c{c}_{i}.jpg" for i in range(6) for c in (1, 2)]}})
+    cfg = cfg_for(tmp_path, NAMES=["folder:one"])
+    cfg.SOLVER.IMS_PER_BATCH = 4  # one identity x 4 images: the sampler would run, every loss 0.0000
+    with pytest.raises(DatasetError, match="holds 1 identity .* every loss is 0 .* at least 2 identities"):
+        build_train_loader(cfg, check_tests=False)
+
+
+def test_solver_steps_beyond_max_epochs_warn():
+    from reid.config import load_cfg, training_warnings
+
+    never = training_warnings(load_cfg(None, ["SOLVER.MAX_EPOCHS", "10", "SOLVER.STEPS", "[40, 70]"]))
+    assert len(never) == 1 and "the learning rate never decays" in never[0] and "SOLVER.STEPS [40, 70]" in never[0]
+    once = training_warnings(load_cfg(None, ["SOLVER.MAX_EPOCHS", "60", "SOLVER.STEPS", "[40, 90]"]))
+    assert "decays only at epochs [40]" in once[0]
+    assert training_warnings(load_cfg(None, ["SOLVER.MAX_EPOCHS", "10", "SOLVER.STEPS", "[7, 9]"])) == []
+    assert training_warnings(load_cfg(None, ["SOLVER.MAX_EPOCHS", "10", "SOLVER.SCHED", "cosine"])) == []
+
+
+def test_test_images_copied_into_training_are_flagged(tmp_path):
+    from reid.data import build_test_set, build_train_loader
+    from reid.data.build import training_copies_of_test_images
+    from test_data_datasets import cfg_for, write_jpeg
+
+    base = tmp_path / "mine"
+    files = [f"train/t{k}/x_c{c}_{k}.jpg" for k in range(3) for c in (1, 2)] + \
+        ["query/alice/q_c1.jpg", "query/carol/q_c2.jpg", "gallery/alice/g_c2.jpg", "gallery/carol/g_c1.jpg"]
+    for value, name in enumerate(files):  # every image its own colour: no two files alike
+        write_jpeg(base / name, 20 * value)
+    cfg = cfg_for(tmp_path, NAMES=["folder:mine"], TESTS=["folder:mine"])
+    cfg.SOLVER.IMS_PER_BATCH = 8
+    _, train = build_train_loader(cfg, check_tests=False)
+    tests = {"folder:mine": build_test_set(cfg, "folder:mine")}
+    assert training_copies_of_test_images(train.train, tests) == []
+    (base / "train" / "alice").mkdir()
+    shutil.copy(base / "query" / "alice" / "q_c1.jpg", base / "train" / "alice" / "copy_c1.jpg")
+    _, train = build_train_loader(cfg, check_tests=False)
+    found = training_copies_of_test_images(train.train, tests)
+    assert len(found) == 1 and found[0].startswith("1 of 2 query images of folder:mine are also training images")
+    assert "q_c1.jpg" in found[0] and "copy_c1.jpg" in found[0] and "identity 'alice'" in found[0]
+
+
+def test_the_trainer_logs_the_warnings(tmp_path, synthetic_root):
+    from conftest import TINY_TRAINING
+    from reid.config import load_cfg
+    from reid.engine.trainer import Trainer
+
+    out = tmp_path / "run"
+    Trainer(load_cfg(None, ["DATASETS.ROOT", synthetic_root, *TINY_TRAINING, "OUTPUT_DIR", str(out),
+                            "SOLVER.MAX_EPOCHS", "2", "SOLVER.STEPS", "[5]"]))
+    log = (out / "log.txt").read_text()
+    assert "SOLVER.STEPS [5] has epochs [5] at or beyond SOLVER.MAX_EPOCHS 2" in log
