@@ -59,7 +59,7 @@ def test_export_never_replaces_its_checkpoint_or_another_file(setup, tmp_path, c
     other = tmp_path / "model_best.pt"  # another checkpoint (a TorchScript name): not replaced without --overwrite
     other.write_bytes(original)
     err = _fails(export_tool.main, ["--weights", str(ckpt), "--format", "torchscript", "--output", str(other)], capsys)
-    assert "already exists and is not a torchscript export of reid" in err and "--overwrite" in err
+    assert "already exists and is not a TorchScript export of reid" in err and "--overwrite" in err
     assert other.read_bytes() == original
     out = tmp_path / "deploy.pt"
     argv = ["--weights", str(ckpt), "--format", "torchscript", "--output", str(out)]
@@ -86,7 +86,7 @@ def test_export_says_what_is_wrong_with_the_path_or_the_combination(setup, tmp_p
     assert "--half exports float16 ONNX only" in err and "TorchScript keeps" in err and "OpenVINO" not in err
     err = _fails(export_tool.main, ["--weights", ckpt, "--format", "onnx", "--output", str(tmp_path / "model.xml")],
                  capsys)
-    assert "the suffix of a openvino file" in err and "'model.onnx'" in err
+    assert "the suffix of an OpenVINO file" in err and "'model.onnx'" in err
     assert not (tmp_path / "model.xml").exists()
     with pytest.raises(ExportError, match="Cannot write .*: Permission denied.*in a folder you can write"):
         def denied(*args):
@@ -325,6 +325,7 @@ def test_solver_steps_beyond_max_epochs_warn():
 
     never = training_warnings(load_cfg(None, ["SOLVER.MAX_EPOCHS", "10", "SOLVER.STEPS", "[40, 70]"]))
     assert len(never) == 1 and "the learning rate never decays" in never[0] and "SOLVER.STEPS [40, 70]" in never[0]
+    assert "e.g. [4, 8]" in never[0]
     once = training_warnings(load_cfg(None, ["SOLVER.MAX_EPOCHS", "60", "SOLVER.STEPS", "[40, 90]"]))
     assert "decays only at epochs [40]" in once[0]
     assert training_warnings(load_cfg(None, ["SOLVER.MAX_EPOCHS", "10", "SOLVER.STEPS", "[7, 9]"])) == []

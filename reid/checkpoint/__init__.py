@@ -8,5 +8,5 @@ from .writer import AsyncCheckpointWriter, to_host
 
 __all__ = ["save_checkpoint", "load_checkpoint", "remove_stale_temps", "load_model_state", "load_model_weights",
            "state_mismatch", "config_differences", "load_for_inference", "resolve_config", "Checkpointer",
-           "Checkpointable", "model_record", "stored_threshold", "threshold_record", "AsyncCheckpointWriter", "to_host", "LAST", "FINAL", "BEST",
-           "CLASSIFIER_MARKER"]
+           "Checkpointable", "model_record", "stored_threshold", "threshold_record", "AsyncCheckpointWriter",
+           "to_host", "LAST", "FINAL", "BEST", "CLASSIFIER_MARKER"]

@@ -38,10 +38,11 @@ def training_warnings(cfg: CfgNode) -> List[str]:
     if s.SCHED == "multistep" and late:
         early = [step for step in s.STEPS if step < s.MAX_EPOCHS]
         never = f"decays only at epochs {early}" if early else "never decays"
+        usual = sorted({round(s.MAX_EPOCHS * 0.4), round(s.MAX_EPOCHS * 0.8)} - {0})
+        example = f", e.g. {usual} (the usual shape: 40% and 80% of the run)" if len(usual) == 2 else ""
         warnings.append(f"SOLVER.STEPS {list(s.STEPS)} has epochs {late} at or beyond SOLVER.MAX_EPOCHS "
                         f"{s.MAX_EPOCHS}: the learning rate {never} (the multistep schedule multiplies it by "
-                        f"SOLVER.GAMMA at each step). Set SOLVER.STEPS to epochs below {s.MAX_EPOCHS}, e.g. "
-                        f"[{max(1, int(s.MAX_EPOCHS * 0.4))}, {max(1, int(s.MAX_EPOCHS * 0.8))}] for the usual shape.")
+                        f"SOLVER.GAMMA at each step). Set SOLVER.STEPS to epochs below {s.MAX_EPOCHS}{example}.")
     return warnings
 
 

@@ -168,6 +168,9 @@ FORMATS: Dict[str, ExportFormat] = {
 }
 
 
+_TITLES = {"onnx": "an ONNX", "torchscript": "a TorchScript", "openvino": "an OpenVINO"}
+
+
 def get_format(name: str) -> ExportFormat:
     if name not in FORMATS:
         raise ExportError(f"Unknown export format {name!r}; choose one of {', '.join(FORMATS)}.")
@@ -286,14 +289,14 @@ def check_output(weights: str | Path, fmt: str, output: str | Path | None = None
     path = Path(output) if output else default_output(weights, fmt, half)
     if path.resolve() == Path(weights).resolve():
         raise ExportError(f"--output {str(path)!r} is the checkpoint being exported; writing there would replace "
-                          f"its weights, config and threshold by a {fmt} graph. Leave --output out (default "
+                          f"its weights, config and threshold by {_TITLES[fmt]} graph. Leave --output out (default "
                           f"{default_output(weights, fmt, half).name!r} beside it) or name another file.")
     if path.suffix.lower() not in spec.suffixes:
         others = [name for name, f in FORMATS.items() if name != fmt and path.suffix.lower() in f.suffixes]
-        what = f"the suffix of a {others[0]} file" if others else "not a suffix of this format"
+        what = f"the suffix of {_TITLES[others[0]]} file" if others else "not a suffix of this format"
         raise ExportError(f"--output {str(path)!r} ends in {path.suffix or '(no suffix)'!r}, {what}, but --format "
-                          f"{fmt} writes a {fmt} file: name it {path.with_suffix(spec.suffixes[0]).name!r} (or "
-                          f"choose the --format its name says).")
+                          f"{fmt} writes {_TITLES[fmt]} file: name it {path.with_suffix(spec.suffixes[0]).name!r} "
+                          f"(or choose the --format its name says).")
     for folder in (path.parent, *path.parent.parents):  # the first one that exists decides
         if folder.exists():
             if not folder.is_dir():
@@ -308,8 +311,8 @@ def check_output(weights: str | Path, fmt: str, output: str | Path | None = None
             raise ExportError(f"--output {str(path)!r}: {str(target)!r} is a folder; name a file.")
     if not overwrite and any(t.exists() for t in targets) and not (path.is_file() and spec.is_export(path)):
         held = ", ".join(repr(str(t)) for t in targets if t.exists())
-        raise ExportError(f"{held} already exists and is not a {fmt} export of reid; writing the export would "
-                          f"replace it. Name another --output, or add --overwrite to replace it.")
+        raise ExportError(f"{held} already exists and is not {_TITLES[fmt]} export of reid; writing the export "
+                          f"would replace it. Name another --output, or add --overwrite to replace it.")
     return path
 
 

@@ -179,8 +179,9 @@ class Gallery:
         """The ``k`` nearest gallery items of each query.
 
         ``queries``: (Q, D) float embeddings (tensor or array), a query ``FeatureFile`` (checked by
-        ``check_queries``), or images (anything ``ReIDModel.embed`` takes), embedded by ``query_model()``. ``aqe``: alpha query expansion of the queries with their nearest gallery
-        items (TEST.AQE of the gallery's config; through the index when there is one). ``threshold``: keep only
+        ``check_queries``), or images (anything ``ReIDModel.embed`` takes), embedded by ``query_model()``.
+        ``aqe``: alpha query expansion of the queries with their nearest gallery items (TEST.AQE of the gallery's
+        config; through the index when there is one). ``threshold``: keep only
         matches at a distance <= it; ``"auto"`` is the checkpoint's verification threshold (``resolve_threshold``).
         ``nprobe``: IVF-PQ cells to scan (default: the index's); refused for any other search, which would ignore it.
         """
