@@ -210,6 +210,8 @@ def pretrained_checkpoint(name_or_path: str | os.PathLike, cache: Optional[str |
     check = report.verification
     if check is not None and not check.ok:
         converted.unlink(missing_ok=True)
-        raise ConversionError(f"{entry.name} converted from {raw} does not reproduce {check.peer}'s embeddings "
-                              f"({check.line()}); the converted file was removed.")
+        what = (f"does not reproduce {check.peer}'s embeddings" if check.peer_finite else
+                f"cannot be verified: {check.peer}'s own embeddings are not finite (a damaged file?)")
+        raise ConversionError(f"{entry.name} converted from {raw} {what} ({check.line()}); the converted file was "
+                              f"removed.")
     return converted
