@@ -39,15 +39,16 @@ def model_record(cfg, model: nn.Module) -> Dict[str, Any]:
             "meta_architecture": cfg.MODEL.META_ARCHITECTURE}
 
 
-def threshold_record(metrics: Optional[Dict[str, Any]], far: float) -> Dict[str, Any]:
+def threshold_record(metrics: Optional[Dict[str, Any]], far: Optional[float] = None) -> Dict[str, Any]:
     """The entries of a checkpoint to use (model_final.pt, model_best.pt) that keep the verification threshold of
-    the evaluation in ``metrics`` (metrics.json's form) at false-accept rate ``far``: ``threshold`` (a TEST.METRIC
-    distance: "same person" when d <= threshold), ``threshold_far`` and ``threshold_dataset`` (the first test
-    set); none when the evaluation has no threshold."""
+    the evaluation in ``metrics`` (metrics.json's form) at false-accept rate ``far`` (default: the one the metrics
+    name, TEST.VERIFY_FAR): ``threshold`` (a TEST.METRIC distance: "same person" when d <= threshold),
+    ``threshold_far`` and ``threshold_dataset`` (the first test set); none when the evaluation has no threshold."""
     verification = (metrics or {}).get("verification") or {}
     if verification.get("threshold") is None:
         return {}
-    return {"threshold": float(verification["threshold"]), "threshold_far": float(far),
+    far = verification.get("far") if far is None else far
+    return {"threshold": float(verification["threshold"]), "threshold_far": None if far is None else float(far),
             "threshold_dataset": metrics.get("dataset", "")}
 
 

@@ -71,7 +71,7 @@ class BestCheckpointer(HookBase):
         path = trainer.checkpointer.save_model(BEST, self.best_epoch, model=trainer.eval_model,
                                                metrics=trainer.metrics,
                                                best={"metric": self.metric, "value": value, "epoch": self.best_epoch},
-                                               **threshold_record(trainer.metrics, trainer.cfg.TEST.VERIFY_FAR))
+                                               **threshold_record(trainer.metrics))
         logger.info("New best %s %.4f after epoch %d: %s", self.metric, value, self.best_epoch, path)
 
     def state_dict(self) -> Dict[str, Any]:
