@@ -26,6 +26,7 @@ from reid.utils.errors import CheckpointError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 README = Path(__file__).resolve().parents[1] / "README.md"
+MODEL_ZOO = README.with_name("MODEL_ZOO.md")
 SYNTHETIC = ["DATASETS.NAMES", "['Synthetic']", "DATASETS.TESTS", "['Synthetic']",
              "DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "8", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "8",
              "DATASETS.SYNTHETIC.IMAGES_PER_ID", "6", "DATASETS.SYNTHETIC.NUM_DISTRACTORS", "4",
@@ -117,10 +118,15 @@ def test_every_zoo_entry_converts_with_a_known_architecture():
     assert "torchreid/osnet_x0_25_msmt17" in zoo.ZOO and "fastreid/market_bot_R50-ibn" in zoo.ZOO
 
 
-def test_readme_lists_every_zoo_entry_as_published():
-    text = README.read_text(encoding="utf-8")
-    assert zoo.markdown_table() in text
+def test_model_zoo_md_lists_every_zoo_entry_as_published_and_the_readme_points_there():
+    text = MODEL_ZOO.read_text(encoding="utf-8")
+    table = re.search(r"<!-- zoo table: reid.checkpoint.zoo.markdown_table\(\) -->\n(.*?)\n<!-- end of zoo table -->",
+                      text, re.S)
+    assert table is not None and table.group(1) == zoo.markdown_table(), \
+        "MODEL_ZOO.md's table differs from reid.checkpoint.zoo.markdown_table(): paste its output between the markers"
     assert "published by their authors, not measured here" in text
+    readme = README.read_text(encoding="utf-8")
+    assert "](MODEL_ZOO.md)" in readme and "| `torchreid/" not in readme  # the README points to it, lists none
 
 
 def _serve(path: Path, calls: list):

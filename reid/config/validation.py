@@ -30,6 +30,23 @@ def validate(cfg: CfgNode) -> None:
     _check_recipe_keys(cfg)
 
 
+def training_warnings(cfg: CfgNode) -> List[str]:
+    """Settings that are valid but make a training run not do what its config suggests (the Trainer logs each as
+    a warning; evaluation and inference do not read these keys)."""
+    s = cfg.SOLVER
+    warnings = []
+    late = [step for step in s.STEPS if step >= s.MAX_EPOCHS]
+    if s.SCHED == "multistep" and late:
+        early = [step for step in s.STEPS if step < s.MAX_EPOCHS]
+        never = f"decays only at epochs {early}" if early else "never decays"
+        usual = sorted({round(s.MAX_EPOCHS * 0.4), round(s.MAX_EPOCHS * 0.8)} - {0})
+        example = f", e.g. {usual} (the usual shape: 40% and 80% of the run)" if len(usual) == 2 else ""
+        warnings.append(f"SOLVER.STEPS {list(s.STEPS)} has epochs {late} at or beyond SOLVER.MAX_EPOCHS "
+                        f"{s.MAX_EPOCHS}: the learning rate {never} (the multistep schedule multiplies it by "
+                        f"SOLVER.GAMMA at each step). Set SOLVER.STEPS to epochs below {s.MAX_EPOCHS}{example}.")
+    return warnings
+
+
 def expand_key(cfg: CfgNode, pattern: str) -> List[str]:
     """The keys of ``cfg`` a registry key pattern names (``*`` = any one section): ``MODEL.LOSSES.*.MINER`` ->
     ``MODEL.LOSSES.CIRCLE.MINER``, ... A key without ``*`` is returned when it exists."""

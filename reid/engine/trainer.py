@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import LAST, Checkpointer, load_model_weights
-from ..config import dump_cfg, validate
+from ..config import dump_cfg, training_warnings, validate
+from ..data.build import training_copies_of_test_images
 from ..evaluation.testsets import format_results, metrics_dict
 from ..modeling import build_model
 from ..modeling.losses import build_criterion, trains_classifier
@@ -104,8 +105,10 @@ class Trainer(TrainerBase):
             # The test sets, parsed once (a training set is not parsed again) and checked before training starts.
             self.evaluator = Evaluator(cfg, self.device, parsed=train_set.parts or [train_set])
         self.logger.info("Training data:\n%s", train_set.summary())
-        warning = identities_per_gpu_warning(cfg, self.world_size)
-        if warning:
+        warnings = [identities_per_gpu_warning(cfg, self.world_size), *training_warnings(cfg)]
+        if self.rank == 0:
+            warnings += training_copies_of_test_images(train_set.train, self.evaluator.test_sets)
+        for warning in filter(None, warnings):
             self.logger.warning(warning)
         self.model = self._build_model(train_set.num_train_pids, initialise=not resume)
         self.criterion = build_criterion(cfg).to(self.device)

@@ -12,6 +12,10 @@ is: embeddings of published models reach ~170 (fast-reid's SBS R50-ibn), where f
 values by ~1e-4 while the direction, which ranking uses, is unchanged. A difference passes when it is at most
 ``max(atol, rtol x scale)``. ``half=True`` (ONNX) computes in float16 inside a float32-in, float32-out graph:
 it is checked against float32 PyTorch with ``HALF_RTOL``, float16's precision over a deep network.
+
+The output path is checked before the model is loaded (:func:`check_output`): never the checkpoint itself, a
+suffix of its format, a folder that can be written, and no existing file other than an earlier export of the same
+format unless ``overwrite`` (a checkpoint, with its config and threshold, is not replaced by a graph by mistake).
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ import copy
 import importlib
 import json
 import math
+import os
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Sequence, Tuple
@@ -90,6 +96,15 @@ def _save_onnx(module: nn.Module, example: Tuple[torch.Tensor, ...], path: Path,
     onnx.save(proto, str(path))
 
 
+def _is_onnx_export(path: Path) -> bool:
+    onnx = _require("onnx")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - whatever fails to parse is not an ONNX export of ours
+        return False
+    return any(entry.key == METADATA_KEY for entry in proto.metadata_props)
+
+
 def _run_onnx(path: Path) -> Callable[..., torch.Tensor]:
     ort = _require("onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -105,11 +120,16 @@ def _save_torchscript(module: nn.Module, example: Tuple[torch.Tensor, ...], path
         torch.jit.save(traced, str(path), _extra_files={f"{METADATA_KEY}.json": metadata})
 
 
+def _is_torchscript_export(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:  # torch.jit.save writes a zip; our contract is its extra file
+            return any(name.endswith(f"/extra/{METADATA_KEY}.json") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def _save_openvino(module: nn.Module, example: Tuple[torch.Tensor, ...], path: Path, metadata: str) -> None:
     ov = _require("openvino", "openvino")
-    if path.suffix != ".xml":
-        raise ExportError(f"An OpenVINO model is an .xml file (its weights go to the .bin beside it); name the "
-                          f"output {path.with_suffix('.xml').name!r}, not {path.name!r}.")
     with warnings.catch_warnings():  # OpenVINO traces the module with torch.jit, which warns that it is deprecated
         warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.\w+` is deprecated.*")
         shapes = [(-1, *example[0].shape[1:]), *[((-1,), ov.Type.i64)] * (len(example) - 1)]
@@ -119,6 +139,16 @@ def _save_openvino(module: nn.Module, example: Tuple[torch.Tensor, ...], path: P
     model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
     model.set_rt_info(metadata, [METADATA_KEY])
     ov.save_model(model, str(path), compress_to_fp16=False)  # the .xml and its .bin (weights) beside it
+
+
+def _is_openvino_export(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:  # the IR ends with its rt_info, where the contract is kept
+            f.seek(max(0, os.path.getsize(path) - (1 << 16)))
+            tail = f.read()
+    except OSError:
+        return False
+    return b"<rt_info>" in tail and f"<{METADATA_KEY} value=".encode() in tail
 
 
 def _run_openvino(path: Path) -> Callable[..., torch.Tensor]:
@@ -143,13 +173,19 @@ class ExportFormat:
     runtime: str
     save: Callable[[nn.Module, Tuple[torch.Tensor, ...], Path, str], None]
     load: Callable[[Path], Callable[..., torch.Tensor]]
+    is_export: Callable[[Path], bool]  # whether a file is an export of ours in this format (holds the contract)
+    suffixes: Tuple[str, ...]  # the file suffixes this format may be written under
 
 
 FORMATS: Dict[str, ExportFormat] = {
-    "onnx": ExportFormat(".onnx", "onnxruntime", _save_onnx, _run_onnx),
-    "torchscript": ExportFormat(".torchscript.pt", "torch.jit.load", _save_torchscript, _run_torchscript),
-    "openvino": ExportFormat(".xml", "OpenVINO CPU", _save_openvino, _run_openvino),
+    "onnx": ExportFormat(".onnx", "onnxruntime", _save_onnx, _run_onnx, _is_onnx_export, (".onnx",)),
+    "torchscript": ExportFormat(".torchscript.pt", "torch.jit.load", _save_torchscript, _run_torchscript,
+                                _is_torchscript_export, (".pt", ".pth", ".ts", ".torchscript", ".jit")),
+    "openvino": ExportFormat(".xml", "OpenVINO CPU", _save_openvino, _run_openvino, _is_openvino_export, (".xml",)),
 }
+
+
+_TITLES = {"onnx": "an ONNX", "torchscript": "a TorchScript", "openvino": "an OpenVINO"}
 
 
 def get_format(name: str) -> ExportFormat:
@@ -177,14 +213,18 @@ def export_module(module: nn.Module, fmt: str, path: str | Path, input_size: Tup
     if batch < 1:
         raise ExportError(f"The export batch size must be >= 1, got {batch}.")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval().cpu()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
             spec.save(module, _example(batch, input_size, 0, camera_count(module)), path,
                       json.dumps(metadata or {}, sort_keys=True))
     except ExportError:
         raise
+    except OSError as e:  # the file system, not the model: say what is wrong with the path
+        raise ExportError(f"Cannot write {str(path)!r}: {e.strerror or e}"
+                          + (f" ({e.filename})" if e.filename and str(e.filename) != str(path) else "")
+                          + ". Choose an --output in a folder you can write, on a disk with room.") from None
     except Exception as e:  # noqa: BLE001 - exporter failures have many types; all mean "this model did not export"
         raise ExportError(f"Writing {str(path)!r} as {fmt} failed: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}. Try the other format, and report the "
@@ -261,6 +301,43 @@ def default_output(weights: str | Path, fmt: str, half: bool = False) -> Path:
     return weights.with_name(weights.stem + (".fp16" if half else "") + get_format(fmt).suffix)
 
 
+def check_output(weights: str | Path, fmt: str, output: str | Path | None = None, half: bool = False,
+                 overwrite: bool = False) -> Path:
+    """The path an export of ``weights`` goes to (``output``, else :func:`default_output`), checked before any
+    work: not the checkpoint itself (whatever ``overwrite``), a suffix of ``fmt``, a folder that is or can be made
+    and is writable, and no existing file (for OpenVINO, nor a .bin beside the .xml) other than an earlier export
+    of the same format unless ``overwrite``."""
+    spec = get_format(fmt)
+    path = Path(output) if output else default_output(weights, fmt, half)
+    if path.resolve() == Path(weights).resolve():
+        raise ExportError(f"--output {str(path)!r} is the checkpoint being exported; writing there would replace "
+                          f"its weights, config and threshold by {_TITLES[fmt]} graph. Leave --output out (default "
+                          f"{default_output(weights, fmt, half).name!r} beside it) or name another file.")
+    if path.suffix.lower() not in spec.suffixes:
+        others = [name for name, f in FORMATS.items() if name != fmt and path.suffix.lower() in f.suffixes]
+        what = f"the suffix of {_TITLES[others[0]]} file" if others else "not a suffix of this format"
+        raise ExportError(f"--output {str(path)!r} ends in {path.suffix or '(no suffix)'!r}, {what}, but --format "
+                          f"{fmt} writes {_TITLES[fmt]} file: name it {path.with_suffix(spec.suffixes[0]).name!r} "
+                          f"(or choose the --format its name says).")
+    for folder in (path.parent, *path.parent.parents):  # the first one that exists decides
+        if folder.exists():
+            if not folder.is_dir():
+                raise ExportError(f"Cannot write {str(path)!r}: {str(folder)!r} is a file, not a folder.")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ExportError(f"Cannot write {str(path)!r}: the folder {str(folder)!r} is not writable by you; "
+                                  f"choose another --output.")
+            break
+    targets = [path] + ([path.with_suffix(".bin")] if fmt == "openvino" else [])
+    for target in targets:
+        if target.is_dir():
+            raise ExportError(f"--output {str(path)!r}: {str(target)!r} is a folder; name a file.")
+    if not overwrite and any(t.exists() for t in targets) and not (path.is_file() and spec.is_export(path)):
+        held = ", ".join(repr(str(t)) for t in targets if t.exists())
+        raise ExportError(f"{held} already exists and is not {_TITLES[fmt]} export of reid; writing the export "
+                          f"would replace it. Name another --output, or add --overwrite to replace it.")
+    return path
+
+
 def deployment_metadata(cfg, flip: bool, half: bool = False, cameras: int = 0) -> Dict:
     """What a consumer of the file must do to the images (and, with camera embeddings, ``cameras`` > 0, which
     cameras it must give) before feeding them, stored inside the export."""
@@ -282,19 +359,23 @@ def deployment_metadata(cfg, flip: bool, half: bool = False, cameras: int = 0) -
 
 def export_checkpoint(weights: str | Path, fmt: str, output: str | Path | None = None, batch: int = 4,
                       atol: float = ATOL, config=None, opts: Sequence[str] = (), rtol: float | None = None,
-                      half: bool = False) -> Tuple[Path, Verification]:
+                      half: bool = False, overwrite: bool = False) -> Tuple[Path, Verification]:
     """Load a checkpoint (as ``ReIDModel.from_checkpoint``), export its test-time model, verify the file against
-    float32 PyTorch (``rtol`` default: RTOL, HALF_RTOL with ``half``).
+    float32 PyTorch (``rtol`` default: RTOL, HALF_RTOL with ``half``). The output is checked first
+    (:func:`check_output`; ``overwrite`` replaces an existing file that is not an export of this format).
 
     Returns the path and the verification; the caller decides what a mismatch means (tools/export.py exits 1).
     """
-    get_format(fmt)  # fail on a bad format before loading anything
+    get_format(fmt)  # fail on a bad format or path before loading anything
     if half and fmt != "onnx":
-        raise ExportError(f"--half exports float16 ONNX; {fmt} is exported in float32 (OpenVINO chooses its "
-                          f"precision when the model is compiled).")
+        why = ("OpenVINO chooses its precision when the model is compiled: INFERENCE_PRECISION_HINT"
+               if fmt == "openvino" else "TorchScript keeps the model's float32 weights")
+        raise ExportError(f"--half exports float16 ONNX only (--format onnx --half); --format {fmt} is exported in "
+                          f"float32 ({why}). Drop --half, or export ONNX.")
+    path = check_output(weights, fmt, output, half, overwrite)
     model = ReIDModel.from_checkpoint(weights, config=config, device="cpu", opts=opts)
     net = HalfPrecision(model.net) if half else model.net
-    path = export_module(net, fmt, output or default_output(weights, fmt, half), model.input_size, batch,
+    path = export_module(net, fmt, path, model.input_size, batch,
                          deployment_metadata(model.cfg, model.net.flip, half, model.num_cameras))
     rtol = (HALF_RTOL if half else RTOL) if rtol is None else rtol
     return path, verify_export(model.net, fmt, path, model.input_size, batch, atol, rtol)

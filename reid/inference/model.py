@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from ..checkpoint import load_checkpoint, load_for_inference
+from ..checkpoint import load_checkpoint, load_for_inference, stored_threshold
 from ..checkpoint.inference import ConfigLike
 from ..checkpoint.zoo import pretrained_checkpoint
 from ..evaluation.extract import embed_batch
@@ -84,10 +84,7 @@ class ReIDModel:
         target = resolve_device(device)
         state = load_checkpoint(path)
         model, cfg = load_for_inference(path, config, opts, target, state=state)
-        threshold = state.get("threshold")
-        far = state.get("threshold_far")
-        return cls(model, cfg, target, str(Path(path).resolve()), None if threshold is None else float(threshold),
-                   None if far is None else float(far))
+        return cls(model, cfg, target, str(Path(path).resolve()), *stored_threshold(state))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto",

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..evaluation.testsets import RowSelector, TestSetResult
 from ..utils.errors import ReIDError
-from ..utils.outputs import CONFIG, EVAL_DIR, FINAL, HISTORY, LAST, LOG, METRICS, REPORT, evaluation_name, \
+from ..utils.outputs import BEST, CONFIG, EVAL_DIR, FINAL, HISTORY, LAST, LOG, METRICS, REPORT, evaluation_name, \
     holds_training_run
 from . import html as H
 from .curves import Curve, plot_cmc, plot_distance_histogram, plot_roc, plot_training_curves, read_train_log
@@ -67,8 +67,11 @@ def _header(cfg, evals: Dict[str, TestSetResult], out: Path, metrics: Optional[d
     trained = bool(metrics) and isinstance(metrics.get("train_time_s"), (int, float))
     arch = f"{m.META_ARCHITECTURE}, {m.BACKBONE.NAME}{m.BACKBONE.DEPTH}" + \
         (f" layers {list(m.BACKBONE.LAYERS)}" if len(m.BACKBONE.LAYERS) else "") + f" width {m.BACKBONE.WIDTH}"
+    ema = cfg.SOLVER.EMA
     if trained:
         weights = f"{FINAL}, trained here" + (f" from {m.WEIGHTS}" if m.WEIGHTS else "")
+        if ema.ENABLED:  # what was evaluated and saved is not the last step's weights
+            weights += f"; evaluated and saved: the EMA of the weights (SOLVER.EMA.DECAY {ema.DECAY:g})"
     else:
         weights = m.WEIGHTS or "none: the initialised model"
     meta = [f"{'training run' if trained else 'evaluation'}, written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
@@ -202,11 +205,13 @@ def _ranked_lists_section(cfg, out: Path) -> str:
     final = out / FINAL
     weights = str(final) if training else cfg.MODEL.WEIGHTS  # a training report is written after model_final.pt
     folder = f"{EVAL_DIR}/{evaluation_name(weights, [])}/{RANKED_LISTS_DIR}" if training else RANKED_LISTS_DIR
-    there = (out / folder / INDEX).is_file()
+    there = (out / folder / INDEX).is_file()  # linked only when it exists: no page here links a missing file
     return ("<h2>Ranked lists</h2><p>Ranked lists of chosen queries (by index or file name, random samples, "
-            f"re-ranked distances): <a href=\"{folder}/{INDEX}\">{folder}/{INDEX}</a>"
-            + (" (present when this page was written; a later run of the command below replaces them)." if there
-               else " (not drawn yet: the link works once the command below has run).")
+            f"re-ranked distances): "
+            + (f"<a href=\"{folder}/{INDEX}\">{folder}/{INDEX}</a> (present when this page was written; a later run "
+               f"of the command below replaces them)." if there else
+               f"not drawn yet; the command below writes them to <code>{folder}/{INDEX}</code> (listed in "
+               f"{EVAL_DIR}/{INDEX} for a training run).")
             + f"</p><p class=note><code>python tools/visualize.py --config {H.esc(str(out / CONFIG))}"
             + (f" MODEL.WEIGHTS {H.esc(weights)}" if weights else "") + "</code> writes them there.</p>")
 
@@ -216,7 +221,7 @@ def _evaluations_section(out: Path) -> str:
 
 
 def _files_section(out: Path) -> str:
-    files = [f for f in (METRICS, CONFIG, LOG, TRAIN_LOG, FINAL, LAST) if (out / f).is_file()]
+    files = [f for f in (METRICS, CONFIG, LOG, TRAIN_LOG, FINAL, BEST, LAST) if (out / f).is_file()]
     return ("<h2>Files</h2><p>" + " &middot; ".join(f'<a href="{f}">{f}</a>' for f in files) + "</p>") if files else ""
 
 
