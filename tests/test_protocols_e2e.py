@@ -99,6 +99,33 @@ def test_video_attention_rerank_and_report_draw_tracklets_as_frames(root, tmp_pa
     scores_are_fractions(mars["rerank"])
     scores_are_fractions(metrics["datasets"]["Market1501"])  # a video model embeds images too
     assert (out / "report.html").is_file() and list((out / "plots" / "worst_queries").glob("worst_MARS_*.png"))
+    # The checkpoint (with its frame-scoring weights) through reid-test and reid-visualize: the same numbers.
+    from reid.cli.test import main as test_main
+    from reid.cli.visualize import main as visualize_main
+
+    weights = ["MODEL.WEIGHTS", str(out / "model_final.pt"), "DATASETS.ROOT", str(root)]
+    assert test_main(["--name", "again", *weights]) == 0
+    again = json.loads((out / "eval" / "again" / "metrics.json").read_text())
+    assert again["datasets"]["MARS"]["mAP"] == pytest.approx(mars["mAP"], abs=1e-6)
+    lists = tmp_path / "lists"
+    assert visualize_main(["--dataset", "MARS", "--worst", "2", "--output", str(lists), *weights]) == 0
+    assert list(lists.glob("*.png"))
+
+
+def test_a_tracklet_tile_shows_its_frames_in_a_grid(tmp_path):
+    from PIL import Image
+    from reid.visualization.ranked_list import TileCache
+
+    frames = []
+    for i, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255), (9, 9, 9), (200, 200, 0)]):
+        frames.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (8, 16), colour).save(frames[-1])
+    tile = TileCache(strips={frames[0]: frames}).get(frames[0])
+    h, w = tile.shape[:2]
+    corners = [tuple(tile[y, x]) for y, x in ((h // 4, w // 4), (h // 4, 3 * w // 4), (3 * h // 4, w // 4),
+                                              (3 * h // 4, 3 * w // 4))]
+    assert corners == [(255, 0, 0), (0, 255, 0), (9, 9, 9), (200, 200, 0)]  # first, two between, last
+    assert tuple(TileCache().get(frames[0])[h // 2, w // 2]) == (255, 0, 0)  # an image: itself
 
 
 def test_multi_source_training_then_cross_domain_tests_average_every_split(root, tmp_path, single_thread):
