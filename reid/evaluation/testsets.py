@@ -217,11 +217,11 @@ def _score(cfg, test_set: TestSet, ranked: List[int], feats: Features, junk_feat
     counter = VerificationCounter(protocol, far=cfg.TEST.VERIFY_FAR, device=query.feats.device)
     histogram = PairHistogram(protocol, upper=distance_bound(query.feats, gallery.feats, metric),
                               max_queries=cfg.VIS.HIST_MAX_QUERIES)
-    single = cfg.TEST.SINGLE_SHOT_CMC  # then every CMC below is the single-shot one, from the same distances
-    shot = SingleShotCMC(protocol, max_rank=max_rank)
+    single = bool(cfg.TEST.SINGLE_SHOT_CMC)  # then every CMC below is the single-shot one, from the same distances
+    shot = SingleShotCMC(protocol, max_rank=max_rank) if single else None
     result = evaluate(query.feats, gallery.feats, metric=metric, max_rank=max_rank,
-                      observe=(counter.add, histogram.add) + ((shot.add,) if single else ()), protocol=protocol)
-    ev = TestSetResult(name, shot.apply(result) if single else result, None, query, gallery, chance_level(protocol),
+                      observe=(counter.add, histogram.add) + ((shot.add,) if shot else ()), protocol=protocol)
+    ev = TestSetResult(name, shot.apply(result) if shot else result, None, query, gallery, chance_level(protocol),
                        metric, junk_feats, protocol=protocol,
                        identity_names=[records[i].identity_name for i in ranked], verification=counter.result(),
                        histogram=histogram.result(), split_id=test_set.split_id, single_shot=single,
@@ -230,10 +230,10 @@ def _score(cfg, test_set: TestSet, ranked: List[int], feats: Features, junk_feat
     if cfg.TEST.AQE.ENABLED:
         a = cfg.TEST.AQE
         q_aqe, g_aqe = alpha_query_expansion(query.feats, gallery.feats, a.QE_TIME, a.QE_K, a.ALPHA)
-        shot = SingleShotCMC(protocol, max_rank=max_rank)
+        shot = SingleShotCMC(protocol, max_rank=max_rank) if single else None
         ev.aqe = evaluate(q_aqe, g_aqe, metric=metric, max_rank=max_rank, protocol=protocol,
-                          observe=(shot.add,) if single else ())
-        ev.aqe = shot.apply(ev.aqe) if single else ev.aqe
+                          observe=(shot.add,) if shot else ())
+        ev.aqe = shot.apply(ev.aqe) if shot else ev.aqe
     if cfg.TEST.RERANK.ENABLED:
         r = cfg.TEST.RERANK
         distmat = reranked_distances(query.feats, gallery.feats, metric, k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
