@@ -27,11 +27,15 @@ INTERPOLATION_REGISTRY = Registry("interpolation", keys=("INPUT.INTERPOLATION",)
 # The same filters for training images alone; "" = INPUT.INTERPOLATION's (issue 25: TransReID resizes bicubic to train).
 TRAIN_INTERPOLATION_REGISTRY = Registry("training interpolation", keys=("INPUT.INTERPOLATION_TRAIN",),
                                         locations=("reid.data.transforms",), optional=True)
+# (frames in a tracklet, frames wanted, numpy Generator) -> the frame indices a training clip is read from.
+FRAME_SAMPLING_REGISTRY = Registry("frame sampling", keys=("DATALOADER.SEQ_SAMPLE",), locations=("reid.data.video",))
 
 # Modeling.
 BACKBONE_REGISTRY = Registry("backbone", keys=("MODEL.BACKBONE.NAME",), locations=("reid.modeling.backbones",))
 META_ARCH_REGISTRY = Registry("meta-architecture", keys=("MODEL.META_ARCHITECTURE",),
                               locations=("reid.modeling.meta_arch",))
+# cfg -> module scoring each frame of a tracklet (its weight in the tracklet's embedding), or None: equal weights.
+TEMPORAL_POOL_REGISTRY = Registry("temporal pooling", keys=("MODEL.TEMPORAL_POOL",), locations=("reid.modeling.video",))
 # GeM exponent -> pooling module giving (B, C, 1, 1).
 POOLING_REGISTRY = Registry("pooling", keys=("MODEL.HEADS.POOL",), locations=("reid.modeling.heads.pooling",))
 # Feature dimension -> module between the (pre-neck) feature and the classifier / test embedding.

@@ -286,3 +286,11 @@ _C.VIS.TENSORBOARD = False  # training scalars in OUTPUT_DIR/tensorboard/ (detec
 # ---------------------------------------------------------------------------------------------------------------
 # Deep metric learning benchmarks (CUB200, Cars196, SOP, InShop; reid.evaluation.retrieval).
 _C.TEST.RECALL_KS = [1, 2, 4, 8]  # Recall@K of retrieval sets (Oh Song et al. 2016; SOP 1,10,100,1000; In-shop 1..50)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Video re-ID (tracklets of MARS, iLIDSVID, PRID2011, DukeMTMCVideo) and evaluation protocols of the benchmarks.
+_C.DATALOADER.SEQ_LEN = 4  # frames per training tracklet (Gao & Nevatia 2018 use 4; torchreid's default 15)
+_C.DATALOADER.SEQ_SAMPLE = "chunks"  # "chunks" (one random frame per chunk, Li et al. 2018), "evenly", "random" (torchreid)
+_C.TEST.SEQ_LEN = 0  # frames per test tracklet: 0 = all of them, in chunks of TEST.IMS_PER_BATCH; N = N evenly spaced
+_C.MODEL.TEMPORAL_POOL = "avg"  # frames -> tracklet: "avg" (temporal pooling, Gao & Nevatia 2018) or "attention" (QAN)
+_C.TEST.SINGLE_SHOT_CMC = False  # CMC with one random gallery image per identity, exact expectation (CUHK03 classic)

@@ -184,6 +184,10 @@ def _check_dataset_protocols(cfg: CfgNode) -> None:
     d = cfg.DATASETS
     _need(d.SPLIT_ID >= 0, f"DATASETS.SPLIT_ID must be >= 0 (the first split is 0), got {d.SPLIT_ID}.")
     _need(d.VEHICLEID.REPEATS >= 1, f"DATASETS.VEHICLEID.REPEATS must be at least 1, got {d.VEHICLEID.REPEATS}.")
+    _need(cfg.DATALOADER.SEQ_LEN >= 1, f"DATALOADER.SEQ_LEN must be at least 1 frame per training tracklet, got "
+                                       f"{cfg.DATALOADER.SEQ_LEN}.")
+    _need(cfg.TEST.SEQ_LEN >= 0, f"TEST.SEQ_LEN must be >= 0 (0 = every frame of a test tracklet), got "
+                                 f"{cfg.TEST.SEQ_LEN}.")
     for key in ("VEHICLEID", "VERIWILD"):
         _need(d[key].TEST_SIZE > 0, f"DATASETS.{key}.TEST_SIZE must be a positive number of test identities, got "
                                     f"{d[key].TEST_SIZE}.")

@@ -223,4 +223,7 @@ def build_gpu_train_loader(cfg: CfgNode, device: torch.device, rank: int = 0,
     pipelines yield the same batches of the same images) and its per-rank, per-epoch seeds. The test sets are the
     trainer's to build and check, as with the workers pipeline."""
     loader, dataset = build_train_loader(cfg, rank, world_size, check_tests=False)
+    if dataset.is_video:
+        raise ConfigError(f"DATALOADER.PIPELINE gpu caches one image per record; {dataset.name} is a video set "
+                          f"(tracklets of frames): train it with DATALOADER.PIPELINE workers.")
     return GpuTrainPipeline(loader, cfg, device), dataset

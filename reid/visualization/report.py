@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..evaluation.testsets import RowSelector, TestSetResult
+from ..evaluation.testsets import RowSelector, TestSetResult, split_note
 from ..utils.errors import ReIDError
 from ..utils.outputs import BEST, CONFIG, EVAL_DIR, FINAL, HISTORY, LAST, LOG, METRICS, REPORT, evaluation_name, \
     holds_training_run
@@ -126,9 +126,11 @@ def _verification_table(evals: Dict[str, TestSetResult]) -> str:
 def _curves_section(evals: Dict[str, TestSetResult], out: Path) -> str:
     curves = []
     for name, ev in evals.items():
-        curves.append(Curve(name, ev.result.cmc))
-        if ev.rerank is not None:
-            curves.append(Curve(f"{name} +rerank", ev.rerank.cmc, rerank=True))
+        shown = ev.split_mean or ev  # a test set evaluated on several splits: their mean CMC
+        name = name if ev.split_mean is None else f"{name} (mean of {len(ev.split_mean.ids)} splits)"
+        curves.append(Curve(name, shown.result.cmc))
+        if shown.rerank is not None:
+            curves.append(Curve(f"{name} +rerank", shown.rerank.cmc, rerank=True))
     plot_cmc(curves, out / PLOTS / "cmc.png",
              title="CMC" + (" (dashed: k-reciprocal re-ranking)" if any(c.rerank for c in curves) else ""))
     figs = [_img(f"{PLOTS}/cmc.png", "CMC curve")]
@@ -153,6 +155,8 @@ def _test_set_section(ev: TestSetResult, out: Path, opts: dict) -> Tuple[str, Li
     and (when enabled) re-ranked."""
     parts = [f"<h2>{H.esc(ev.name)}</h2>",
              f"<p class=meta>protocol: {H.esc(ev.protocol.name)} ({H.esc(ev.protocol.reason)})</p>"]
+    if ev.split_mean is not None:
+        parts.append(f"<p class=note>{H.esc(split_note(ev.name, ev))}.</p>")
     if ev.histogram is not None:
         safe = safe_name(ev.name)
         plot_distance_histogram(ev.histogram, out / PLOTS / f"distances_{safe}.png",
