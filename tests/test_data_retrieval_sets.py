@@ -231,7 +231,7 @@ def _garbage_mat(base: Path) -> None:
 @pytest.mark.parametrize("entry, make, edit, message", [
     ("Cars196", make_cars_folders, lambda b: _replace(b / "anno_test.csv", ",99\n", ",197\n"),
      "anno_test.csv line 4: class 197"),
-    ("Cars196", make_cars_folders, _garbage_mat, "cars_annos.mat: not the release's annotation file"),
+    ("Cars196", make_cars_folders, _garbage_mat, "cars_annos.mat: not a readable MATLAB file"),
     ("SOP", make_sop, lambda b: _replace(b / "Ebay_test.txt", "11320 12", "11320"), "Ebay_test.txt line 4: 3 field"),
     ("SOP", make_sop, lambda b: (b / "Ebay_train.txt").unlink(), "Missing file .*Ebay_train.txt"),
     ("InShop", make_inshop, lambda b: _replace(b / "list_eval_partition.txt", " query", " probe"),
