@@ -30,17 +30,14 @@ class RetrievalDataset(ReIDDataset):
             require_nonempty(gallery, "gallery", Path(root))
         super().__init__(name, root, relabel(train), query, query if gallery is None else gallery)
 
-    @property
-    def leave_one_out(self) -> bool:
-        """Whether the test split is its own query and gallery (each image against all the others)."""
-        return type(self).LEAVE_ONE_OUT and self.query is self.gallery
 
-    def eval_protocol(self) -> EvalProtocol:
-        """Which gallery items a query is not matched with: only itself (same-image removal), and why."""
-        if self.leave_one_out:
-            return EvalProtocol(SAME_IMAGE, "leave-one-out: every test image against all the others (metric "
-                                            "learning, Oh Song et al. 2016)")
-        return EvalProtocol(SAME_IMAGE, "metric learning: the query list against the gallery list")
+def retrieval_protocol(leave_one_out: bool) -> EvalProtocol:
+    """Which gallery items a query of a metric learning test set is not matched with: only itself (same-image
+    removal), and why: the split is its own gallery (``leave_one_out``) or a query list against a gallery list."""
+    if leave_one_out:
+        return EvalProtocol(SAME_IMAGE, "leave-one-out: every test image against all the others (metric learning, "
+                                        "Oh Song et al. 2016)")
+    return EvalProtocol(SAME_IMAGE, "metric learning: the query list against the gallery list")
 
 
 def class_record(path: str, class_id: int, name: str = "") -> ImageRecord:
