@@ -254,6 +254,7 @@ _C.SOLVER.EMA.DECAY = 0.9998  # EMA decay per iteration (timm), warmed up as min
 # ---------------------------------------------------------------------------------------------------------------
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 10  # evaluate every N epochs during training (and always at the end)
+# With a retrieval first test set also recall@K (K of the papers' tables, in TEST.RECALL_KS), map@r, r_precision, nmi.
 _C.TEST.BEST_METRIC = "mAP"  # first test set's metric choosing model_best.pt: rank1/5/10, mAP, mINP (detectron2)
 _C.TEST.IMS_PER_BATCH = 128  # images per batch for feature extraction
 _C.TEST.METRIC = "cosine"  # "cosine" (on L2-normalised features) or "euclidean"
