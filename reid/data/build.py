@@ -222,9 +222,8 @@ def check_test_sets(cfg: CfgNode, built: Dict[str, ReIDDataset] | None = None) -
 def is_retrieval_set(dataset: ReIDDataset) -> bool:
     """Whether ``dataset`` (a test set's entry, possibly as a training run re-packed it) is a metric learning
     benchmark: a ``RetrievalDataset`` entry of the registry."""
-    entry = DATASET_REGISTRY.split(dataset.name)[0]
-    return isinstance(dataset, RetrievalDataset) or (
-        entry in DATASET_REGISTRY and issubclass(DATASET_REGISTRY.get(entry), RetrievalDataset))
+    entry = dict(DATASET_REGISTRY.items()).get(DATASET_REGISTRY.split(dataset.name)[0])  # no argument check
+    return isinstance(dataset, RetrievalDataset) or (isinstance(entry, type) and issubclass(entry, RetrievalDataset))
 
 
 def _check_protocol(query: Sequence[Record], gallery: Sequence[Record], dataset: ReIDDataset, cross_camera: bool,
