@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -88,14 +88,16 @@ def setup_worker(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def base_parser(doc: str, module: str, repeat: int, baseline: str) -> argparse.ArgumentParser:
+def base_parser(doc: str, module: str, repeat: int, baseline: str, datasets: Sequence[str] = tuple(SPLITS),
+                dataset: str = "market") -> argparse.ArgumentParser:
     """Options shared by the evaluation benchmarks (the hidden ones are for the measuring subprocess): ``repeat``
-    is the default of --repeat, ``baseline`` what --no-baseline skips."""
+    is the default of --repeat, ``baseline`` what --no-baseline skips, ``datasets`` the choices of --dataset (the
+    sizes the benchmark knows) and ``dataset`` its default."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=repeat, help="timed runs of ours (best is reported, all listed)")
     parser.add_argument("--no-baseline", action="store_true", help=f"skip {baseline} and the peer toolkits' check")
-    parser.add_argument("--dataset", choices=sorted(SPLITS), default="market")
+    parser.add_argument("--dataset", choices=sorted(datasets), default=dataset)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dim", type=int, default=2048, help="feature dimension")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

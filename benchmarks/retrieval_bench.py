@@ -3,23 +3,17 @@ Products scale, with the fp32 matrix-product floor and, when installed, pytorch-
 AccuracyCalculator (faiss k-NN) measured in the same run.
 
 Random 512-d features of the SOP test split's size: 60,502 images of 11,316 classes (2 to 12 images each, as SOP),
-class centre + per-image noise. Each measurement runs in a fresh subprocess so that its peak RSS is its own. One
-JSON line is printed per measurement.
+class centre + per-image noise. Each measurement runs in a fresh subprocess so that its peak RSS is its own; on a
+GPU an untimed warm-up on a small slice loads the CUDA libraries first. One JSON line is printed per measurement.
 
-    python benchmarks/retrieval_bench.py                  # SOP size, CPU
-    python benchmarks/retrieval_bench.py --device cuda
-    python benchmarks/retrieval_bench.py --size tiny      # a smoke run
+    python -m benchmarks.retrieval_bench                  # SOP size, CPU
+    python -m benchmarks.retrieval_bench --unstructured   # i.i.d. Gaussian features: the evaluator's worst case
+    python -m benchmarks.retrieval_bench --device cuda
+    python -m benchmarks.retrieval_bench --dataset tiny --in-process   # a smoke run
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
-import subprocess
-import sys
-import time
 
 import numpy as np
 import torch
@@ -27,18 +21,23 @@ import torch
 from reid.evaluation.distance import exact_mm
 from reid.evaluation.retrieval import evaluate_retrieval
 
+from .common import emit, load_average, synchronize
+from .measure import base_parser, common_fields, run_measurement, setup_worker, spawn, worker_argv
+
+MODULE = "benchmarks.retrieval_bench"  # run again by spawn, once per measurement
 SIZES = {"sop": (60502, 11316), "tiny": (2000, 400)}  # (images, classes): SOP's test split is 60,502 / 11,316
 KS = (1, 10, 100, 1000)  # SOP's Recall@K (Oh Song et al. 2016)
 LATENT, LATENT_NOISE = 32, 0.6  # class structure of the features (see make_split)
+WARMUP_IMAGES = 2048
 
 
 def make_split(size: str, dim: int, seed: int, device: str,
                unstructured: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """Features (float32 on `device`) and class labels: every class 2..12 images, summing to the split's size.
 
-    Class centre + per-image noise in a 32-d latent space projected to `dim` (Recall@1 about 0.8, a trained
-    model's range), or with `unstructured` i.i.d. Gaussian features: the evaluator's worst case, where a query's
-    true matches lie anywhere in its ranking."""
+    Class centre + per-image noise in a 32-d latent space projected to `dim` (a trained model's range of Recall@1),
+    or with `unstructured` i.i.d. Gaussian features: the evaluator's worst case, where a query's true matches lie
+    anywhere in its ranking."""
     num, classes = SIZES[size]
     rng = np.random.default_rng(seed)
     counts = np.full(classes, 2)
@@ -58,15 +57,13 @@ def make_split(size: str, dim: int, seed: int, device: str,
     return torch.from_numpy(feats.astype(np.float32)).to(device), labels
 
 
-def matmul_floor(feats: torch.Tensor) -> float:
-    """Seconds for the N x N fp32 similarity products alone, by blocks of 2,048 rows (nothing kept)."""
+def matmul_floor(feats: torch.Tensor) -> None:
+    """The N x N fp32 similarity products alone, by blocks of 2,048 rows (nothing kept)."""
     out = torch.empty(2048, feats.shape[0], device=feats.device)
-    start = time.perf_counter()
     for row in range(0, feats.shape[0], 2048):
         block = feats[row:row + 2048]
         exact_mm(block, feats.T, out=out[: block.shape[0]])
-    _sync(feats.device)
-    return time.perf_counter() - start
+    synchronize(feats.device)
 
 
 def pml_accuracy(feats: torch.Tensor, labels: np.ndarray) -> dict:
@@ -79,68 +76,55 @@ def pml_accuracy(feats: torch.Tensor, labels: np.ndarray) -> dict:
     return calc.get_accuracy(normed, torch.from_numpy(labels).to(feats.device))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def worker(args: argparse.Namespace) -> dict:
-    """One measurement in this process: its wall time, peak RSS and (GPU) peak allocated memory."""
-    device = torch.device(args.device)
-    feats, labels = make_split(args.size, args.dim, args.seed, args.device, args.unstructured)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if device.type == "cuda":
-        evaluate_retrieval(feats[:2048], labels[:2048], KS)  # untimed: loads the CUDA libraries
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    if args.worker == "floor":
-        result: dict = {}
-        wall = matmul_floor(feats)
+    """One measurement in this (fresh) process."""
+    setup_worker(args)
+    feats, labels = make_split(args.dataset, args.dim, args.seed, args.device, args.unstructured)
+    few = (feats[:WARMUP_IMAGES], labels[:WARMUP_IMAGES])
+    if args.impl == "reid":
+        stats, result = run_measurement(lambda: evaluate_retrieval(feats, labels, KS), args.device, args.repeat,
+                                        warmup=lambda: evaluate_retrieval(*few, KS))
+    elif args.impl == "floor":
+        stats, result = run_measurement(lambda: matmul_floor(feats), args.device, args.repeat,
+                                        warmup=lambda: matmul_floor(few[0]))
     else:
-        result = evaluate_retrieval(feats, labels, KS) if args.worker == "reid" else pml_accuracy(feats, labels)
-        _sync(device)
-        wall = time.perf_counter() - start
-    line = {"measure": args.worker, "wall_s": round(wall, 3), "rss_before_mb": round(rss_before),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "result": {k: round(v, 6) if isinstance(v, float) else v for k, v in result.items()}}
-    if device.type == "cuda":
-        line["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    return line
+        stats, result = run_measurement(lambda: pml_accuracy(feats, labels), args.device, 1,
+                                        warmup=lambda: pml_accuracy(*few))
+    return {**stats, "result": {k: round(v, 6) if isinstance(v, float) else v for k, v in (result or {}).items()}}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="sop")
-    parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--device", default="cpu")
+    parser = base_parser(__doc__, MODULE, repeat=1, baseline="pytorch-metric-learning's AccuracyCalculator",
+                         datasets=SIZES, dataset="sop")
+    parser.set_defaults(dim=512)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--unstructured", action="store_true", help="i.i.d. Gaussian features (worst case)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip pytorch-metric-learning's calculator")
-    parser.add_argument("--worker", choices=("reid", "floor", "pml"), help=argparse.SUPPRESS)
+    parser.add_argument("--unstructured", action="store_true", help="i.i.d. Gaussian features (the worst case)")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args)))
+        emit(worker(args))
         return
-    num, classes = SIZES[args.size]
-    common = {"size": args.size, "unstructured": args.unstructured, "images": num, "classes": classes, "dim": args.dim, "ks": list(KS),
-              "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
-              or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__}
-    measures = ["reid", "floor"]
-    if not args.no_baseline:
+    num, classes = SIZES[args.dataset]
+    common = {**common_fields("retrieval", args), "images": num, "classes": classes, "ks": list(KS),
+              "unstructured": args.unstructured}
+    argv = [*worker_argv(args), "--seed", str(args.seed), "--repeat", str(args.repeat)]
+    argv += ["--unstructured"] * args.unstructured
+    local = (lambda a: worker(parser.parse_args(["--worker", *a]))) if args.in_process else None
+    impls = ["reid", "floor"]
+    if args.no_baseline:
+        emit({**common, "impl": "pml", "skipped": "--no-baseline"})
+    else:
         try:
             import pytorch_metric_learning  # noqa: F401
-            measures.append("pml")
+            impls.append("pml")
         except ImportError:
-            print(json.dumps({**common, "measure": "pml", "skipped": "pytorch-metric-learning is not installed"}))
-    for measure in measures:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", measure, "--size", args.size, "--dim",
-               str(args.dim), "--device", args.device, "--seed", str(args.seed)] + ["--unstructured"] * args.unstructured
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(json.dumps({**common, "measure": measure, "error": done.stderr.strip()[-2000:]}))
-            continue
-        line = json.loads(done.stdout.strip().splitlines()[-1])
-        print(json.dumps({**common, **line, "load_avg_1min": round(os.getloadavg()[0], 2)}), flush=True)
+            emit({**common, "impl": "pml", "skipped": "pytorch-metric-learning is not installed"})
+    measured = {}
+    for impl in impls:
+        measured[impl] = spawn(MODULE, [*argv, "--impl", impl], local)
+        line = {**common, "impl": impl, **measured[impl], "load_avg_1min": load_average()}  # now, after it ran
+        if impl != "reid" and "wall_s" in measured[impl] and "wall_s" in measured["reid"]:
+            line["reid_wall_s_over_this"] = round(measured["reid"]["wall_s"] / measured[impl]["wall_s"], 2)
+        emit(line)
 
 
 if __name__ == "__main__":

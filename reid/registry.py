@@ -85,7 +85,8 @@ MGN_PAIR_REGISTRY = Registry("MGN pair features", keys=("MODEL.MGN.PAIR_FEATURES
 
 # Evaluation.
 METRIC_REGISTRY = Registry("distance metric", keys=("TEST.METRIC",), locations=("reid.evaluation.distance",))
-# RankResult -> float, or None where the result is too short (rank10 of a CMC cut at 5).
+# RankResult -> float, or None where the result is too short (rank10 of a CMC cut at 5); retrieval metrics (recall@K,
+# map@r, ...) -> their name in words (a retrieval set's evaluation computes them).
 SCORE_REGISTRY = Registry("score", keys=("TEST.BEST_METRIC",), locations=("reid.evaluation.results",))
 
 # Every registry above, in order (derived, so a new registry cannot be left out of validation).

@@ -228,10 +228,24 @@ def _garbage_mat(base: Path) -> None:
     (base / "cars_annos.mat").write_bytes(b"not a MATLAB file")
 
 
+def _mat(base: Path, **variables) -> None:
+    from scipy.io import savemat
+
+    savemat(str(base / "cars_annos.mat"), variables)
+
+
+def _no_class_field(base: Path) -> None:
+    annotations = np.zeros((1, 1), dtype=[("relative_im_path", "O")])
+    annotations[0, 0] = ("car_ims/000001.jpg",)
+    _mat(base, annotations=annotations, class_names=np.array([["Acura"]], dtype=object))
+
+
 @pytest.mark.parametrize("entry, make, edit, message", [
     ("Cars196", make_cars_folders, lambda b: _replace(b / "anno_test.csv", ",99\n", ",197\n"),
      "anno_test.csv line 4: class 197"),
-    ("Cars196", make_cars_folders, _garbage_mat, "cars_annos.mat: not the release's annotation file"),
+    ("Cars196", make_cars_folders, _garbage_mat, "cars_annos.mat: not a readable MATLAB file"),
+    ("Cars196", make_cars_folders, lambda b: _mat(b, class_names=np.zeros(2)), "cars_annos.mat: no variable annotations"),
+    ("Cars196", make_cars_folders, _no_class_field, "cars_annos.mat: not the release's annotation file .*no field of name class"),
     ("SOP", make_sop, lambda b: _replace(b / "Ebay_test.txt", "11320 12", "11320"), "Ebay_test.txt line 4: 3 field"),
     ("SOP", make_sop, lambda b: (b / "Ebay_train.txt").unlink(), "Missing file .*Ebay_train.txt"),
     ("InShop", make_inshop, lambda b: _replace(b / "list_eval_partition.txt", " query", " probe"),

@@ -48,7 +48,7 @@ _C.MODEL.HEADS.GEM_P = 3.0  # initial GeM exponent (Radenovic et al. 2018: 3)
 _C.MODEL.HEADS.GEM_LEARN = True  # learnable GeM exponent (fast-reid's GeneralizedMeanPoolingP); False: fixed (AGW)
 _C.MODEL.HEADS.NECK = "bnneck"  # "bnneck" (BN before the classifier, bag of tricks) or "none"
 _C.MODEL.HEADS.EMBEDDING_DIM = 0  # >0: a REDUCTION to this size after pooling; 0: backbone channels (MGN: 256, paper)
-_C.MODEL.HEADS.REDUCTION = "conv_bn_relu" # "conv_bn_relu" (MGN paper), "conv" (fast-reid), "linear_bn_relu" (torchreid)
+_C.MODEL.HEADS.REDUCTION = "conv_bn_relu"  # conv_bn_relu (MGN), conv (fast-reid), linear_bn_relu (torchreid), linear
 _C.MODEL.HEADS.NECK_FEAT = "before"  # feature the pair losses see: "before" / "after" the neck (fast-reid; SBS: after)
 _C.MODEL.HEADS.TEST_FEAT = "after"  # test embedding "after" the neck (bag of tricks) or "before" (BoT TEST.NECK_FEAT)
 _C.MODEL.HEADS.NUM_CLASSES = 0  # 0 = number of training identities, filled in from the dataset
@@ -254,6 +254,7 @@ _C.SOLVER.EMA.DECAY = 0.9998  # EMA decay per iteration (timm), warmed up as min
 # ---------------------------------------------------------------------------------------------------------------
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 10  # evaluate every N epochs during training (and always at the end)
+# With a retrieval first test set also recall@K (K of the papers' tables, in TEST.RECALL_KS), map@r, r_precision, nmi.
 _C.TEST.BEST_METRIC = "mAP"  # first test set's metric choosing model_best.pt: rank1/5/10, mAP, mINP (detectron2)
 _C.TEST.IMS_PER_BATCH = 128  # images per batch for feature extraction
 _C.TEST.METRIC = "cosine"  # "cosine" (on L2-normalised features) or "euclidean"
@@ -286,6 +287,14 @@ _C.VIS.TENSORBOARD = False  # training scalars in OUTPUT_DIR/tensorboard/ (detec
 # ---------------------------------------------------------------------------------------------------------------
 # Deep metric learning benchmarks (CUB200, Cars196, SOP, InShop; reid.evaluation.retrieval).
 _C.TEST.RECALL_KS = [1, 2, 4, 8]  # Recall@K of retrieval sets (Oh Song et al. 2016; SOP 1,10,100,1000; In-shop 1..50)
+_C.TEST.NMI = False  # also NMI of k-means clusters of a retrieval set's query features (Musgrave et al. 2020; slow)
+# Crops of the metric learning papers (research-ms-loss: Resize(256), RandomResizedCrop(227, scale 0.16-1) in
+# training, CenterCrop(227) at test time).
+_C.INPUT.CROP = CN()
+_C.INPUT.CROP.RESIZE = []  # [] = off; [s]: shorter side to s, [h, w]: to h x w; then a crop of SIZE_TRAIN / SIZE_TEST
+_C.INPUT.CROP.SCALE = [0.08, 1.0]  # area share of the training crop, uniform (torchvision; research-ms-loss: 0.16-1)
+_C.INPUT.CROP.RATIO = [0.75, 1.3333333333333333]  # width / height of the training crop, log-uniform (torchvision)
+_C.MODEL.FREEZE_BN = False  # every BatchNorm in eval mode when training: statistics kept (research-ms-loss set_bn_eval)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Video re-ID (tracklets of MARS, iLIDSVID, PRID2011, DukeMTMCVideo) and evaluation protocols of the benchmarks.

@@ -28,6 +28,7 @@ def validate(cfg: CfgNode) -> None:
     _check_vis(cfg)
     _check_dataset_protocols(cfg)
     _check_recipe_keys(cfg)
+    _check_metric_learning(cfg)
 
 
 def training_warnings(cfg: CfgNode) -> List[str]:
@@ -226,3 +227,32 @@ def _check_recipe_keys(cfg: CfgNode) -> None:
     _need(not inp.AUTOAUG.ENABLED or cfg.DATALOADER.PIPELINE == "workers",
           f"INPUT.AUTOAUG works on the decoded image before the resize, which only DATALOADER.PIPELINE workers "
           f"sees (got {cfg.DATALOADER.PIPELINE!r}); use the workers pipeline or turn AutoAugment off.")
+
+
+def _positive_ints(values: object) -> bool:
+    return all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in values)
+
+
+def _check_metric_learning(cfg: CfgNode) -> None:
+    """TEST.RECALL_KS and a retrieval score as TEST.BEST_METRIC (which the first test set must be scored by: checked
+    when the test sets are parsed, ``reid.engine.evaluator.Evaluator.check_best_metric``), INPUT.CROP.*."""
+    t, crop = cfg.TEST, cfg.INPUT.CROP
+    ks = list(t.RECALL_KS)
+    _need(len(ks) > 0 and _positive_ints(ks) and ks == sorted(set(ks)),
+          f"TEST.RECALL_KS must be positive integers in increasing order, each once (e.g. [1, 2, 4, 8]), got {ks!r}.")
+    recall = re.fullmatch(r"recall@(\d+)", t.BEST_METRIC)
+    _need(recall is None or int(recall.group(1)) in ks,
+          f"TEST.BEST_METRIC {t.BEST_METRIC!r} needs {recall and recall.group(1)} in TEST.RECALL_KS, got {ks!r}.")
+    _need(t.BEST_METRIC != "nmi" or t.NMI, "TEST.BEST_METRIC 'nmi' needs TEST.NMI True (NMI is computed on request).")
+    resize = list(crop.RESIZE)
+    _need(len(resize) in (0, 1, 2) and _positive_ints(resize),
+          f"INPUT.CROP.RESIZE must be [] (no crop), [shorter side] or [height, width] of positive ints, got "
+          f"{resize!r}.")
+    _need(not resize or cfg.DATALOADER.PIPELINE != "gpu" or len(resize) == 2 or len(cfg.DATALOADER.CACHE_SIZE) == 2,
+          f"INPUT.CROP.RESIZE {resize!r} resizes each image to its own size, which DATALOADER.PIPELINE gpu cannot "
+          f"cache; give [height, width] (e.g. [256, 256]) or a DATALOADER.CACHE_SIZE.")
+    for key, low, high in (("SCALE", 0.0, 1.0), ("RATIO", 0.0, float("inf"))):
+        v = list(crop[key])
+        _need(len(v) == 2 and low < v[0] <= v[1] <= high,
+              f"INPUT.CROP.{key} must be [min, max] with {low:g} < min <= max" + (f" <= {high:g}" if high < 1e9 else "")
+              + f", got {v!r}.")

@@ -64,6 +64,10 @@ class AugmentParams:
     erase: torch.Tensor  # (n, 4) int64: top, left, height, width of the erased rectangle; height 0 = none
     noise_seed: int  # seeds the generator of the N(0, 1) values written into the erased rectangles
     autoaug: Optional[torch.Tensor] = None  # (n, autoaugment.COLUMNS) int64 AutoAugment rows; None: not configured
+    # (n, attempts + 1, 2) float64 uniforms of the random-resized crop (None without INPUT.CROP.RESIZE): per try
+    # (area, log aspect), then (top, left); the window depends on each image's size (``resized_crop_boxes``), so it
+    # is found when the image is there. Stays on the CPU.
+    resized_crop: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.flip.shape[0]
@@ -71,7 +75,7 @@ class AugmentParams:
     def to(self, device: torch.device) -> "AugmentParams":
         autoaug = self.autoaug.to(device) if self.autoaug is not None else None
         return AugmentParams(self.flip.to(device), self.crop.to(device), self.erase.to(device), self.noise_seed,
-                             autoaug)
+                             autoaug, self.resized_crop)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,13 @@ class TrainAugmentation:
     erase_attempts: int = 10  # tries to fit a rectangle before giving up on erasing the image (same)
     erase_fill: str = "random"  # INPUT.REA.FILL: what the erased rectangle holds
     autoaug_prob: float = 0.0  # INPUT.AUTOAUG.PROB, or 0 without INPUT.AUTOAUG.ENABLED
+    # Random-resized crop (INPUT.CROP; torchvision's RandomResizedCrop, the metric learning papers' training crop):
+    # images come resized to ``crop_resize`` (empty: no such crop), a window of ``crop_scale`` of the area and
+    # ``crop_ratio`` width / height (log-uniform) is resized to ``size``, before the flip.
+    crop_resize: Tuple[int, ...] = ()
+    crop_scale: Tuple[float, float] = (0.08, 1.0)
+    crop_ratio: Tuple[float, float] = (3 / 4, 4 / 3)
+    crop_attempts: int = 10  # tries before the central crop (torchvision)
 
     @classmethod
     def from_cfg(cls, cfg: CfgNode) -> "TrainAugmentation":
@@ -97,21 +108,53 @@ class TrainAugmentation:
         return cls(tuple(inp.SIZE_TRAIN), train_interpolation(cfg), float(inp.FLIP_PROB), int(inp.PADDING),
                    float(inp.REA.PROB) if inp.REA.ENABLED else 0.0, tuple(inp.PIXEL_MEAN), tuple(inp.PIXEL_STD),
                    erase_fill=inp.REA.FILL,
-                   autoaug_prob=float(inp.AUTOAUG.PROB) if inp.AUTOAUG.ENABLED else 0.0)
+                   autoaug_prob=float(inp.AUTOAUG.PROB) if inp.AUTOAUG.ENABLED else 0.0,
+                   crop_resize=tuple(inp.CROP.RESIZE), crop_scale=tuple(inp.CROP.SCALE),
+                   crop_ratio=tuple(inp.CROP.RATIO))
 
     def draw(self, n: int, generator: torch.Generator) -> AugmentParams:
-        """The parameters of ``n`` images, drawn on the CPU from ``generator`` alone (AutoAugment's last, and only
-        when configured, so the other draws do not depend on it)."""
+        """The parameters of ``n`` images, drawn on the CPU from ``generator`` alone (AutoAugment's and the
+        random-resized crop's last, and only when configured, so the other draws do not depend on them)."""
         flip = torch.rand(n, generator=generator) < self.flip_prob
         crop = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=generator)  # RandomCrop of the padded image
         erase = self._draw_erase(n, generator)
         noise_seed = int(torch.randint(0, 2**62, (), generator=generator))
         autoaug = autoaugment.draw(n, self.autoaug_prob, generator) if self.autoaug_prob > 0 else None
-        return AugmentParams(flip, crop, erase, noise_seed, autoaug)
+        resized_crop = None
+        if self.crop_resize:
+            resized_crop = torch.rand((n, self.crop_attempts + 1, 2), generator=generator, dtype=torch.float64)
+        return AugmentParams(flip, crop, erase, noise_seed, autoaug, resized_crop)
 
     def before_resize(self, image: Image.Image, params: AugmentParams, i: int) -> Image.Image:
         """Image ``i`` of a batch as decoded -> what the resize gets: AutoAugment applied when configured."""
         return image if params.autoaug is None else autoaugment.apply(image, params.autoaug[i].tolist())
+
+    def resized_crop_boxes(self, uniforms: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """(n, 4) int64 windows (top, left, height, width) of images of ``sizes`` (n, 2: height, width) from their
+        drawn ``uniforms``, as torchvision's ``RandomResizedCrop.get_params``: of ``crop_attempts`` (area, aspect)
+        tries the first that fits the image, placed uniformly; when none fits, the central crop of the largest
+        window with an aspect within ``crop_ratio``. Float64 rounds as its Python floats."""
+        h, w = sizes[:, :1].to(torch.float64), sizes[:, 1:].to(torch.float64)
+        tries, position = uniforms[:, :-1], uniforms[:, -1]
+        area = h * w * (tries[..., 0] * (self.crop_scale[1] - self.crop_scale[0]) + self.crop_scale[0])
+        low, high = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
+        aspect = torch.exp(tries[..., 1] * (high - low) + low)
+        cw, ch = torch.round(torch.sqrt(area * aspect)), torch.round(torch.sqrt(area / aspect))
+        fits = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+        first = fits.long().argmax(1, keepdim=True)
+        ch, cw = ch.gather(1, first)[:, 0], cw.gather(1, first)[:, 0]
+        h, w = h[:, 0], w[:, 0]
+        top = torch.floor(position[:, 0] * (h - ch + 1))  # randint(0, h - ch + 1)
+        left = torch.floor(position[:, 1] * (w - cw + 1))
+        # The fallback: the whole image, narrowed to the nearest allowed aspect ratio, centred.
+        image_ratio = w / h
+        fh = torch.where(image_ratio < self.crop_ratio[0], torch.round(w / self.crop_ratio[0]), h)
+        fw = torch.where(image_ratio > self.crop_ratio[1], torch.round(h * self.crop_ratio[1]), w)
+        fitted = fits.any(1)
+        box = torch.stack([torch.where(fitted, top, torch.div(h - fh, 2, rounding_mode="floor")),
+                           torch.where(fitted, left, torch.div(w - fw, 2, rounding_mode="floor")),
+                           torch.where(fitted, ch, fh), torch.where(fitted, cw, fw)], 1)
+        return box.long()
 
     def _draw_erase(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """RandomErasing's rectangles for ``n`` images at once: of ``erase_attempts`` (area, aspect) draws the first
@@ -159,6 +202,16 @@ def flip_crop_batch(x: torch.Tensor, flip: torch.Tensor, crop: torch.Tensor, pad
     return x.reshape(n, c, -1).gather(2, index).view(n, c, h, w)
 
 
+# -- random-resized crop (before the flip; uint8 pixel levels in, float pixel levels out) ------------------------
+def resized_crop_image(x: torch.Tensor, box: Sequence[int], size: Tuple[int, int], interpolation: str) -> torch.Tensor:
+    """The window ``box`` (top, left, height, width) of one (3, H, W) image resized to ``size`` with torch's
+    antialiased filter of PIL's name, rounded to uint8 levels as PIL's output is (float). Both appliers use it."""
+    top, left, h, w = box
+    window = x[None, :, top:top + h, left:left + w].float()
+    return F.interpolate(window, size=size, mode=interpolation, align_corners=False,
+                         antialias=True).clamp_(0, 255).round_()[0]
+
+
 # -- random erasing (of the normalised image, as torchvision) ----------------------------------------------------
 def erase_image(x: torch.Tensor, box: Sequence[int], noise: torch.Generator, fill: str = "random") -> torch.Tensor:
     """One normalised (3, H, W) image, in place: ``fill`` values (INPUT.REA.FILL) in the rectangle (top, left,
@@ -189,9 +242,14 @@ class Augmenter:
         self.scale, self.shift = 1.0 / (255.0 * std), -mean / std  # (x / 255 - mean) / std as one multiply-add
 
     def images(self, images: Sequence[torch.Tensor], params: AugmentParams) -> torch.Tensor:
-        """uint8 (3, H, W) CPU images already at ``size`` (resized by PIL) -> float (n, 3, H, W), image by image."""
+        """uint8 (3, H, W) CPU images already at ``size`` (resized by PIL; with the random-resized crop at
+        ``crop_resize``) -> float (n, 3, H, W), image by image."""
         out = torch.empty((len(images), 3, *self.aug.size))
         noise = torch.Generator().manual_seed(params.noise_seed)
+        if params.resized_crop is not None:  # images of any size (INPUT.CROP.RESIZE [s] keeps their aspect)
+            sizes = torch.tensor([tuple(x.shape[-2:]) for x in images])
+            boxes = self.aug.resized_crop_boxes(params.resized_crop, sizes).tolist()
+            images = [resized_crop_image(x, b, self.aug.size, self.aug.interpolation) for x, b in zip(images, boxes)]
         rows = zip(images, params.flip.tolist(), params.crop.tolist(), params.erase.tolist())
         for i, (x, flip, (top, left), box) in enumerate(rows):
             y = out[i]
@@ -202,9 +260,14 @@ class Augmenter:
     def batch(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """A uint8 (n, 3, h, w) batch and its parameters, on one device -> float (n, 3, H, W). A batch of another size
         is first resized with torch's antialiased filter of the same name as PIL's, rounded to uint8 levels as
-        PIL's output is."""
+        PIL's output is (with the random-resized crop: each image's window is, as ``images`` does)."""
         x = images
-        if tuple(x.shape[-2:]) != self.aug.size:
+        if params.resized_crop is not None:  # one window per image, found on the host (no device sync)
+            sizes = torch.tensor(x.shape[-2:]).expand(x.shape[0], 2)
+            boxes = self.aug.resized_crop_boxes(params.resized_crop, sizes).tolist()
+            x = torch.stack([resized_crop_image(img, b, self.aug.size, self.aug.interpolation)
+                             for img, b in zip(x, boxes)])
+        elif tuple(x.shape[-2:]) != self.aug.size:
             x = F.interpolate(x.float(), size=self.aug.size, mode=self.aug.interpolation, align_corners=False,
                               antialias=True).clamp_(0, 255).round_()
         x = flip_crop_batch(x, params.flip, params.crop, self.aug.padding)

@@ -27,11 +27,12 @@ from yacs.config import CfgNode
 from ..registry import FRAME_SAMPLING_REGISTRY, PIPELINE_REGISTRY, SAMPLER_REGISTRY
 from ..utils.errors import ConfigError, DatasetError
 from .augment import Augmenter, TrainAugmentation
-from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset, TrackletRecord
+from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset, RetrievalDataset, TrackletRecord
 from .datasets.base import (UNKNOWN_CAMERA, EvalProtocol, Record, check_query_matches, choose_protocol,
                             describe_identity, image_ids, queries_without_match, relabel, require_nonempty)
+from .datasets.metric_learning import retrieval_protocol
 from .io import image_problem, read_image
-from .transforms import build_resize, build_test_transform
+from .transforms import build_resize, build_test_transform, train_image_size
 from .video import TrackletFrames, TrainTracklets, batch_seed, frames_of
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,13 @@ def check_test_sets(cfg: CfgNode, built: Dict[str, ReIDDataset] | None = None) -
         _check_protocol(dataset.query, dataset.gallery, dataset, cfg.TEST.CROSS_CAMERA)
 
 
+def is_retrieval_set(dataset: ReIDDataset) -> bool:
+    """Whether ``dataset`` (a test set's entry, possibly as a training run re-packed it) is a metric learning
+    benchmark: a ``RetrievalDataset`` entry of the registry."""
+    entry = dict(DATASET_REGISTRY.items()).get(DATASET_REGISTRY.split(dataset.name)[0])  # no argument check
+    return isinstance(dataset, RetrievalDataset) or (isinstance(entry, type) and issubclass(entry, RetrievalDataset))
+
+
 def _check_protocol(query: Sequence[Record], gallery: Sequence[Record], dataset: ReIDDataset, cross_camera: bool,
                     parsed: Optional[Tuple[Sequence[Record], Sequence[Record]]] = None
                     ) -> Tuple[EvalProtocol, Optional[List[int]]]:
@@ -232,7 +240,8 @@ def _check_protocol(query: Sequence[Record], gallery: Sequence[Record], dataset:
             raise DatasetError(f"All {len(listed)} {what} images of {dataset.name} ({dataset.root}) are unreadable "
                                f"and were skipped (DATASETS.SKIP_UNREADABLE); nothing is left to evaluate.")
         require_nonempty(records, what, Path(dataset.root))
-    protocol = choose_protocol(query, gallery, cross_camera)
+    protocol = retrieval_protocol(query == gallery) if is_retrieval_set(dataset) else \
+        choose_protocol(query, gallery, cross_camera)
     ids = None if protocol.cross_camera else image_ids([*query, *gallery])
     lacking = check_query_matches(query, gallery, dataset.name, dataset.root, ids)
     if lacking:
@@ -386,7 +395,7 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
     sampler = SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER)([r.pid for r in train], batch_size, cfg, seed, rank,
                                                            world_size)
     aug_seed = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])  # augmentation differs per rank
-    resize, augmentation = build_resize(cfg, cfg.INPUT.SIZE_TRAIN, train=True), TrainAugmentation.from_cfg(cfg)
+    resize, augmentation = build_resize(cfg, train_image_size(cfg), train=True), TrainAugmentation.from_cfg(cfg)
     if dataset.is_video:  # P x K tracklets of DATALOADER.SEQ_LEN frames each
         images = TrainTracklets(train, resize, augmentation, cfg.DATALOADER.SEQ_LEN,
                                 FRAME_SAMPLING_REGISTRY.get(cfg.DATALOADER.SEQ_SAMPLE))
@@ -412,7 +421,9 @@ class TestSet:
     one), the evaluation protocol and, for same-image (same-tracklet) removal, the image id of each record.
 
     For a protocol with several splits, ``split_id`` is the split these records are and ``more_splits`` the other
-    splits evaluated with it, whose metrics are averaged with its own (see :func:`evaluated_splits`)."""
+    splits evaluated with it, whose metrics are averaged with its own (see :func:`evaluated_splits`).
+    ``retrieval``: a metric learning benchmark (a ``RetrievalDataset``), also scored by Recall@K, MAP@R and
+    R-precision; ``leave_one_out``: its gallery is its query (the same records, embedded once)."""
 
     name: str
     loader: DataLoader
@@ -422,6 +433,8 @@ class TestSet:
     image_ids: Optional[List[int]]  # None under the cross-camera protocol
     split_id: Optional[int] = None  # None: the dataset has one split
     more_splits: List["TestSet"] = field(default_factory=list)
+    retrieval: bool = False
+    leave_one_out: bool = False
 
     @property
     def query(self) -> List[Record]:
@@ -477,7 +490,10 @@ def _split_test_set(cfg: CfgNode, name: str, dataset: ReIDDataset, query: List[R
     query = _drop_unreadable(query, cfg, f"{what} query")
     gallery = _drop_unreadable(gallery, cfg, f"{what} gallery")
     protocol, ids = _check_protocol(query, gallery, dataset, cfg.TEST.CROSS_CAMERA, parsed)
-    if log and protocol.cross_camera:
+    retrieval = is_retrieval_set(dataset)
+    if retrieval:
+        logger.info("%s: a metric learning benchmark (%s): Recall@K, MAP@R and R-precision.", name, protocol.reason)
+    elif log and protocol.cross_camera:
         logger.info("%s: cross-camera protocol (%s): same-identity same-camera gallery items are removed.", name,
                     protocol.reason)
     elif log:
@@ -486,4 +502,5 @@ def _split_test_set(cfg: CfgNode, name: str, dataset: ReIDDataset, query: List[R
                        "from its gallery; every other item of its identity counts as a match.", name, protocol.name,
                        protocol.reason, own)
     records = query + gallery
-    return TestSet(name, build_test_loader(cfg, records), len(query), records, protocol, ids, split_id)
+    return TestSet(name, build_test_loader(cfg, records), len(query), records, protocol, ids, split_id,
+                   retrieval=retrieval, leave_one_out=retrieval and query == gallery)

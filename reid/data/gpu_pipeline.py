@@ -37,7 +37,7 @@ from .augment import AugmentParams, Augmenter
 from .build import TrainLoader, build_train_loader
 from .datasets import ImageRecord, ReIDDataset
 from .io import read_image
-from .transforms import build_resize, train_interpolation
+from .transforms import build_resize, train_image_size, train_interpolation
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class ImageCache:
 
     def __init__(self, records: Sequence[ImageRecord], cfg: CfgNode, device: torch.device) -> None:
         d = cfg.DATALOADER
-        size = tuple(d.CACHE_SIZE or cfg.INPUT.SIZE_TRAIN)
+        size = tuple(d.CACHE_SIZE or train_image_size(cfg))  # INPUT.CROP.RESIZE is [h, w] here (validated)
         if len(size) != 2 or min(size) < 1:
             raise ConfigError(f"DATALOADER.CACHE_SIZE must be [] or [height, width] of positive ints, got "
                               f"{list(d.CACHE_SIZE)}.")
@@ -194,7 +194,7 @@ class GpuTrainPipeline:
         def on_device(field: str) -> Sequence[torch.Tensor]:
             return torch.cat([getattr(p, field) for p in drawn]).to(self.device).split(sizes)
 
-        params = [AugmentParams(flip, crop, erase, p.noise_seed)
+        params = [AugmentParams(flip, crop, erase, p.noise_seed, resized_crop=p.resized_crop)
                   for flip, crop, erase, p in zip(on_device("flip"), on_device("crop"), on_device("erase"), drawn)]
         return host, list(torch.from_numpy(order).to(self.device).split(sizes)), params
 

@@ -1,11 +1,14 @@
 """Deterministic image transforms: the PIL resize (workers path, gpu cache, test time) and the test transform.
 
-The training augmentation (flip, pad + crop, random erasing) is ``reid.data.augment``: its random parameters are
-drawn per batch from an explicit generator, which a per-image torchvision transform cannot take.
+The training augmentation (flip, pad + crop, random erasing, the random-resized crop) is ``reid.data.augment``: its
+random parameters are drawn per batch from an explicit generator, which a per-image torchvision transform cannot
+take. With ``INPUT.CROP.RESIZE`` (the metric learning papers' crops) images are first resized to it: in training
+the augmentation then crops and resizes a random window to ``INPUT.SIZE_TRAIN``, at test time the centre
+``INPUT.SIZE_TEST`` window is taken.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, List, Sequence
 
 import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode
@@ -27,14 +30,28 @@ def train_interpolation(cfg: CfgNode) -> str:
 
 
 def build_resize(cfg: CfgNode, size: Sequence[int], train: bool = False) -> T.Resize:
-    """PIL image -> PIL image of ``size`` (height, width), with ``INPUT.INTERPOLATION``'s filter (``train``: the
-    training images' filter, ``train_interpolation``)."""
+    """PIL image -> PIL image of ``size`` (height, width; one value: the shorter side, the aspect ratio kept), with
+    ``INPUT.INTERPOLATION``'s filter (``train``: the training images' filter, ``train_interpolation``)."""
     name = train_interpolation(cfg) if train else cfg.INPUT.INTERPOLATION
     return T.Resize(list(size), interpolation=INTERPOLATION_REGISTRY.get(name))
+
+
+def train_image_size(cfg: CfgNode) -> List[int]:
+    """The size training images are decoded to before the augmentation: ``INPUT.CROP.RESIZE`` when set (the
+    random-resized crop then takes them to ``INPUT.SIZE_TRAIN``), else ``INPUT.SIZE_TRAIN``."""
+    return list(cfg.INPUT.CROP.RESIZE or cfg.INPUT.SIZE_TRAIN)
+
+
+def build_test_resize(cfg: CfgNode) -> Callable:
+    """PIL image -> PIL image at ``INPUT.SIZE_TEST``: resized to it, or with ``INPUT.CROP.RESIZE`` resized to that
+    and its centre window taken (research-ms-loss: Resize(256), CenterCrop(227))."""
+    if not cfg.INPUT.CROP.RESIZE:
+        return build_resize(cfg, cfg.INPUT.SIZE_TEST)
+    return T.Compose([build_resize(cfg, cfg.INPUT.CROP.RESIZE), T.CenterCrop(list(cfg.INPUT.SIZE_TEST))])
 
 
 def build_test_transform(cfg: CfgNode) -> T.Compose:
     """PIL image -> normalised float tensor (3, H, W) at ``INPUT.SIZE_TEST``."""
     inp = cfg.INPUT
-    return T.Compose([build_resize(cfg, inp.SIZE_TEST), T.ToTensor(),
-                      T.Normalize(mean=list(inp.PIXEL_MEAN), std=list(inp.PIXEL_STD))])
+    return T.Compose([build_test_resize(cfg), T.ToTensor(), T.Normalize(mean=list(inp.PIXEL_MEAN),
+                                                                         std=list(inp.PIXEL_STD))])

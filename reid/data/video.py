@@ -102,7 +102,9 @@ class TrainTracklets(Dataset):
         per_frame = AugmentParams(params.flip.repeat_interleave(self.seq_len),
                                   params.crop.repeat_interleave(self.seq_len, 0),
                                   params.erase.repeat_interleave(self.seq_len, 0), params.noise_seed,
-                                  None if params.autoaug is None else params.autoaug.repeat_interleave(self.seq_len, 0))
+                                  None if params.autoaug is None else params.autoaug.repeat_interleave(self.seq_len, 0),
+                                  None if params.resized_crop is None else  # every frame the same window
+                                  params.resized_crop.repeat_interleave(self.seq_len, 0))
         images = [pil_to_tensor(self.resize(self.augmentation.before_resize(read_image(path), per_frame, i)))
                   for i, path in enumerate(frames)]
         clips = self.augmenter.images(images, per_frame)

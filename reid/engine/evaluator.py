@@ -24,11 +24,13 @@ from ..checkpoint import load_for_inference
 from ..config import dump_cfg
 from ..data import build_test_set
 from ..data.datasets import ReIDDataset
+from ..evaluation.results import RANK_SCORES
 from ..evaluation.testsets import RowSelector, TestSetResult, evaluate_test_set, format_results, metrics_dict, \
     write_metrics
 from ..modeling import build_model
 from ..utils.distributed import broadcast_buffers, dist_info
 from ..utils.env import resolve_device, seed_all
+from ..utils.errors import ConfigError
 from ..utils.logger import setup_logger
 from ..utils.outputs import CONFIG, holds_training_run
 from ..utils.provenance import run_header
@@ -54,6 +56,15 @@ class Evaluator:
         known = {dataset.name: dataset for dataset in parsed}
         names = list(cfg.DATASETS.TESTS if names is None else names)
         self.test_sets = {name: build_test_set(cfg, name, known.get(name)) for name in names}
+
+    def check_best_metric(self, metric: str) -> None:
+        """Raise a ConfigError when the first test set's metrics will not hold ``metric`` (TEST.BEST_METRIC): a
+        retrieval score (recall@K, map@r, ...) of a re-ID test set."""
+        name, first = next(iter(self.test_sets.items()))
+        if metric not in RANK_SCORES and not first.retrieval:
+            raise ConfigError(f"TEST.BEST_METRIC {metric!r} is a metric learning score, but the first test set, "
+                              f"{name}, is scored as a re-ID set (rank-k, mAP); choose one of "
+                              f"{', '.join(RANK_SCORES)} or list a retrieval set first in DATASETS.TESTS.")
 
     def evaluate(self, model: nn.Module, keep_rows: Optional[RowSelector] = None
                  ) -> Optional[Dict[str, TestSetResult]]:

@@ -35,8 +35,9 @@ from ..utils.logger import format_duration, setup_logger
 from ..utils.outputs import CONFIG
 from ..utils.provenance import run_header
 from ..visualization.report import report_rows
-from .hooks import (BestCheckpointer, ConsoleWriter, EMAHook, EvalHook, HistoryWriter, HookBase, HookStates,
-                    LayerFreeze, LRScheduler, NonFiniteGuard, PeriodicCheckpointer, ReportHook, TensorBoardWriter)
+from .hooks import (BestCheckpointer, ConsoleWriter, EMAHook, EvalHook, FreezeBatchNorm, HistoryWriter, HookBase,
+                    HookStates, LayerFreeze, LRScheduler, NonFiniteGuard, PeriodicCheckpointer, ReportHook,
+                    TensorBoardWriter)
 from .evaluator import Evaluator, write_results
 from .launch import process_device, to_sync_batchnorm
 from .run_folder import prepare_output_dir
@@ -106,6 +107,7 @@ class Trainer(TrainerBase):
             self.train_loader, train_set = build_pipeline(cfg, self.device, self.rank, self.world_size)
             # The test sets, parsed once (a training set is not parsed again) and checked before training starts.
             self.evaluator = Evaluator(cfg, self.device, parsed=train_set.parts or [train_set])
+        self.evaluator.check_best_metric(cfg.TEST.BEST_METRIC)
         self.logger.info("Training data:\n%s", train_set.summary())
         self.video = train_set.is_video  # clips (B, SEQ_LEN, 3, H, W): the model runs through TrackletModel
         if not self.video and cfg.MODEL.TEMPORAL_POOL != "avg":
@@ -146,6 +148,7 @@ class Trainer(TrainerBase):
             NonFiniteGuard(cfg.SOLVER.LOG_PERIOD, self.output_dir / LAST),
             self.ema,
             ConsoleWriter(cfg.SOLVER.LOG_PERIOD),
+            FreezeBatchNorm() if cfg.MODEL.FREEZE_BN else None,
             EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate),
             BestCheckpointer(cfg.TEST.BEST_METRIC) if several_evaluations else None,
             PeriodicCheckpointer(cfg.SOLVER.CHECKPOINT_PERIOD),

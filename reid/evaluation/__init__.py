@@ -1,6 +1,7 @@
 """Evaluation: distances, CMC / mAP / mINP (exact, sort-free), verification (ROC, AUC, EER, TAR at FAR; exact),
 alpha query expansion and k-reciprocal re-ranking, on any torch device; every metric takes the split's
-:class:`Protocol` (which query-gallery pairs are scored)."""
+:class:`Protocol` (which query-gallery pairs are scored). Metric learning benchmarks: :func:`evaluate_retrieval`
+(Recall@K, MAP@R, R-precision, NMI)."""
 from reid.evaluation.chance import ChanceLevel, chance_level
 from reid.evaluation.distance import EvaluationError, compute_distance, iter_distance_blocks
 from reid.evaluation.histogram import DistanceHistogram, PairHistogram, distance_histogram
@@ -10,6 +11,7 @@ from reid.evaluation.query_expansion import alpha_query_expansion, expand_querie
 from reid.evaluation.rank import evaluate, evaluate_rank, rank_blocks, reranked_distances
 from reid.evaluation.reranking import re_ranking
 from reid.evaluation.results import RankResult
+from reid.evaluation.retrieval import RetrievalCounter, evaluate_retrieval
 from reid.evaluation.verification import VerificationCounter, VerificationResult, evaluate_verification, verify
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "REMOVAL_RULES",
     "RankResult",
     "RemovalRule",
+    "RetrievalCounter",
     "TopK",
     "VerificationCounter",
     "VerificationResult",
@@ -31,6 +34,7 @@ __all__ = [
     "distance_histogram",
     "evaluate",
     "evaluate_rank",
+    "evaluate_retrieval",
     "evaluate_verification",
     "expand_queries",
     "iter_distance_blocks",

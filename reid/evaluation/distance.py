@@ -106,11 +106,14 @@ def _prepare(
     q_feats: torch.Tensor | np.ndarray, g_feats: torch.Tensor | np.ndarray, metric: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     check_metric(metric)
-    q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
+    same = g_feats is q_feats  # the query is the gallery (leave-one-out): prepared once, for both sides
+    q_feats = as_features(q_feats, "q_feats")
+    g_feats = q_feats if same else as_features(g_feats, "g_feats")
     check_pair(q_feats, g_feats)
-    if metric == "cosine":
-        return F.normalize(q_feats, dim=1), F.normalize(g_feats, dim=1)
-    return q_feats, g_feats
+    if metric != "cosine":
+        return q_feats, g_feats
+    q = F.normalize(q_feats, dim=1)
+    return q, q if same else F.normalize(g_feats, dim=1)
 
 
 def _blocks(

@@ -2,6 +2,7 @@
 scores (``SCORE_REGISTRY``) that metrics.json and TEST.BEST_METRIC name."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,7 @@ class RankResult:
         """Plain Python numbers for metrics.json: every registered score (ranks beyond `len(cmc)` are left out)
         and the query / gallery counts."""
         out: dict[str, float | int] = {
-            name: value for name, score in SCORE_REGISTRY.items() if (value := score(self)) is not None
+            name: value for name, score in RANK_SCORES.items() if (value := score(self)) is not None
         }
         out.update(
             num_query=int(self.num_query),
@@ -65,11 +66,28 @@ def _cmc_at(k: int):
 
 
 # Scores of a RankResult, in metrics.json's order; TEST.BEST_METRIC names one (the checkpoint kept as best).
-SCORE_REGISTRY.register("rank1", _cmc_at(1))
-SCORE_REGISTRY.register("rank5", _cmc_at(5))
-SCORE_REGISTRY.register("rank10", _cmc_at(10))
-SCORE_REGISTRY.register("mAP", lambda result: float(result.mAP))
-SCORE_REGISTRY.register("mINP", lambda result: float(result.mINP))
+RANK_SCORES = {
+    "rank1": _cmc_at(1),
+    "rank5": _cmc_at(5),
+    "rank10": _cmc_at(10),
+    "mAP": lambda result: float(result.mAP),
+    "mINP": lambda result: float(result.mINP),
+}
+# The retrieval metrics of a metric learning test set (``reid.evaluation.retrieval``), which its metrics.json entry
+# holds beside the RankResult's: Recall@K for each K of TEST.RECALL_KS (registered here for the Ks of Oh Song et
+# al. 2016's and the MS / Circle loss papers' tables, so that TEST.BEST_METRIC may name them), MAP@R, R-precision
+# and NMI (TEST.NMI).
+RECALL_SCORE_KS = (1, 2, 4, 8, 10, 16, 20, 30, 32, 40, 50, 100, 1000)
+RETRIEVAL_SCORES = {**{f"recall@{k}": f"Recall@{k}" for k in RECALL_SCORE_KS}, "map@r": "MAP@R",
+                    "r_precision": "R-precision", "nmi": "NMI"}
+RECALL_KEY = re.compile(r"recall@[1-9][0-9]*")
+for _name, _score in {**RANK_SCORES, **RETRIEVAL_SCORES}.items():
+    SCORE_REGISTRY.register(_name, _score)
+
+
+def score_names(metrics: dict) -> list[str]:
+    """The scores a metrics.json entry holds, in its order: registered ones and ``recall@K`` for any K."""
+    return [key for key in metrics if key in SCORE_REGISTRY or RECALL_KEY.fullmatch(key)]
 
 
 def query_metrics(n: torch.Tensor, ranks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -71,12 +71,13 @@ def evaluate_retrieval(
     return _retrieval(feats, labels, g_feats, g_labels, ks, metric, chunk_size, False, nmi, nmi_seed)
 
 
-def _as_labels(labels: LabelsLike, name: str, length: int) -> torch.Tensor:
+def _as_labels(labels: LabelsLike, name: str, length: int | None = None) -> torch.Tensor:
+    """1-D int64 class ids >= 0 on the CPU (``length`` of them when given), else an EvaluationError naming them."""
     out = torch.as_tensor(labels if isinstance(labels, torch.Tensor) else np.asarray(labels))
     if out.dim() != 1 or out.is_floating_point() or out.is_complex() or out.dtype == torch.bool:
         raise EvaluationError(f"{name} must be a 1-D array of integer class ids, got shape {tuple(out.shape)} "
                               f"{out.dtype}.")
-    if out.numel() != length:
+    if length is not None and out.numel() != length:
         raise EvaluationError(f"{name} has {out.numel()} entries for {length} feature rows; give one class id per "
                               f"image.")
     if out.numel() and int(out.min()) < 0:
@@ -95,39 +96,88 @@ def _check_ks(ks: Sequence[int]) -> list[int]:
 def _retrieval(q: torch.Tensor, q_labels: torch.Tensor, g: torch.Tensor, g_labels: torch.Tensor,
                ks: Sequence[int], metric: str, chunk_size: int | None, leave_one_out: bool, nmi: bool,
                nmi_seed: int) -> dict[str, float | int]:
-    """Per query: R (its true matches in the gallery), then from each distance block the ranks of its true matches
-    among its `depth` nearest items (`_block_scores`); the means over the queries with R > 0."""
-    ks = _check_ks(ks)
+    """The metrics of one pass of distance blocks (`RetrievalCounter`), and NMI of the query features."""
     check_metric(metric)
     if q.shape[0] == 0 or g.shape[0] == 0:
         raise EvaluationError(f"nothing to evaluate: {q.shape[0]} query and {g.shape[0]} gallery images.")
-    g_labels, q_labels = g_labels.to(g.device), q_labels.to(g.device)
-    class_size = torch.bincount(g_labels, minlength=int(q_labels.max()) + 1)
-    r = class_size[q_labels] - int(leave_one_out)  # true matches per query (its own image is not one)
-    # Ranks beyond every K and every R change no metric: each query needs only its `depth` nearest items.
-    depth = max(ks[-1], int(r.max()))
-    first, r_prec, ap_r = [], [], []
-    for start, block in iter_distance_blocks(q, g, metric, chunk_size):
+    counter = RetrievalCounter(q_labels, g_labels, ks, leave_one_out, device=g.device)
+    for start, block in iter_distance_blocks(q, g, metric, chunk_size):  # q is g: leave-one-out
+        counter.add(start, block)
+    return counter.result(retrieval_nmi(q, q_labels, metric, nmi_seed, chunk_size) if nmi else None)
+
+
+class RetrievalCounter:
+    """Recall@K, MAP@R and R-precision from the distance blocks of a pass over the queries: a block observer of
+    `reid.evaluation.rank.evaluate` (`add(first_row, block)`), so that an evaluation that also ranks by the re-ID
+    protocol computes the distances once.
+
+    Per query: R (its true matches in the gallery; leave-one-out: its own image is not one), then from each block
+    the ranks of its true matches among its `depth` nearest items (`_block_scores`); `result` averages over the
+    queries with R > 0. Blocks may come in any order; every query row must be added once.
+    """
+
+    def __init__(self, q_labels: LabelsLike, g_labels: LabelsLike, ks: Sequence[int] = (1, 2, 4, 8),
+                 leave_one_out: bool = True, device: torch.device | str | None = None) -> None:
+        self.ks = _check_ks(ks)
+        self.q_labels = _as_labels(q_labels, "labels").to(device)
+        self.g_labels = _as_labels(g_labels, "gallery_labels").to(device)
+        if leave_one_out and not torch.equal(self.q_labels, self.g_labels):
+            raise EvaluationError("leave-one-out needs the query and gallery to be the same images (same labels).")
+        self.leave_one_out = leave_one_out
+        if self.q_labels.numel() == 0 or self.g_labels.numel() == 0:
+            raise EvaluationError(f"nothing to evaluate: {self.q_labels.numel()} query and {self.g_labels.numel()} "
+                                  f"gallery images.")
+        class_size = torch.bincount(self.g_labels, minlength=int(self.q_labels.max()) + 1)
+        self.r = class_size[self.q_labels] - int(leave_one_out)  # true matches per query (its own image is not one)
+        # Ranks beyond every K and every R change no metric: each query needs only its `depth` nearest items.
+        self.depth = max(self.ks[-1], int(self.r.max()))
+        self._parts: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def add(self, start: int, block: torch.Tensor) -> None:
+        """Score the distances of query rows ``start .. start + len(block) - 1`` to the whole gallery."""
         if bool(torch.isnan(block.amax())):
             raise EvaluationError(f"the distances have NaN in query rows {start}..{start + block.shape[0] - 1}; "
                                   f"check the features for NaN/inf.")
+        if block.shape[1] != self.g_labels.numel():
+            raise EvaluationError(f"a distance block has {block.shape[1]} columns for {self.g_labels.numel()} "
+                                  f"gallery labels.")
         rows = slice(start, start + block.shape[0])
-        scores = _block_scores(block, rows, q_labels[rows], g_labels, r[rows], depth, leave_one_out)
-        for part, out in zip(scores, (first, r_prec, ap_r)):
-            out.append(part)
-    first_rank, valid = torch.cat(first), (r > 0).cpu()
-    if not bool(valid.any()):
-        raise EvaluationError(f"none of the {q.shape[0]} queries has another image of its class in the gallery; "
-                              f"check the labels.")
-    out: dict[str, float | int] = {f"recall@{k}": float((first_rank[valid] <= k).double().mean()) for k in ks}
-    out["map@r"] = float(torch.cat(ap_r)[valid].mean())
-    out["r_precision"] = float(torch.cat(r_prec)[valid].mean())
-    if nmi:
-        feats = F.normalize(q, dim=1) if metric == "cosine" else q
-        clusters = kmeans(feats, int(torch.unique(q_labels).numel()), seed=nmi_seed, chunk_size=chunk_size)
-        out["nmi"] = normalized_mutual_info(q_labels.cpu().numpy(), clusters)
-    out.update(num_query=int(q.shape[0]), num_gallery=int(g.shape[0]), num_valid_query=int(valid.sum()))
-    return out
+        q_labels, r = self.q_labels[rows].to(block.device), self.r[rows].to(block.device)
+        self._parts.append((start, *_block_scores(block, rows, q_labels, self.g_labels.to(block.device), r,
+                                                  self.depth, self.leave_one_out)))
+
+    def result(self, nmi: float | None = None) -> dict[str, float | int]:
+        """``recall@K`` for each K, ``map@r``, ``r_precision`` (fractions; ``nmi`` when given), then
+        ``num_query``, ``num_gallery`` and ``num_valid_query`` (queries with a true match)."""
+        parts = sorted(self._parts, key=lambda part: part[0])
+        num_query = self.q_labels.numel()
+        if sum(part[1].numel() for part in parts) != num_query:
+            raise EvaluationError(f"distance rows of {sum(p[1].numel() for p in parts)} queries were added, "
+                                  f"{num_query} expected.")
+        first_rank, r_prec, ap_r = (torch.cat([part[i] for part in parts]) for i in (1, 2, 3))
+        valid = (self.r > 0).cpu()
+        if not bool(valid.any()):
+            raise EvaluationError(f"none of the {num_query} queries has another image of its class in the "
+                                  f"gallery; check the labels.")
+        out: dict[str, float | int] = {f"recall@{k}": float((first_rank[valid] <= k).double().mean())
+                                       for k in self.ks}
+        out["map@r"] = float(ap_r[valid].mean())
+        out["r_precision"] = float(r_prec[valid].mean())
+        if nmi is not None:
+            out["nmi"] = nmi
+        out.update(num_query=num_query, num_gallery=int(self.g_labels.numel()), num_valid_query=int(valid.sum()))
+        return out
+
+
+def retrieval_nmi(feats: torch.Tensor, labels: LabelsLike, metric: str = "cosine", seed: int = 0,
+                  chunk_size: int | None = None) -> float:
+    """NMI of the k-means clusters of ``feats`` (as many as classes; L2-normalised first for the cosine metric)
+    and the class ``labels``."""
+    feats = as_features(feats, "feats")
+    labels = _as_labels(labels, "labels", feats.shape[0])
+    feats = F.normalize(feats, dim=1) if metric == "cosine" else feats
+    clusters = kmeans(feats, int(torch.unique(labels).numel()), seed=seed, chunk_size=chunk_size)
+    return normalized_mutual_info(labels.numpy(), clusters)
 
 
 def _block_scores(dist: torch.Tensor, rows: slice, q_labels: torch.Tensor, g_labels: torch.Tensor, r: torch.Tensor,

@@ -3,7 +3,7 @@ index, so a number reads the same wherever it is printed."""
 from __future__ import annotations
 
 import math
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .chance import ChanceLevel
 from .results import RankResult
@@ -51,11 +51,53 @@ def _number(value: Optional[float]) -> Optional[float]:
 def format_rows(rows: Sequence[ResultRow], first: str = "dataset") -> str:
     """The rows as a fixed-width text table for logs, with the note on what the numbers mean."""
     texts = [[row.label] + [text for _, text in row_cells(row)] for row in rows]
-    header = [first, *COLUMNS]
+    return _text_table([first, *COLUMNS], texts, NOTE)
+
+
+def _text_table(header: List[str], texts: List[List[str]], note: str) -> str:
     widths = [max(len(r[i]) for r in [header, *texts]) for i in range(len(header))]
 
     def line(cells: List[str]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     out = [line(header), "-" * len(line(header))] + [line(r) for r in texts]
-    return "\n".join(out) + f"\n({NOTE})"
+    return "\n".join(out) + f"\n({note})"
+
+
+# -- the retrieval table of metric learning test sets (reid.evaluation.retrieval) ---------------------------------
+RETRIEVAL_NOTE = ("percent; R@K = Recall@K, a query with a true match among its K nearest; MAP@R and R-precision "
+                  "(RP) over the first R items, R = the query's true matches (Musgrave et al. 2020); NMI of k-means "
+                  "clusters (TEST.NMI); over valid queries (another image of the class in the gallery)")
+
+
+class RetrievalRow(NamedTuple):
+    """A labelled retrieval result: ``evaluate_retrieval``'s dict (``recall@K``, ``map@r``, ``r_precision``,
+    ``nmi`` when computed, the counts)."""
+
+    label: str
+    metrics: Dict[str, float]
+
+
+def retrieval_columns(rows: Sequence[RetrievalRow]) -> List[Tuple[str, str]]:
+    """(metric key, column title) of the retrieval table: every K of any row, MAP@R, RP, NMI when a row has it,
+    then the valid queries and the gallery size (keys ``valid q`` / ``gallery``)."""
+    ks = sorted({int(k[len("recall@"):]) for row in rows for k in row.metrics if k.startswith("recall@")})
+    columns = [(f"recall@{k}", f"R@{k}") for k in ks] + [("map@r", "MAP@R"), ("r_precision", "RP")]
+    if any("nmi" in row.metrics for row in rows):
+        columns.append(("nmi", "NMI"))
+    return columns + [("valid q", "valid q"), ("gallery", "gallery")]
+
+
+def retrieval_cells(row: RetrievalRow, columns: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """(sort value, text) per column of :func:`retrieval_columns` ("n/a" where the row lacks a metric)."""
+    m = row.metrics
+    counts = {"valid q": (str(m["num_valid_query"]), f"{m['num_valid_query']}/{m['num_query']}"),
+              "gallery": (str(m["num_gallery"]), str(m["num_gallery"]))}
+    return [counts[key] if key in counts else _percent(m.get(key)) for key, _ in columns]
+
+
+def format_retrieval_rows(rows: Sequence[RetrievalRow], first: str = "retrieval") -> str:
+    """The retrieval rows as a fixed-width text table, with its note."""
+    columns = retrieval_columns(rows)
+    texts = [[row.label] + [text for _, text in retrieval_cells(row, columns)] for row in rows]
+    return _text_table([first, *(title for _, title in columns)], texts, RETRIEVAL_NOTE)

@@ -28,9 +28,10 @@ from .protocol import JUNK_PID, Protocol
 from .query_expansion import alpha_query_expansion
 from .rank import evaluate, evaluate_rank, reranked_distances
 from .results import RankResult
+from .retrieval import RetrievalCounter, retrieval_nmi
 from .single_shot import SingleShotCMC
 from .split_mean import SplitMean
-from .table import ResultRow, format_rows
+from .table import ResultRow, RetrievalRow, format_retrieval_rows, format_rows
 from .verification import VerificationCounter, VerificationResult
 
 logger = logging.getLogger("reid")
@@ -56,7 +57,10 @@ class TestSetResult:
     ``protocol`` is the :class:`Protocol` of ``query`` x ``gallery``: which gallery items were removed
     (``.name``) and why (``.reason``); every metric and ranked list of these features takes it (default: the
     cross-camera protocol of the features' ids). ``identity_names`` (query then gallery, as the features) are the
-    datasets' names of the identities, "" where a dataset has none (show the pid then).
+    datasets' names of the identities, "" where a dataset has none (show the pid then). ``retrieval``: the metric
+    learning metrics of a retrieval set (:func:`reid.evaluation.retrieval.evaluate_retrieval`'s dict: Recall@K for
+    TEST.RECALL_KS, MAP@R, R-precision, NMI with TEST.NMI, the counts); under leave-one-out ``gallery`` is
+    ``query``.
     """
 
     name: str
@@ -80,6 +84,7 @@ class TestSetResult:
     single_shot: bool = False  # the CMCs are single-shot ones (TEST.SINGLE_SHOT_CMC)
     # Video sets: each tracklet's frames by its path (its first frame), to draw a tracklet as a strip of frames.
     tracklet_frames: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    retrieval: Optional[Dict[str, float | int]] = None
 
     def __post_init__(self) -> None:
         if self.protocol is None:
@@ -160,7 +165,9 @@ def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: Tes
     if test_set.more_splits:
         return evaluate_splits(cfg, model, device, test_set, keep_rows)
     name, records = test_set.name, test_set.records
-    ranked = [i for i, r in enumerate(records) if r.pid != JUNK_PID]
+    # Leave-one-out: the gallery records are the query records, embedded once.
+    ranked = [i for i, r in enumerate(records[:test_set.num_query] if test_set.leave_one_out else records)
+              if r.pid != JUNK_PID]
     feats = _extract(cfg, model, test_set.loader, records, ranked, device, f"{name} features")
     junk_feats = _junk_features(cfg, model, device, test_set)
     if feats is None:
@@ -209,24 +216,32 @@ def _score(cfg, test_set: TestSet, ranked: List[int], feats: Features, junk_feat
     histogram, chance level, then re-ranking and query expansion when enabled."""
     name, records, num_query = test_set.name, test_set.records, test_set.num_query
     q_ranked = [i for i in ranked if i < num_query]
-    g_ranked = [i for i in ranked if i >= num_query]
-    query, gallery = feats.split(len(q_ranked))
+    g_ranked = q_ranked if test_set.leave_one_out else [i for i in ranked if i >= num_query]
+    query, gallery = (feats, feats) if test_set.leave_one_out else feats.split(len(q_ranked))
     protocol = _protocol(test_set, query, gallery, q_ranked, g_ranked).to(query.feats.device)
     metric, max_rank = cfg.TEST.METRIC, cfg.TEST.MAX_RANK
-    # Verification metrics and the distance histogram are counted from the blocks the ranking pass computes.
+    # Verification metrics, the distance histogram and the retrieval metrics are counted from the blocks the
+    # ranking pass computes.
     counter = VerificationCounter(protocol, far=cfg.TEST.VERIFY_FAR, device=query.feats.device)
     histogram = PairHistogram(protocol, upper=distance_bound(query.feats, gallery.feats, metric),
                               max_queries=cfg.VIS.HIST_MAX_QUERIES)
     single = bool(cfg.TEST.SINGLE_SHOT_CMC)  # then every CMC below is the single-shot one, from the same distances
     shot = SingleShotCMC(protocol, max_rank=max_rank) if single else None
-    result = evaluate(query.feats, gallery.feats, metric=metric, max_rank=max_rank,
-                      observe=(counter.add, histogram.add) + ((shot.add,) if shot else ()), protocol=protocol)
+    retrieval = RetrievalCounter(query.pids, gallery.pids, cfg.TEST.RECALL_KS, test_set.leave_one_out,
+                                 query.feats.device) if test_set.retrieval else None
+    observers = (counter.add, histogram.add) + ((shot.add,) if shot else ()) + ((retrieval.add,) if retrieval else ())
+    result = evaluate(query.feats, gallery.feats, metric=metric, max_rank=max_rank, observe=observers,
+                      protocol=protocol)
+    names = [records[i].identity_name for i in ranked]
     ev = TestSetResult(name, shot.apply(result) if shot else result, None, query, gallery, chance_level(protocol),
                        metric, junk_feats, protocol=protocol,
-                       identity_names=[records[i].identity_name for i in ranked], verification=counter.result(),
+                       identity_names=names * 2 if test_set.leave_one_out else names, verification=counter.result(),
                        histogram=histogram.result(), split_id=test_set.split_id, single_shot=single,
                        tracklet_frames={records[i].path: records[i].paths for i in ranked
                                         if isinstance(records[i], TrackletRecord)})
+    if retrieval is not None:
+        nmi = retrieval_nmi(query.feats, query.pids, metric, cfg.SEED) if cfg.TEST.NMI else None
+        ev.retrieval = retrieval.result(nmi)
     if cfg.TEST.AQE.ENABLED:
         a = cfg.TEST.AQE
         q_aqe, g_aqe = alpha_query_expansion(query.feats, gallery.feats, a.QE_TIME, a.QE_K, a.ALPHA)
@@ -278,7 +293,9 @@ def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
     at TEST.VERIFY_FAR, ``far``). ``single_shot_cmc`` is true where the CMCs are single-shot ones
     (TEST.SINGLE_SHOT_CMC). A test set evaluated on several splits of its protocol has the mean of every number
     over them and a ``splits`` block (ids, ``std`` of the scores, ``per_split`` entries; see
-    :mod:`reid.evaluation.split_mean`); one evaluated on one split of several has ``split_id``.
+    :mod:`reid.evaluation.split_mean`); one evaluated on one split of several has ``split_id``. A retrieval set's
+    entry starts with its retrieval metrics (``recall@K`` for each K of TEST.RECALL_KS, ``map@r``, ``r_precision``,
+    ``nmi`` with TEST.NMI); its rank-k / mAP are those of the same ranking (rank-k = Recall@k).
     """
     per = {name: ev.split_mean.entry() if ev.split_mean is not None else _entry(ev) for name, ev in evals.items()}
     first = next(iter(per.values()))
@@ -287,7 +304,8 @@ def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
 
 def _entry(ev: TestSetResult) -> dict:
     """The metrics.json entry of one scored split."""
-    entry = {**ev.result.as_dict(), "protocol": ev.protocol.name, "protocol_reason": ev.protocol.reason}
+    entry = {**(ev.retrieval or {}), **ev.result.as_dict(), "protocol": ev.protocol.name,
+             "protocol_reason": ev.protocol.reason}
     if ev.split_id is not None:
         entry["split_id"] = ev.split_id
     if ev.single_shot:
@@ -328,14 +346,22 @@ def result_rows(evals: Dict[str, TestSetResult]) -> List[ResultRow]:
     return rows
 
 
+def retrieval_rows(evals: Dict[str, TestSetResult]) -> List[RetrievalRow]:
+    """The retrieval table's rows: the metric learning test sets."""
+    return [RetrievalRow(name, ev.retrieval) for name, ev in evals.items() if ev.retrieval is not None]
+
+
 def format_results(evals: Dict[str, TestSetResult]) -> str:
-    """The results table as text, for logs, with a note for each set not scored by the cross-camera protocol."""
+    """The results table as text, for logs, with a note for each set not scored by the cross-camera protocol,
+    then the retrieval table of the metric learning sets (when there are any)."""
     notes = [f"{name}: {ev.protocol.name} ({ev.protocol.reason})" for name, ev in evals.items()
              if not ev.protocol.cross_camera]
     notes += [f"{name}: single-shot CMC (one random gallery image per identity, exact expectation)"
               for name, ev in evals.items() if ev.single_shot]
     notes += [split_note(name, ev) for name, ev in evals.items() if ev.split_mean is not None]
-    return format_rows(result_rows(evals)) + "".join(f"\n{note}" for note in notes)
+    retrieval = retrieval_rows(evals)
+    return (format_rows(result_rows(evals)) + "".join(f"\n{note}" for note in notes)
+            + (f"\n\n{format_retrieval_rows(retrieval)}" if retrieval else ""))
 
 
 def split_note(name: str, ev: TestSetResult) -> str:

@@ -8,8 +8,8 @@ import html
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..evaluation.table import COLUMNS, NOTE, row_cells
-from ..evaluation.testsets import TestSetResult, result_rows
+from ..evaluation.table import COLUMNS, NOTE, RETRIEVAL_NOTE, retrieval_cells, retrieval_columns, row_cells
+from ..evaluation.testsets import TestSetResult, result_rows, retrieval_rows
 
 STYLE = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:1280px;
@@ -98,10 +98,22 @@ def table(headers: Sequence[Tuple[str, str]], rows: Iterable[Tuple[Sequence[Cell
 
 
 def results_table(evals: Dict[str, TestSetResult]) -> str:
-    """The results table (:mod:`reid.evaluation.table`, the log's columns) as a sortable HTML table and its note."""
-    rows = [([cell(esc(r.label), r.label, "l")] + [cell(esc(text), sort) for sort, text in row_cells(r)], "")
-            for r in result_rows(evals)]
-    return table([("test set", "l"), *((c, "") for c in COLUMNS)], rows) + f"<p class=note>{esc(NOTE)}.</p>"
+    """The results table (:mod:`reid.evaluation.table`, the log's columns) as a sortable HTML table and its note,
+    then the retrieval table of the metric learning sets (when there are any)."""
+    rows = [_labelled(r.label, row_cells(r)) for r in result_rows(evals)]
+    out = table([("test set", "l"), *((c, "") for c in COLUMNS)], rows) + f"<p class=note>{esc(NOTE)}.</p>"
+    retrieval = retrieval_rows(evals)
+    if not retrieval:
+        return out
+    columns = retrieval_columns(retrieval)
+    rows = [_labelled(r.label, retrieval_cells(r, columns)) for r in retrieval]
+    return (out + table([("retrieval set", "l"), *((title, "") for _, title in columns)], rows)
+            + f"<p class=note>{esc(RETRIEVAL_NOTE)}.</p>")
+
+
+def _labelled(label: str, cells: Sequence[Tuple[str, str]]) -> Tuple[List[Cell], str]:
+    """A table row: the label, then (sort value, text) cells."""
+    return [cell(esc(label), label, "l")] + [cell(esc(text), sort) for sort, text in cells], ""
 
 
 def page(title: str, body: str) -> str:

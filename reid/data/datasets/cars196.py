@@ -16,7 +16,8 @@ from yacs.config import CfgNode
 from ...utils.errors import DatasetError
 from .base import DATASET_REGISTRY, ImageRecord, text_lines
 from .csvfile import csv_rows
-from .metric_learning import RetrievalDataset, class_record, integer, listed_image, require_file, split_classes
+from .matfiles import load_mat, require_file
+from .metric_learning import RetrievalDataset, class_record, integer, listed_image, split_classes
 
 CARS_LAYOUT = """\
   Cars196/                      (or CARS196/, cars196/); either the original release:
@@ -55,20 +56,17 @@ class Cars196(RetrievalDataset):
 
     def _release(self, folder: Path) -> List[ImageRecord]:
         """``cars_annos.mat``: a struct array ``annotations`` (relative_im_path, class, ...) and ``class_names``."""
-        file = require_file(folder / "cars_annos.mat", self.LAYOUT)
+        file = folder / "cars_annos.mat"
+        mat = load_mat(file, ("annotations", "class_names"), self.LAYOUT)
         try:
-            from scipy.io import loadmat
-        except ImportError:
-            raise DatasetError(f"Reading {file} needs SciPy: pip install scipy (or use the class-folder layout, "
-                               f"see datasets/README.md).") from None
-        try:
-            mat = loadmat(str(file), squeeze_me=True)
-            annotations = np.atleast_1d(mat["annotations"])
-            paths, classes = annotations["relative_im_path"], annotations["class"]
-            names = [str(n) for n in np.atleast_1d(mat["class_names"])]
-        except Exception as e:  # noqa: BLE001 - a damaged or foreign file fails in many ways inside SciPy
-            raise DatasetError(f"{file}: not the release's annotation file ({type(e).__name__}: {e}); expected a "
-                               f"MATLAB file with 'annotations' (relative_im_path, class) and 'class_names'.") from None
+            annotations = mat["annotations"].ravel()
+            paths = [_matlab_scalar(p) for p in annotations["relative_im_path"]]
+            classes = [_matlab_scalar(c) for c in annotations["class"]]
+            names = [str(_matlab_scalar(n)) for n in mat["class_names"].ravel()]
+        except (ValueError, KeyError, IndexError, TypeError) as e:  # not a struct array with these fields
+            raise DatasetError(f"{file}: not the release's annotation file ({type(e).__name__}: {e}); expected "
+                               f"'annotations' (a struct array with relative_im_path and class) and "
+                               f"'class_names'.") from None
         base = os.path.realpath(folder)
         records = []
         for i, (rel, class_id) in enumerate(zip(paths, classes)):
@@ -101,6 +99,11 @@ class Cars196(RetrievalDataset):
                 records.append(class_record(listed_image(rel, base, where, f"car_data/car_data/{split}/"), class_id,
                                             name))
         return records
+
+
+def _matlab_scalar(value: object) -> object:
+    """The one value of a MATLAB cell or struct field as ``loadmat`` reads it (an array wrapping it)."""
+    return np.asarray(value).ravel()[0]
 
 
 def _class_number(value: object, where: str, num_names: int) -> int:

@@ -8,7 +8,8 @@ from yacs.config import CfgNode
 
 from ...utils.errors import DatasetError
 from .base import DATASET_REGISTRY
-from .metric_learning import RetrievalDataset, class_record, listed_image, numbered_lines, require_file, split_classes
+from .matfiles import require_file
+from .metric_learning import RetrievalDataset, class_record, listed_image, numbered_lines, split_classes
 
 CUB_LAYOUT = """\
   CUB_200_2011/                 the release's folder

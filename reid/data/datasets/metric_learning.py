@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ...utils.errors import DatasetError
-from .base import UNKNOWN_CAMERA, ImageRecord, ReIDDataset, is_image_name, relabel, require_nonempty, text_lines
+from .base import SAME_IMAGE, UNKNOWN_CAMERA, EvalProtocol, ImageRecord, ReIDDataset, is_image_name, relabel, \
+    require_nonempty, text_lines
 from .csvfile import relative_image
 
 
@@ -28,6 +29,15 @@ class RetrievalDataset(ReIDDataset):
         if gallery is not None:
             require_nonempty(gallery, "gallery", Path(root))
         super().__init__(name, root, relabel(train), query, query if gallery is None else gallery)
+
+
+def retrieval_protocol(leave_one_out: bool) -> EvalProtocol:
+    """Which gallery items a query of a metric learning test set is not matched with: only itself (same-image
+    removal), and why: the split is its own gallery (``leave_one_out``) or a query list against a gallery list."""
+    if leave_one_out:
+        return EvalProtocol(SAME_IMAGE, "leave-one-out: every test image against all the others (metric learning, "
+                                        "Oh Song et al. 2016)")
+    return EvalProtocol(SAME_IMAGE, "metric learning: the query list against the gallery list")
 
 
 def class_record(path: str, class_id: int, name: str = "") -> ImageRecord:
@@ -48,13 +58,6 @@ def listed_image(rel: str, base: str, where: str, relative_to: str) -> str:
         raise DatasetError(f"{where}: {rel[:200]!r} is not an image file name (expected .jpg, .png, ...).")
     if not os.path.isfile(path):
         raise DatasetError(f"{where}: image {path!r} does not exist (incomplete extraction or wrong list?).")
-    return path
-
-
-def require_file(path: Path, layout: str) -> Path:
-    """``path`` itself, or a DatasetError naming it and showing the expected layout."""
-    if not path.is_file():
-        raise DatasetError(f"Missing file {str(path)!r}. Expected layout:\n{layout}\n(see datasets/README.md).")
     return path
 
 

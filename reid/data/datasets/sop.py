@@ -8,7 +8,8 @@ from typing import List, Optional
 from yacs.config import CfgNode
 
 from .base import DATASET_REGISTRY, ImageRecord
-from .metric_learning import RetrievalDataset, class_record, integer, listed_image, require_file, split_lines
+from .matfiles import require_file
+from .metric_learning import RetrievalDataset, class_record, integer, listed_image, split_lines
 
 SOP_LAYOUT = """\
   Stanford_Online_Products/     the release's folder

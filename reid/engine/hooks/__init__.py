@@ -1,6 +1,7 @@
 """Training hooks: one small class per concern, assembled by ``Trainer.build_hooks()`` (see CONTRIBUTING.md,
 "Adding a hook")."""
 from .base import PRIORITY_CHECKPOINT, PRIORITY_HIGH, PRIORITY_LAST, PRIORITY_NORMAL, HookBase, HookStates
+from .batchnorm import FreezeBatchNorm
 from .checkpoint import BestCheckpointer, PeriodicCheckpointer
 from .ema import EMAHook, ema_decay
 from .evaluation import EvalHook
@@ -11,4 +12,4 @@ from .writers import HISTORY, TENSORBOARD, ConsoleWriter, HistoryWriter, RecordW
 __all__ = ["HookBase", "HookStates", "PRIORITY_HIGH", "PRIORITY_NORMAL", "PRIORITY_CHECKPOINT", "PRIORITY_LAST",
            "LRScheduler", "NonFiniteGuard", "LayerFreeze", "EMAHook", "ema_decay", "EvalHook", "BestCheckpointer",
            "PeriodicCheckpointer", "RecordWriter", "ConsoleWriter", "HistoryWriter", "TensorBoardWriter",
-           "ReportHook", "HISTORY", "TENSORBOARD"]
+           "ReportHook", "HISTORY", "TENSORBOARD", "FreezeBatchNorm"]

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ...registry import SCORE_REGISTRY
+from ...evaluation.results import score_names
 from ...utils.errors import ConfigError
 from ...utils.logger import format_duration
 from ...utils.outputs import HISTORY
@@ -150,9 +150,8 @@ class TensorBoardWriter(RecordWriter):
             return
         for name, metrics in record["eval"].items():
             for prefix, values in ((f"eval/{name}", metrics), (f"eval/{name}/rerank", metrics.get("rerank", {}))):
-                for key in SCORE_REGISTRY:  # the scores metrics.json holds (rank10 only when TEST.MAX_RANK >= 10)
-                    if key in values:
-                        self._writer.add_scalar(f"{prefix}/{key}", values[key], epoch)
+                for key in score_names(values):  # rank10 only when TEST.MAX_RANK >= 10; recall@K of retrieval sets
+                    self._writer.add_scalar(f"{prefix}/{key}", values[key], epoch)
 
     def flush(self) -> None:
         super().flush()
