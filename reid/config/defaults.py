@@ -196,7 +196,7 @@ _C.DATALOADER.PIPELINE = "workers"  # "workers": decode + CPU transforms per ima
 _C.DATALOADER.CACHE_SIZE = []  # (height, width) kept in the "gpu" cache; [] = INPUT.SIZE_TRAIN, else resized per batch
 _C.DATALOADER.CACHE_RAM_GB = 32.0  # "gpu" cache held in RAM up to this size, else a memory-mapped file in CACHE_DIR
 _C.DATALOADER.CACHE_DIR = ""  # memory-mapped caches (reused by later runs on the same images); "" = OUTPUT_DIR/cache
-_C.DATALOADER.CACHE_DEVICE_GB = -1.0  # "gpu" cache onto the GPU up to this size; -1 = half its free memory; 0 = never
+_C.DATALOADER.CACHE_DEVICE_GB = -1.0  # "gpu" cache onto the GPU up to this size; -1 = if it fits after the first step (a quarter kept free); 0 = never
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.SOLVER = CN()
