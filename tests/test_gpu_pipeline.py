@@ -231,3 +231,4 @@ def test_cache_device_gb_accepts_sizes_and_auto_only(tiny_train_cfg):
     assert tiny_train_cfg("DATALOADER.CACHE_DEVICE_GB", "0.0").DATALOADER.CACHE_DEVICE_GB == 0
     with pytest.raises(ConfigError, match=r"CACHE_DEVICE_GB must be >= 0 .* or -1"):
         tiny_train_cfg("DATALOADER.CACHE_DEVICE_GB", "-2.0")
+
