@@ -4,15 +4,15 @@ Every training image is decoded (and resized to ``DATALOADER.CACHE_SIZE``, by de
 same PIL filter as the workers path) once into a uint8 array: in RAM, or a memory-mapped ``.npy`` file when it is
 larger than ``CACHE_RAM_GB`` or the run has several processes (named by a hash of the images, so later runs reuse
 it; under DDP rank 0 writes it and the other ranks map the same file, so the host holds one copy, not one per GPU).
-It is copied onto the GPU when it fits ``CACHE_DEVICE_GB``, after which the host copy is released (a
-memory-mapped file stays on disk for later runs). With ``CACHE_DEVICE_GB -1`` the choice waits for the first
-training step: the model, its optimizer state and the step's activations are then allocated, and the cache moves
-to the GPU when it fits the free memory less ``AUTO_DEVICE_RESERVE`` of the GPU (kept for evaluation); an
-out-of-memory error while copying, or in a later training step (``release_device_memory``, called by the trainer),
-moves it back to the host for the rest of the run. Market-1501 at 256x128 is 1.3 GB, MSMT17 at 384x128 4.8 GB. Each batch is then gathered from the cache and augmented by the batched applier of
-``reid.data.augment`` on the training device (resize when the cache holds another size, flip, pad + crop,
-normalisation, random erasing). The GPU never waits for JPEG decoding or per-image Python code. On a CPU device the
-same code runs on CPU tensors.
+It is copied onto the GPU when it fits ``CACHE_DEVICE_GB``, after which the host copy is released (a memory-mapped
+file stays on disk for later runs). With ``CACHE_DEVICE_GB -1`` the choice waits for the first training step: the
+model, its optimizer state and the step's activations are then allocated, and the cache moves to the GPU when it
+fits the free memory less ``AUTO_DEVICE_RESERVE`` of the GPU (kept for evaluation); an out-of-memory error while
+copying, or in a later training step (``release_device_memory``, called by the trainer), moves it back to the host
+for the rest of the run. Market-1501 at 256x128 is 1.3 GB, MSMT17 at 384x128 4.8 GB. Each batch is then gathered
+from the cache and augmented by the batched applier of ``reid.data.augment`` on the training device (resize when the
+cache holds another size, flip, pad + crop, normalisation, random erasing). The GPU never waits for JPEG decoding or
+per-image Python code. On a CPU device the same code runs on CPU tensors.
 
 Batches come in the order of the workers path's sampler (the same sampler object, identity or shuffle, DDP-aware)
 and are the same dicts: ``images`` (on the device), ``pids``, ``camids`` and ``paths``. Each batch's augmentation

@@ -24,7 +24,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's deterministic workspace setting (NVIDIA's cuBLAS docs, "Results reproducibility")
+CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's deterministic workspace (cuBLAS docs, "Results reproducibility")
 
 
 def deterministic_environment() -> None:
