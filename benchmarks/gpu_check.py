@@ -7,8 +7,8 @@
 The synthetic data, model sizes and set-ups are those of ``train_bench`` (``training_setups.py``: same --root,
 --ids, --images-per-id, --test-ids), so the steps of one check share one generated set.
 
-**Sync probe.** The training step must never wait for the GPU (CONTRIBUTING.md, "Training hooks"). For the fast set-
-up of ResNet50 and MGN it runs the real training loop (``Trainer.train`` stopped by ``max_iters``: next batch,
+**Sync probe.** The training step must never wait for the GPU (CONTRIBUTING.md, "Training hooks"). For the fast
+set-up of ResNet50 and MGN it runs the real training loop (``Trainer.train`` stopped by ``max_iters``: next batch,
 ``run_step`` with every hook's ``after_step``) for ``--steps`` steps after the epoch's first two batches (the first
 autotunes cuDNN and starts the epoch's plan; before the second the image cache moves to the GPU) under
 ``torch.cuda.set_sync_debug_mode``, switched on and off by a hook that runs after all others. Violations are
