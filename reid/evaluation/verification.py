@@ -398,5 +398,5 @@ def verify(q_feats: torch.Tensor | np.ndarray, g_feats: torch.Tensor | np.ndarra
     q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
     protocol = resolve_protocol(split, rule, q_feats.device, (q_feats.shape[0], g_feats.shape[0]))
     return _run(VerificationCounter(protocol, far=far, fars=fars, device=q_feats.device),
-                iter_distance_blocks(q_feats, g_feats, metric, chunk_size))
+                iter_distance_blocks(q_feats, g_feats, metric, chunk_size, reuse=True))
 
