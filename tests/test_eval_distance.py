@@ -74,11 +74,7 @@ def test_cuda_matches_cpu(metric):
 
 def test_evaluate_names_the_feature_rows_with_nan_or_inf():
     """The blocks of finite features cannot hold NaN (no check per block); non-finite features are named."""
-    import numpy as np
-    import pytest
-
     from reid.evaluation import evaluate
-    from reid.evaluation.distance import EvaluationError
 
     g = torch.randn(30, 8)
     q = torch.randn(6, 8)
