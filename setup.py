@@ -1,4 +1,5 @@
-"""Install reid: `pip install -r requirements.txt -e .` (tested pins) or `pip install -e .` (ranges)."""
+"""Install reid (distribution reid-toolkit: "reid" on PyPI is another project; the import stays `import reid`):
+`pip install -r requirements.txt -e .` (tested pins) or `pip install -e .` (ranges)."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -7,7 +8,7 @@ version = {}
 exec((Path(__file__).parent / "reid" / "version.py").read_text(), version)  # noqa: S102 - our own file
 
 setup(
-    name="reid",
+    name="reid-toolkit",  # "reid" on PyPI is another project; the import name stays reid
     version=version["__version__"],
     description="Person re-identification toolkit: Circle / Multi-Similarity losses, MGN, fast exact evaluation "
     "and k-reciprocal re-ranking on GPU and CPU.",

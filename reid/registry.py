@@ -24,11 +24,18 @@ PIPELINE_REGISTRY = Registry("input pipeline", keys=("DATALOADER.PIPELINE",),
                              locations=("reid.data.build", "reid.data.gpu_pipeline"))
 # Resize filter name -> torchvision InterpolationMode.
 INTERPOLATION_REGISTRY = Registry("interpolation", keys=("INPUT.INTERPOLATION",), locations=("reid.data.transforms",))
+# The same filters for training images alone; "" = INPUT.INTERPOLATION's (issue 25: TransReID resizes bicubic to train).
+TRAIN_INTERPOLATION_REGISTRY = Registry("training interpolation", keys=("INPUT.INTERPOLATION_TRAIN",),
+                                        locations=("reid.data.transforms",), optional=True)
+# (frames in a tracklet, frames wanted, numpy Generator) -> the frame indices a training clip is read from.
+FRAME_SAMPLING_REGISTRY = Registry("frame sampling", keys=("DATALOADER.SEQ_SAMPLE",), locations=("reid.data.video",))
 
 # Modeling.
 BACKBONE_REGISTRY = Registry("backbone", keys=("MODEL.BACKBONE.NAME",), locations=("reid.modeling.backbones",))
 META_ARCH_REGISTRY = Registry("meta-architecture", keys=("MODEL.META_ARCHITECTURE",),
                               locations=("reid.modeling.meta_arch",))
+# cfg -> module scoring each frame of a tracklet (its weight in the tracklet's embedding), or None: equal weights.
+TEMPORAL_POOL_REGISTRY = Registry("temporal pooling", keys=("MODEL.TEMPORAL_POOL",), locations=("reid.modeling.video",))
 # GeM exponent -> pooling module giving (B, C, 1, 1).
 POOLING_REGISTRY = Registry("pooling", keys=("MODEL.HEADS.POOL",), locations=("reid.modeling.heads.pooling",))
 # Feature dimension -> module between the (pre-neck) feature and the classifier / test embedding.
@@ -60,6 +67,21 @@ OPTIMIZER_REGISTRY = Registry("optimizer", keys=("SOLVER.OPTIMIZER",), locations
 LR_SCHEDULE_REGISTRY = Registry("LR schedule", keys=("SOLVER.SCHED",), locations=("reid.solver.build",))
 # Mixed-precision mode -> autocast dtype (None = full precision).
 AMP_REGISTRY = Registry("AMP mode", keys=("SOLVER.AMP",), locations=("reid.solver.amp",))
+
+# Published training recipes (fast-reid's Base-*.yml, torchreid's OSNet configs), issue 23.
+# When the decay schedule advances -> a ``DecayClock`` (reid.solver.build).
+SCHED_STEP_REGISTRY = Registry("LR decay stepping", keys=("SOLVER.SCHED_STEP",), locations=("reid.solver.build",))
+# Value written into a randomly erased rectangle -> fill(shape, generator, dtype, device) of normalised values.
+ERASE_FILL_REGISTRY = Registry("random-erasing fill", keys=("INPUT.REA.FILL",), locations=("reid.data.augment",))
+# Label smoothing target -> (epsilon, classes) -> torch's label_smoothing giving that target distribution.
+SMOOTHING_REGISTRY = Registry("label smoothing", keys=("MODEL.LOSSES.CE.SMOOTHING",),
+                              locations=("reid.modeling.losses.cross_entropy",))
+# Triplet weighting of an anchor's positives and negatives -> TripletLoss uses the batch-hard miner (True) or not.
+TRIPLET_WEIGHTING_REGISTRY = Registry("triplet weighting", keys=("MODEL.LOSSES.TRIPLET.WEIGHTING",),
+                                      locations=("reid.modeling.losses.triplet",))
+# MGN's pair-loss features -> whether each part branch's stripe features, concatenated, are added.
+MGN_PAIR_REGISTRY = Registry("MGN pair features", keys=("MODEL.MGN.PAIR_FEATURES",),
+                             locations=("reid.modeling.meta_arch.mgn",))
 
 # Evaluation.
 METRIC_REGISTRY = Registry("distance metric", keys=("TEST.METRIC",), locations=("reid.evaluation.distance",))

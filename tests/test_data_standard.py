@@ -254,12 +254,19 @@ def test_mars_junk_is_dropped_unless_kept_and_queries_come_from_query_idx(tmp_pa
 # Training and testing entry points
 
 
-def test_video_sets_are_refused_by_training_and_evaluation_with_a_message(tmp_path):
+def test_video_sets_train_on_clips_and_test_on_every_frame(tmp_path):
     trees.write_mars(tmp_path)
-    with pytest.raises(DatasetError, match="video dataset.*does not train or evaluate on tracklets yet"):
-        build_train_loader(cfg_for(tmp_path, NAMES=["MARS"], TESTS=["MARS"]))
-    with pytest.raises(DatasetError, match="video dataset"):
-        build_test_set(cfg_for(tmp_path), "MARS")
+    cfg = cfg_for(tmp_path, NAMES=["MARS"], TESTS=["MARS"])
+    cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE, cfg.DATALOADER.SEQ_LEN = 4, 2, 3
+    loader, dataset = build_train_loader(cfg)
+    batch = next(iter(loader))
+    assert dataset.is_video and batch["images"].shape == (4, 3, 3, 16, 8) and batch["pids"].shape == (4,)
+    test = build_test_set(cfg, "MARS")
+    frames = sum(len(r.paths) for r in test.records)
+    assert len(test.loader.dataset) == frames and test.loader.dataset.num_tracklets == len(test.records)
+    trees.write_market(tmp_path)
+    with pytest.raises(DatasetError, match="mixes video sets \\(MARS: tracklets\\) with image sets"):
+        build_train_loader(cfg_for(tmp_path, NAMES=["MARS", "Market1501"], TESTS=["MARS"]))
 
 
 def test_train_only_and_test_only_sets_say_where_they_belong(tmp_path):

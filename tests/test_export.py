@@ -35,18 +35,19 @@ def ckpt(tmp_path_factory):
     return path
 
 
-def _run_exported(fmt: str, path: Path, x: torch.Tensor) -> torch.Tensor:
-    """Run the file the way a deployment would, independently of reid.export's own runners."""
+def _run_exported(fmt: str, path: Path, x: torch.Tensor, cameras: torch.Tensor | None = None) -> torch.Tensor:
+    """Run the file the way a deployment would (inputs by name), independently of reid.export's own runners."""
+    inputs = {"images": x.numpy(), **({} if cameras is None else {"cameras": cameras.numpy()})}
     if fmt == "onnx":
         import onnxruntime as ort
 
-        return torch.from_numpy(ort.InferenceSession(str(path)).run(None, {"images": x.numpy()})[0])
+        return torch.from_numpy(ort.InferenceSession(str(path)).run(None, inputs)[0])
     if fmt == "openvino":
         import openvino as ov
 
         compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        return torch.from_numpy(compiled({"images": x.numpy()})["embeddings"].copy())
-    return torch.jit.load(str(path))(x)
+        return torch.from_numpy(compiled(inputs)["embeddings"].copy())
+    return torch.jit.load(str(path))(x, *([] if cameras is None else [cameras]))
 
 
 def _metadata(fmt: str, path: Path) -> dict:
@@ -84,7 +85,7 @@ def test_export_is_verified_and_runs_any_batch_size(fmt, ckpt, tmp_path, capsys)
     assert meta["size_hw"] == [64, 32] and meta["flip_averaged"] is True and meta["meta_architecture"] == "Baseline"
 
 
-# Tiny transformers without camera embeddings (an SIE model's export needs a camera input: not yet supported)
+# Tiny transformers without camera embeddings (with them: test_model_with_camera_embeddings_exports_a_camera_input)
 _VIT = ["MODEL.VIT.EMBED_DIM", "16", "MODEL.VIT.DEPTH", "2", "MODEL.VIT.NUM_HEADS", "2", "MODEL.VIT.STRIDE", "[12, 12]"]
 TRANSFORMER_OPTS = {"TransReID": ["MODEL.BACKBONE.NAME", "vit", *_VIT],
                     "CLIPReID": ["MODEL.BACKBONE.NAME", "clip_vit", "MODEL.CLIP.PROJ_DIM", "8", *_VIT]}
@@ -96,6 +97,38 @@ def test_every_registered_meta_architecture_exports(arch, fmt, tmp_path):
     ckpt = tmp_path / "model.pt"
     make_checkpoint(ckpt, opts=["MODEL.META_ARCHITECTURE", arch, *TRANSFORMER_OPTS.get(arch, [])])
     _, check = export_checkpoint(ckpt, fmt, batch=2)
+    assert check.ok, check.line()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("arch", ["TransReID", "CLIPReID"])
+def test_model_with_camera_embeddings_exports_a_camera_input(arch, fmt, tmp_path):
+    """SIE over 3 cameras: the file takes "cameras" (B,) int64 beside "images", verified on random cameras, and
+    gives each image the embedding of its own camera (flip-averaged with the same camera)."""
+    ckpt = tmp_path / "sie.pt"
+    make_checkpoint(ckpt, opts=["MODEL.META_ARCHITECTURE", arch, *TRANSFORMER_OPTS[arch], "MODEL.VIT.SIE_CAMERAS",
+                                "3", "TEST.FLIP", "True"])
+    path, check = export_checkpoint(ckpt, fmt, tmp_path / f"sie{exporter.FORMATS[fmt].suffix}", batch=2)
+    assert check.ok, check.line()
+    model = ReIDModel.from_checkpoint(ckpt, device="cpu")
+    x, cams = torch.randn(4, 3, 64, 32), torch.tensor([2, 0, 1, 2])
+    with torch.no_grad():
+        expected = model.net(x, cams)
+        other = model.net(x, (cams + 1) % 3)
+    got = _run_exported(fmt, path, x, cams)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    assert (got - other).abs().max() > 1e-2  # the cameras given, not the export example's, are used
+    meta = _metadata(fmt, path)
+    assert meta["num_cameras"] == 3 and meta["cameras_input"].startswith("cameras: int64 (B,)")
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="needs onnx and onnxruntime")
+def test_half_onnx_of_a_model_with_camera_embeddings(tmp_path):
+    ckpt = tmp_path / "sie.pt"
+    make_checkpoint(ckpt, opts=["MODEL.META_ARCHITECTURE", "TransReID", *TRANSFORMER_OPTS["TransReID"],
+                                "MODEL.VIT.SIE_CAMERAS", "3"])
+    _, check = export_checkpoint(ckpt, "onnx", tmp_path / "half.onnx", batch=2, half=True)
     assert check.ok, check.line()
 
 

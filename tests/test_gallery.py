@@ -172,13 +172,19 @@ def test_append_extends_the_index_of_an_open_gallery(setup, tmp_path):  # noqa: 
     assert (gallery.index_change.action, gallery.index.count) == ("added", 6)
     reopened = Gallery.open(path)  # the index on disk matches the grown file
     assert reopened.index.count == 6 and reopened.search(paths[4:5], k=1).matches(0)[0].name == names[4]
-    Gallery.extract(path, model, paths[:2], names[:2])  # a new gallery: the index beside it is now stale
+    with pytest.raises(DatasetError, match="already holds a gallery of 6 embeddings.*--append.*--overwrite"):
+        Gallery.extract(path, model, paths[:2], names[:2])  # would replace the gallery: refused before embedding
+    assert len(Gallery.open(path)) == 6
+    replaced = Gallery.extract(path, model, paths[:2], names[:2], overwrite=True)  # its index goes with it
+    assert replaced.index_change.action == "removed" and not index_path(path).exists()
+    exact = Gallery.open(path, index="exact")
+    exact.append(model, paths[2:3], names[2:3], index="hnsw")  # a kind given: built as that kind
+    assert exact.index_change.action == "built" and exact.index is None  # opened exact, it stays exact
+    assert Gallery.open(path).index.kind == "hnsw"
+    exact.append(model, paths[3:4], names[3:4], index="exact")  # "exact": the index is left, stale
+    assert exact.index_change.action == "stale"
     with pytest.raises(DatasetError, match="not built from"):
         Gallery.open(path)
-    stale = Gallery.open(path, index="exact")
-    stale.append(model, paths[2:3], names[2:3], index="hnsw")  # a kind given: rebuilt as that kind
-    assert stale.index_change.action == "built" and stale.index is None  # opened exact, it stays exact
-    assert Gallery.open(path).index.kind == "hnsw"
 
 
 def test_aqe_through_a_flat_index_equals_exact_aqe(tmp_path):

@@ -23,7 +23,7 @@ def test_registry_holds_every_loss_with_kind_and_from_config():
         assert cls.kind in ("class", "pair")
         assert isinstance(cls.from_config(cfg), cls)
         assert cfg.MODEL.LOSSES[cls.cfg_key].WEIGHT >= 0  # every loss has its config section and weight
-    assert sorted(CLASSIFIER_REGISTRY) == ["circle", "cosface", "linear"]
+    assert sorted(CLASSIFIER_REGISTRY) == ["circle", "cosface", "linear", "linear_bias"]
 
 
 def test_config_defaults_reach_the_modules():

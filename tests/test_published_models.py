@@ -26,6 +26,7 @@ from reid.utils.errors import CheckpointError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 README = Path(__file__).resolve().parents[1] / "README.md"
+MODEL_ZOO = README.with_name("MODEL_ZOO.md")
 SYNTHETIC = ["DATASETS.NAMES", "['Synthetic']", "DATASETS.TESTS", "['Synthetic']",
              "DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "8", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "8",
              "DATASETS.SYNTHETIC.IMAGES_PER_ID", "6", "DATASETS.SYNTHETIC.NUM_DISTRACTORS", "4",
@@ -117,10 +118,15 @@ def test_every_zoo_entry_converts_with_a_known_architecture():
     assert "torchreid/osnet_x0_25_msmt17" in zoo.ZOO and "fastreid/market_bot_R50-ibn" in zoo.ZOO
 
 
-def test_readme_lists_every_zoo_entry_as_published():
-    text = README.read_text(encoding="utf-8")
-    assert zoo.markdown_table() in text
+def test_model_zoo_md_lists_every_zoo_entry_as_published_and_the_readme_points_there():
+    text = MODEL_ZOO.read_text(encoding="utf-8")
+    table = re.search(r"<!-- zoo table: reid.checkpoint.zoo.markdown_table\(\) -->\n(.*?)\n<!-- end of zoo table -->",
+                      text, re.S)
+    assert table is not None and table.group(1) == zoo.markdown_table(), \
+        "MODEL_ZOO.md's table differs from reid.checkpoint.zoo.markdown_table(): paste its output between the markers"
     assert "published by their authors, not measured here" in text
+    readme = README.read_text(encoding="utf-8")
+    assert "](MODEL_ZOO.md)" in readme and "| `torchreid/" not in readme  # the README points to it, lists none
 
 
 def _serve(path: Path, calls: list):
@@ -186,20 +192,26 @@ def _architecture(cfg) -> dict:
     """The MODEL settings that decide the forward pass (not training, initialisation or unused options)."""
     model = cfg_to_dict(cfg)["MODEL"]
     model["BACKBONE"].pop("PRETRAIN")
-    heads = {k: v for k, v in model["HEADS"].items() if k not in ("NUM_CLASSES", "CLS_LAYER", "SCALE", "MARGIN")}
+    heads = {k: v for k, v in model["HEADS"].items()
+             if k not in ("NUM_CLASSES", "CLS_LAYER", "SCALE", "MARGIN", "CLS_INIT_STD")}
     if not heads["EMBEDDING_DIM"]:
         heads.pop("REDUCTION")
     out = {"META_ARCHITECTURE": model["META_ARCHITECTURE"], "BACKBONE": model["BACKBONE"], "HEADS": heads}
-    return out | ({"MGN": model["MGN"]} if model["META_ARCHITECTURE"] == "MGN" else {})
+    mgn = {k: v for k, v in model["MGN"].items() if k != "PAIR_FEATURES"}  # which features train, not the forward
+    return out | ({"MGN": mgn} if model["META_ARCHITECTURE"] == "MGN" else {})
 
 
 @pytest.mark.parametrize("dataset", ["Market1501", "MSMT17"])
 def test_recipe_configs_build_the_architectures_the_importers_produce(dataset):
-    """configs/<set>/sbs_R50-ibn.yml, mgn_sbs_R50-ibn.yml and osnet_x1_0.yml build exactly the model that converting
-    fast-reid's SBS / MGN R50-ibn or torchreid's osnet_x1_0 gives, so a converted checkpoint fine-tunes with them."""
+    """configs/<set>/{bagtricks,AGW,sbs,mgn}_R50*.yml and osnet_x1_0.yml build exactly the model that converting
+    fast-reid's BoT / AGW / SBS / MGN or torchreid's osnet_x1_0 gives, so a converted checkpoint fine-tunes with
+    them."""
     ibn = {"WITH_IBN": True}
-    for name, source in (("sbs_R50-ibn", zoo.fastreid.recipe("SBS", BACKBONE=ibn)),
-                         ("mgn_sbs_R50-ibn", zoo.fastreid.recipe("MGN", BACKBONE=ibn)), ("osnet_x1_0", None)):
+    for name, source in (("bagtricks_R50", zoo.fastreid.recipe("bagtricks")),
+                         ("bagtricks_R50-ibn", zoo.fastreid.recipe("bagtricks", BACKBONE=ibn)),
+                         ("AGW_R50", zoo.fastreid.recipe("AGW")), ("sbs_R50", zoo.fastreid.recipe("SBS")),
+                         ("sbs_R50-ibn", zoo.fastreid.recipe("SBS", BACKBONE=ibn)),
+                         ("mgn_R50-ibn", zoo.fastreid.recipe("MGN", BACKBONE=ibn)), ("osnet_x1_0", None)):
         ours = load_cfg(f"configs/{dataset}/{name}.yml")
         if source is None:
             imported = load_cfg(None, [*torchreid.ARCHS["osnet_x1_0"].opts, "MODEL.HEADS.POOL", "avg",

@@ -33,7 +33,7 @@ def _tool(name, *args):
 def test_unknown_key():
     assert _tool("train.py", "SOLVER.MAX_EPOCH", "3") == (
         "error: Unknown config key 'SOLVER.MAX_EPOCH' (on the command line). Did you mean: SOLVER.MAX_EPOCHS, "
-        "SOLVER.WARMUP_EPOCHS, SOLVER.EMA? Every key is listed in reid/config/defaults.py.")
+        "SOLVER.DELAY_EPOCHS, SOLVER.WARMUP_EPOCHS? Every key is listed in reid/config/defaults.py.")
 
 
 def _main_of(tool):

@@ -191,6 +191,28 @@ def finished_run(tmp_path_factory):
     return out
 
 
+def test_no_page_a_run_writes_links_a_missing_file(finished_run):
+    """Before any evaluation of the run (this test comes first): eval/index.html is written at the end of training,
+    the report links it and no ranked list that is not drawn yet, and lists model_best.pt among its files."""
+    pages = sorted(finished_run.rglob("*.html"))
+    assert finished_run / "eval" / "index.html" in pages and finished_run / "report.html" in pages
+    for page in pages:
+        assert_links_resolve(page)
+    report = assert_links_resolve(finished_run / "report.html")
+    assert "eval/index.html" in report and "model_best.pt" in report
+    assert not any("ranked_lists" in link for link in report)
+    assert "../report.html" in assert_links_resolve(finished_run / "eval" / "index.html")
+
+
+def test_model_best_keeps_the_threshold_of_its_evaluation(finished_run):
+    from reid.inference import ReIDModel
+
+    best = load_checkpoint(finished_run / "model_best.pt")
+    chosen = best["metrics"]["verification"]
+    assert best["threshold"] == chosen["threshold"] and best["threshold_far"] == float(chosen["far"])
+    assert ReIDModel.from_checkpoint(finished_run / "model_best.pt", device="cpu").threshold == chosen["threshold"]
+
+
 def test_evaluations_of_a_run_go_into_its_eval_folder_and_never_touch_its_records(finished_run, capsys, monkeypatch):
     out = finished_run
     before = _files(out)
@@ -229,8 +251,8 @@ def test_evaluations_of_a_run_go_into_its_eval_folder_and_never_touch_its_record
     assert _files(out) == before
     lists = out / "eval" / "model_final" / "ranked_lists" / "index.html"
     assert "../report.html" in assert_links_resolve(lists)
-    assert "eval/model_final/ranked_lists/index.html" in assert_links_resolve(out / "report.html",
-                                                                                optional=("eval/index.html",))
+    # The training report was written before the lists were drawn: it names them but links only what existed.
+    assert "eval/model_final/ranked_lists/index.html" not in assert_links_resolve(out / "report.html")
     index = out / "eval" / "index.html"
     links = assert_links_resolve(index)
     assert {"model_final/report.html", "model_final/ranked_lists/index.html", "mine-2/metrics.json",
@@ -248,11 +270,60 @@ def test_a_new_report_lists_the_evaluations_of_its_run(tmp_path):
                                                                            "mAP": 0.25}))
     html = evaluations_section(run)
     assert '<a href="eval/model_best/metrics.json">metrics</a>' in html and "50.00" in html and "25.00" in html
-    assert '<a href="eval/index.html">' in html
+    assert "<code>eval/index.html</code>" in html  # named, not linked: it is not written yet
+    (run / "eval" / "index.html").write_text("")
+    assert '<a href="eval/index.html">' in evaluations_section(run)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # What a run leaves: log header, ETA, model_final.pt, Ctrl-C advice
+
+
+def test_standalone_checkpoints_get_their_own_evaluation_folders(finished_run, tmp_path, capsys, monkeypatch):
+    """reid-test MODEL.WEIGHTS osnet.pt, as the README shows for a converted checkpoint: its stored OUTPUT_DIR is the
+    default output/; two checkpoints evaluated there no longer replace each other's files."""
+    state = load_checkpoint(finished_run / "model_final.pt")
+    state["cfg"]["OUTPUT_DIR"] = "output"  # what reid-convert stores
+    save_checkpoint(tmp_path / "osnet.pt", state)
+    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(tmp_path / "sbs.pt", state)
+    monkeypatch.chdir(tmp_path)
+    for name in ("osnet", "sbs"):
+        assert _run(test_tool.main, ["MODEL.WEIGHTS", f"{name}.pt", "VIS.REPORT", "False"], capsys)[0] == 0
+    out = tmp_path / "output"
+    assert not (out / "metrics.json").exists() and not (out / "config.yaml").exists()
+    configs = {name: load_cfg(out / "eval" / name / "config.yaml") for name in ("osnet", "sbs")}
+    assert {name: c.MODEL.WEIGHTS for name, c in configs.items()} == {"osnet": "osnet.pt", "sbs": "sbs.pt"}
+    assert all((out / "eval" / name / "metrics.json").is_file() for name in configs)
+    assert {"osnet/metrics.json", "sbs/metrics.json"} <= set(assert_links_resolve(out / "eval" / "index.html"))
+    # An OUTPUT_DIR given on the command line is used as it is, but not over another evaluation.
+    assert _run(test_tool.main, ["MODEL.WEIGHTS", "osnet.pt", "VIS.REPORT", "False", "OUTPUT_DIR", "mine"],
+                capsys)[0] == 0
+    first = (tmp_path / "mine" / "metrics.json").read_bytes()
+    assert _run(test_tool.main, ["MODEL.WEIGHTS", "sbs.pt", "VIS.REPORT", "False", "OUTPUT_DIR", "mine"],
+                capsys)[0] == 0
+    assert (tmp_path / "mine" / "metrics.json").read_bytes() == first
+    assert load_cfg(tmp_path / "mine" / "eval" / "sbs" / "config.yaml").MODEL.WEIGHTS == "sbs.pt"
+
+
+def test_a_report_says_the_ema_weights_were_evaluated(tmp_path):
+    from reid.visualization.report import _header
+
+    cfg = load_cfg(None, ["SOLVER.EMA.ENABLED", "True", "SOLVER.EMA.DECAY", "0.999"])
+    assert "the EMA of the weights (SOLVER.EMA.DECAY 0.999)" in _header(cfg, {}, tmp_path, {"train_time_s": 1.0})
+    assert "EMA" not in _header(get_cfg(), {}, tmp_path, {"train_time_s": 1.0})
+
+
+def test_the_evaluations_index_shows_a_visualize_evaluation(tmp_path):
+    from reid.visualization.evaluations import evaluations_table
+
+    lists = tmp_path / "run" / "eval" / "model_final" / "ranked_lists"  # what reid-visualize leaves: no metrics.json
+    lists.mkdir(parents=True)
+    (lists / "ranked_lists.json").write_text(json.dumps({"metrics": {"dataset": "Synthetic", "rank1": 0.5,
+                                                                     "mAP": 0.25}, "sheets": []}))
+    (lists / "index.html").write_text("<html></html>")
+    table = evaluations_table(tmp_path / "run", "")
+    assert "Synthetic" in table and "50.00" in table and "25.00" in table
 
 
 def test_log_header_eta_and_slim_final_checkpoint(finished_run):
@@ -272,7 +343,8 @@ def test_log_header_eta_and_slim_final_checkpoint(finished_run):
     assert {"optimizer", "scheduler", "rng", "hooks", "clock"} <= set(last)
     assert (finished_run / "model_final.pt").stat().st_size < (finished_run / "model_last.pt").stat().st_size / 2
     best = load_checkpoint(finished_run / "model_best.pt")
-    assert set(best) == {"model", "epoch", "cfg", "num_classes", "meta_architecture", "metrics", "best"}
+    assert set(best) == {"model", "epoch", "cfg", "num_classes", "meta_architecture", "metrics", "best", "threshold",
+                         "threshold_far", "threshold_dataset"}
     assert best["best"]["metric"] == "mAP" and best["metrics"]["mAP"] == best["best"]["value"]
 
 

@@ -46,6 +46,34 @@ def test_tiny_transreid_learns_through_tools_train(tmp_path):
     assert load_cfg(out / "config.yaml").MODEL.META_ARCHITECTURE == "TransReID"
 
 
+def test_recipe_resizes_bicubic_to_train_bilinear_to_test_with_plain_momentum():
+    """TransReID's transforms (bicubic training resize, bilinear test resize) and optimizer (SGD without Nesterov,
+    weight decay 1e-4 on every parameter); by default the training filter follows INPUT.INTERPOLATION and SGD is
+    Nesterov's."""
+    from torchvision.transforms import InterpolationMode
+
+    from reid.data.augment import TrainAugmentation
+    from reid.data.transforms import build_resize, build_test_transform
+    from reid.modeling import build_model
+    from reid.solver import build_optimizer
+    from reid.utils.errors import ConfigError
+
+    cfg = load_cfg(RECIPE, ["MODEL.BACKBONE.PRETRAIN", "False", "MODEL.VIT.EMBED_DIM", "16", "MODEL.VIT.DEPTH", "2",
+                            "MODEL.VIT.NUM_HEADS", "2"])
+    assert build_resize(cfg, cfg.INPUT.SIZE_TRAIN, train=True).interpolation == InterpolationMode.BICUBIC
+    assert TrainAugmentation.from_cfg(cfg).interpolation == "bicubic"  # the GPU pipeline's resize of its cache
+    assert build_test_transform(cfg).transforms[0].interpolation == InterpolationMode.BILINEAR
+    groups = build_optimizer(cfg, build_model(cfg, 10)).param_groups
+    assert all(g["momentum"] == 0.9 and not g["nesterov"] and g["weight_decay"] == 1e-4 for g in groups)
+    assert {g["lr_factor"] for g in groups} == {1.0, 2.0}
+
+    plain = load_cfg(None, ["INPUT.INTERPOLATION", "bilinear", "SOLVER.OPTIMIZER", "SGD"])
+    assert build_resize(plain, [8, 4], train=True).interpolation == InterpolationMode.BILINEAR
+    assert all(g["nesterov"] for g in build_optimizer(plain, torch.nn.Linear(2, 2)).param_groups)
+    with pytest.raises(ConfigError, match=r"INPUT.INTERPOLATION_TRAIN must be one of '' \(none\), 'bicubic'"):
+        load_cfg(None, ["INPUT.INTERPOLATION_TRAIN", "nearest"])
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_transreid_speed_path_trains_on_gpu(tmp_path):

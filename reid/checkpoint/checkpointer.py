@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Protocol
+from typing import Any, Dict, Iterable, Optional, Protocol, Tuple
 
 import torch
 from torch import nn
@@ -37,6 +37,34 @@ def model_record(cfg, model: nn.Module) -> Dict[str, Any]:
     """What :func:`reid.checkpoint.load_for_inference` needs besides the weights to rebuild ``model``."""
     return {"cfg": cfg_to_dict(cfg), "num_classes": model.num_classes,
             "meta_architecture": cfg.MODEL.META_ARCHITECTURE}
+
+
+def threshold_record(metrics: Optional[Dict[str, Any]], far: Optional[float] = None) -> Dict[str, Any]:
+    """The entries of a checkpoint to use (model_final.pt, model_best.pt) that keep the verification threshold of
+    the evaluation in ``metrics`` (metrics.json's form) at false-accept rate ``far`` (default: the one the metrics
+    name, TEST.VERIFY_FAR): ``threshold`` (a TEST.METRIC distance: "same person" when d <= threshold),
+    ``threshold_far`` and ``threshold_dataset`` (the first test set); none when the evaluation has no threshold."""
+    verification = (metrics or {}).get("verification") or {}
+    if verification.get("threshold") is None:
+        return {}
+    far = verification.get("far") if far is None else far
+    return {"threshold": float(verification["threshold"]), "threshold_far": None if far is None else float(far),
+            "threshold_dataset": metrics.get("dataset", "")}
+
+
+def stored_threshold(state: Dict[str, Any]) -> Tuple[Optional[float], Optional[float]]:
+    """(threshold, false-accept rate) kept in a checkpoint's content: its ``threshold`` entries
+    (:func:`threshold_record`), else the one in its ``metrics`` (model_best.pt files written before the entries
+    were added to them); (None, None) when it has none (converted, or never evaluated)."""
+    if state.get("threshold") is not None:
+        far = state.get("threshold_far")
+        return float(state["threshold"]), None if far is None else float(far)
+    metrics = state.get("metrics")
+    verification = metrics.get("verification") if isinstance(metrics, dict) else None
+    if isinstance(verification, dict) and verification.get("threshold") is not None:
+        far = verification.get("far")
+        return float(verification["threshold"]), None if far is None else float(far)
+    return None, None
 
 
 class Checkpointer:

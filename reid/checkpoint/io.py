@@ -198,7 +198,9 @@ def export_kind(path: Path) -> str:
 def _export_message(path: Path, kind: str) -> str:
     runtime = {"TorchScript": "torch.jit.load(path) (PyTorch alone, no reid needed)",
                "ONNX": "onnxruntime.InferenceSession(path) (or any ONNX runtime)",
-               "OpenVINO": "openvino.Core().compile_model(path, 'CPU') (its weights are the .bin beside it)"}[kind]
+               "OpenVINO": "openvino.Core().compile_model(path, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'}) (its "
+                           "weights are the .bin beside it; without the hint, CPUs with bf16 units run in bf16, "
+                           "about 1e-1 from the float32 embeddings)"}[kind]
     article = "an" if kind[0] in "AEIOU" else "a"
     return (f"{str(path)!r} is {article} {kind} export (written by tools/export.py for deployment), not a checkpoint: "
             f"run it with {runtime}; its input and output conventions are stored in the file. To evaluate, embed "

@@ -193,7 +193,7 @@ ZOO: Dict[str, ZooEntry] = _entries()
 
 
 def markdown_table() -> str:
-    """The README's table of the zoo (a test keeps the README equal to it)."""
+    """MODEL_ZOO.md's table of the zoo (a test keeps the file equal to it)."""
     lines = ["| Name | Trained on | Published rank-1 / mAP (%) | File |", "| --- | --- | --- | --- |"]
     for e in ZOO.values():
         numbers = "; ".join(f"{test} {rank1:.1f} / {mAP:.1f}" for test, rank1, mAP in e.published)
@@ -245,7 +245,7 @@ def pretrained_checkpoint(name_or_path: str | os.PathLike, cache: Optional[str |
         near = [n for n in ZOO if str(name_or_path).split("/")[-1] in n][:5]
         raise CheckpointError(f"{str(name_or_path)!r} is neither a file nor a model-zoo name"
                               + (f"; did you mean {', '.join(near)}?" if near else "") + " The names are listed "
-                              "in reid.checkpoint.zoo.ZOO and in the README's 'Published models'.")
+                              "in reid.checkpoint.zoo.ZOO and in MODEL_ZOO.md.")
     entry = ZOO[str(name_or_path)]
     folder = Path(cache) if cache is not None else cache_dir()
     folder = folder / entry.source
@@ -261,6 +261,8 @@ def pretrained_checkpoint(name_or_path: str | os.PathLike, cache: Optional[str |
     check = report.verification
     if check is not None and not check.ok:
         converted.unlink(missing_ok=True)
-        raise ConversionError(f"{entry.name} converted from {raw} does not reproduce {check.peer}'s embeddings "
-                              f"({check.line()}); the converted file was removed.")
+        what = (f"does not reproduce {check.peer}'s embeddings" if check.peer_finite else
+                f"cannot be verified: {check.peer}'s own embeddings are not finite (a damaged file?)")
+        raise ConversionError(f"{entry.name} converted from {raw} {what} ({check.line()}); the converted file was "
+                              f"removed.")
     return converted

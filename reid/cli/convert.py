@@ -59,6 +59,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 verify=not args.no_verify, atol=args.atol, opts=args.opts)
     print("\n".join(report.lines()))
     check = report.verification
+    if check is not None and not check.peer_finite:
+        raise ConversionError(f"The conversion to {str(report.path)!r} cannot be verified: {check.peer}'s own model "
+                              f"gives non-finite embeddings (NaN or inf) on the {check.images} check images, so there "
+                              f"is nothing to compare with. The file's weights are probably damaged (NaN or inf "
+                              f"values, negative BatchNorm variances); check them, or use another copy of the file "
+                              f"(--no-verify skips the check, at your own risk).")
     if check is not None and not check.ok:
         raise ConversionError(f"The converted checkpoint {str(report.path)!r} does not reproduce {check.peer}'s "
                               f"embeddings (max difference {check.relative:.3e} of the embedding scale > atol "

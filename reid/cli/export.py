@@ -16,15 +16,21 @@ EPILOG = f"""examples:
 The exported graph takes "images", a float32 (B, 3, H, W) batch of any size B, resized to INPUT.SIZE_TEST
 (with INPUT.INTERPOLATION), RGB scaled to [0, 1] and normalised with INPUT.PIXEL_MEAN / PIXEL_STD, and returns
 "embeddings" (B, D), not L2-normalised (averaged with the mirror image when TEST.FLIP is True; override with
-TEST.FLIP False). These facts are stored in the file (ONNX metadata_props / TorchScript extra file "reid.json" /
-OpenVINO rt_info "reid"). OpenVINO writes FILE.xml and FILE.bin (pip install openvino). --half (ONNX) computes in
-float16 between float32 input and output: half the file, for GPUs with float16 units.
+TEST.FLIP False). A model with camera embeddings (SIE: TransReID, CLIP-ReID) takes a second input, "cameras",
+int64 (B,): each image's 0-based camera (camera 1 of the file names is 0). These facts are stored in the file
+(ONNX metadata_props / TorchScript extra file "reid.json" / OpenVINO rt_info "reid"). OpenVINO writes FILE.xml
+and FILE.bin (pip install openvino). --half (ONNX) computes in float16 between float32 input and output: half the
+file, for GPUs with float16 units.
 
 After writing, the file is run by its own runtime (onnxruntime / torch.jit.load / OpenVINO's CPU runtime in f32)
 on batch sizes other than --batch and compared with float32 PyTorch. The largest difference is judged against
 the embedding scale (the largest |value| PyTorch returns; published models reach ~170): it must be at most
 max(--atol, --rtol x scale), default atol {ATOL:g} and rtol {RTOL:g} ({HALF_RTOL:g} with --half, float16's
-precision over a deep network). A larger difference (or a failure) exits with status 1. --config FILE (needed
+precision over a deep network). A larger difference (or a failure) exits with status 1.
+
+--output is checked before the model is loaded: it may not be the checkpoint itself, must have its format's
+suffix (.onnx; .xml for OpenVINO; .pt, .pth, .ts for TorchScript) and a writable folder, and an existing file
+there is replaced only when it is an earlier export of the same format, or with --overwrite. --config FILE (needed
 for a bare state dict) and KEY VALUE overrides (after all options) are merged over the checkpoint's config."""
 
 
@@ -36,6 +42,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--output", metavar="FILE",
                         help="file to write (default: beside the checkpoint, .onnx / .fp16.onnx / .torchscript.pt "
                              "/ .xml)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --output that is not an export of this format (an earlier export "
+                             "is replaced without it; the checkpoint itself never is)")
     parser.add_argument("--batch", type=int, default=4, help="batch size of the example used to export (default 4)")
     parser.add_argument("--half", action="store_true", help="ONNX computing in float16 (float32 input and output)")
     parser.add_argument("--atol", type=float, default=ATOL,
@@ -46,7 +55,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     path, check = export_checkpoint(args.weights, args.format, args.output, args.batch, args.atol,
-                                    config=args.config or None, opts=args.opts, rtol=args.rtol, half=args.half)
+                                    config=args.config or None, opts=args.opts, rtol=args.rtol, half=args.half,
+                                    overwrite=args.overwrite)
     print(f"exported {args.format}{' (float16)' if args.half else ''}: {path} (dynamic batch)")
     print(check.line())
     if not check.ok:

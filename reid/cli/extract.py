@@ -7,7 +7,8 @@ from typing import Optional, Sequence
 
 from ..gallery import KINDS, Gallery
 from ..inference import ReIDModel, list_images
-from ..utils.errors import DatasetError
+from ..utils.errors import ConfigError, DatasetError
+from .cameras import add_camera_options, camera_help, cameras_from_args
 from .parser import config_parser, run_tool
 
 EPILOG = """examples:
@@ -15,6 +16,7 @@ EPILOG = """examples:
   reid-extract --weights model_final.pt --input list.txt --output feats.npz TEST.FLIP True
   reid-extract --weights model_final.pt --input crops/ --output gallery.npz --index ivfpq
   reid-extract --weights model_final.pt --input new_crops/ --output gallery.npz --append
+  reid-extract --weights transreid_market.pt --input bounding_box_test/ --output feats.npz --cameras-from-names
 
 The model is rebuilt from the config stored in the checkpoint; --config FILE (needed for a bare state dict)
 and KEY VALUE overrides (after all options) are merged over it. Images are resized and normalised exactly as
@@ -32,9 +34,16 @@ faiss-cpu): flat = exact, ivfpq = inverted file + product quantisation re-ranked
 choice for millions of crops), hnsw = graph search. The index records the gallery it was built from; reid-search
 refuses one that does not match. --index exact (the default) writes none.
 
---append embeds only the new images and adds them to the existing --output (and to its index, without
-re-embedding or re-training anything). It refuses another checkpoint (by its SHA-256), another config, another
-dimension or normalisation, and names already in the gallery."""
+An existing --output is not replaced unless --overwrite is given (which also removes the FAISS index of the
+replaced gallery). --append embeds only the new images and adds them to the existing --output (and to its index,
+without re-embedding or re-training anything). It refuses another checkpoint (by its SHA-256), another config,
+another dimension or normalisation, names already in the gallery and a damaged index, before anything is embedded;
+the file and its index are written only once everything is computed.
+
+An image that cannot be decoded stops the extraction and is named; DATASETS.SKIP_UNREADABLE True skips such files
+instead (each image is then decoded once more up front to check it) and lists them.
+
+""" + camera_help("the name (the path below --input, or the line of the list)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -52,30 +61,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="also write a FAISS index of this kind beside the .npz (default exact: none; with "
                              "--append: the existing index's kind)")
     parser.add_argument("--append", action="store_true",
-                        help="add the images to the existing --output gallery (and its index) instead of "
-                             "replacing it")
+                        help="add the images to the existing --output gallery (and its index)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --output gallery (and remove the index of the replaced one)")
+    add_camera_options(parser, "--input")
     args = parser.parse_args(argv)
+    if args.append and args.overwrite:
+        raise ConfigError("--append adds to the gallery in --output and --overwrite replaces it; give one of them.")
+    if not args.append:
+        Gallery.check_new(args.output, args.overwrite)  # before the model is loaded
 
     # The config (checkpoint's, --config, overrides) is resolved and validated before any image is listed.
     model = ReIDModel.from_checkpoint(args.weights, config=args.config or None, device=args.device, opts=args.opts)
     paths, names = list_images(args.input)
+    cameras = cameras_from_args(args, names, model.num_cameras, "--input")
     normalize = not args.no_normalize
     options = dict(normalize=normalize, index=args.index, batch_size=args.batch_size, num_workers=args.num_workers,
-                   progress=True)
+                   progress=True, cameras=cameras)
     if args.append:
         if not Path(args.output).is_file():
             raise DatasetError(f"--append: {args.output!r} does not exist; extract the gallery first (without "
                                f"--append).")
         gallery = Gallery.open(args.output, index="exact", device=args.device)  # the index beside it: append's
+        before = len(gallery)
         gallery.append(model, paths, names, **options)
-        what = f"appended {len(names)} embeddings ({len(gallery)} in all)"
+        what = f"appended {len(gallery) - before} embeddings ({len(gallery)} in all)"
     else:
-        gallery = Gallery.extract(args.output, model, paths, names, **options)
+        gallery = Gallery.extract(args.output, model, paths, names, overwrite=args.overwrite, **options)
         what = f"wrote {len(gallery)} embeddings"
+    if gallery.skipped:
+        shown = "; ".join(f"{name} {problem}" for name, problem in gallery.skipped[:3])
+        more = f"; and {len(gallery.skipped) - 3} more" if len(gallery.skipped) > 3 else ""
+        print(f"skipped {len(gallery.skipped)} unreadable image(s) (DATASETS.SKIP_UNREADABLE): {shown}{more}")
     print(f"{what} of dimension {gallery.dim} ({'L2-normalised' if normalize else 'raw'}) to {gallery.path}")
     change = gallery.index_change
     if change.action == "added":
-        print(f"added {len(names)} vectors to the {change.kind} index {change.path} ({change.count} in all)")
+        print(f"added {change.count - before} vectors to the {change.kind} index {change.path} ({change.count} in "
+              f"all)")
+    elif change.action == "removed":
+        print(f"removed {change.path}, the index of the replaced gallery (write a new one with --index KIND)")
     elif change.action == "built":
         print(f"wrote a {change.kind} index of {change.count} vectors to {change.path}")
     elif change.action == "stale":  # it describes the replaced gallery; search refuses it, so say so now

@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence
 
 from ..engine.launch import distributed
 from ..engine.run_folder import FinishedRun
+from ..engine.splits import train_all_splits
 from ..engine.trainer import Trainer
 from ..utils.env import deterministic_environment
 from ..utils.outputs import LAST, RUN_RECORDS, present
@@ -17,6 +18,7 @@ EPILOG = """examples:
   reid-train --config configs/Synthetic/resnet50_circle.yml
   reid-train --config configs/Market1501/resnet50_circle.yml MODEL.DEVICE cuda OUTPUT_DIR out/m50
   reid-train --config configs/Market1501/resnet50_circle.yml OUTPUT_DIR out/m50 --resume
+  reid-train ... DATASETS.NAMES "['VIPeR']" DATASETS.TESTS "['VIPeR']" OUTPUT_DIR out/viper --all-splits
   torchrun --nproc_per_node 4 tools/train.py --config configs/Market1501/mgn_circle.yml   # 4 GPUs, DDP
 
 (python tools/train.py ... is the same command.) Writes to OUTPUT_DIR: config.yaml (resolved config), log.txt,
@@ -40,6 +42,11 @@ def build_parser():
     parser.add_argument("--allow-config-change", action="store_true",
                         help="with --resume: go on although the config differs from the checkpoint's in keys that "
                              "change the result (model, data, input, solver, seed); each change is logged")
+    parser.add_argument("--all-splits", action="store_true",
+                        help="train and evaluate every split of the multi-split protocol of DATASETS.NAMES (VIPeR, "
+                             "CUHK01, GRID, PRID, iLIDS, CUHK03 classic, iLIDSVID, PRID2011), one run per split in "
+                             "OUTPUT_DIR/split_<k>/, then write the mean over all splits to OUTPUT_DIR/metrics.json "
+                             "and report.html; with --resume, finished splits are kept and the rest (re)started")
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an OUTPUT_DIR that holds one, after moving the old run into "
                              "OUTPUT_DIR/previous-<timestamp>/ (nothing is deleted)")
@@ -54,8 +61,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         deterministic_environment()  # before any CUDA work, NCCL's included
     try:
         with distributed(cfg.MODEL.DEVICE):  # under torchrun: join the process group (DDP); else a no-op
-            Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
-                    allow_config_change=args.allow_config_change).train()
+            if args.all_splits:
+                train_all_splits(cfg, resume=args.resume, overwrite=args.overwrite,
+                                 allow_config_change=args.allow_config_change)
+            else:
+                Trainer(cfg, resume=args.resume, overwrite=args.overwrite,
+                        allow_config_change=args.allow_config_change).train()
     except FinishedRun as done:
         print(done)
         return 0

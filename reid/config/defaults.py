@@ -22,6 +22,11 @@ _C.MODEL.WEIGHTS = ""  # checkpoint to load before training/testing (classifier 
 _C.MODEL.CHANNELS_LAST = False  # channels-last memory layout of model and inputs (faster convolutions with AMP on GPUs)
 _C.MODEL.COMPILE = False  # torch.compile the training forward (slow first iterations; evaluation runs eagerly)
 _C.MODEL.SYNC_BN = False  # under DDP, SyncBatchNorm: BN statistics over the whole batch of all GPUs (CUDA only)
+# Modules (dotted names: "backbone", "head.reduction", "branches") not updated and with norm layers in eval mode for the
+# first SOLVER.FREEZE_ITERS iterations / FREEZE_EPOCHS epochs (fast-reid MODEL.FREEZE_LAYERS + its LayerFreeze hook;
+# torchreid's fixbase_epoch, which freezes every module but its open_layers).
+_C.MODEL.FREEZE_LAYERS = []  # frozen modules (fast-reid SBS: the backbone)
+_C.MODEL.FREEZE_PARAMS_ONLY = []  # not updated either, but left in train mode (fast-reid MGN: its regexes hit the heads)
 
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = "resnet"  # BACKBONE_REGISTRY: resnet, osnet_x1_0 ... osnet_x0_25, osnet_ain_x1_0, ...
@@ -51,10 +56,12 @@ _C.MODEL.HEADS.CLS_LAYER = "circle"  # classifier: "linear", "circle" (class-lev
 # Class-level Circle on re-ID, scale 128 / m 0.25: Circle loss paper (Sun et al. 2020, Sec. 4.1).
 _C.MODEL.HEADS.SCALE = 128.0  # gamma of class-level Circle / s of CosFace
 _C.MODEL.HEADS.MARGIN = 0.25  # m of class-level Circle / CosFace (CosFace paper: 0.35)
+_C.MODEL.HEADS.CLS_INIT_STD = 0.0  # >0: classifier weights from N(0, std^2) (fast-reid, torchreid: 0.01); 0: its own
 
 _C.MODEL.MGN = CN()
 _C.MODEL.MGN.GLOBAL_STRIDE = 2  # layer4 stride of the global branch: 2 (MGN paper) or 1 (fast-reid)
 _C.MODEL.MGN.CLASSIFIER = "heads"  # "heads": one per feature (MGN paper); "concat": one on all 8 (Circle loss Sec. 4.1)
+_C.MODEL.MGN.PAIR_FEATURES = "global"  # pair losses on the 3 global features (MGN paper); "global_and_stripes" (fast-reid)
 
 # Transformers (issue 25). ViT as TransReID builds it (He et al., ICCV 2021); its sizes also give CLIP's ViT.
 _C.MODEL.VIT = CN()
@@ -96,6 +103,7 @@ _C.MODEL.LOSSES.GATHER_FEATURES = True  # False: each GPU's pair losses see only
 
 _C.MODEL.LOSSES.CE = CN()
 _C.MODEL.LOSSES.CE.EPSILON = 0.1  # label smoothing (bag of tricks, Luo et al. 2019)
+_C.MODEL.LOSSES.CE.SMOOTHING = "uniform"  # EPSILON over all C classes (Szegedy et al., torchreid); "others": C-1 (fast-reid)
 _C.MODEL.LOSSES.CE.WEIGHT = 1.0  # weight in the total loss
 
 _C.MODEL.LOSSES.CIRCLE = CN()
@@ -118,6 +126,7 @@ _C.MODEL.LOSSES.TRIPLET = CN()
 _C.MODEL.LOSSES.TRIPLET.MARGIN = 0.3  # hinge margin on Euclidean distance (bag of tricks, Luo et al. 2019)
 _C.MODEL.LOSSES.TRIPLET.SOFT_MARGIN = False  # log(1 + exp(d_ap - d_an)) instead of the hinge (Hermans et al. 2017)
 _C.MODEL.LOSSES.TRIPLET.NORM_FEAT = False  # L2-normalise features first (bag of tricks: False, raw features)
+_C.MODEL.LOSSES.TRIPLET.WEIGHTING = "hardest"  # batch-hard (Hermans et al.); "softmax": AGW's (Ye et al. 2021; fast-reid)
 _C.MODEL.LOSSES.TRIPLET.WEIGHT = 1.0  # weight in the total loss
 
 # Contrastive on cosine similarity, GPW paper eq. 5: positives (1 - s), negatives [s - lambda]_+.
@@ -149,9 +158,14 @@ _C.INPUT.PADDING = 10  # zero padding before the random crop back to SIZE_TRAIN;
 _C.INPUT.REA = CN()
 _C.INPUT.REA.ENABLED = True  # random erasing (Zhong et al. 2020)
 _C.INPUT.REA.PROB = 0.5  # probability of erasing one rectangle
+_C.INPUT.REA.FILL = "random"  # erased values N(0, 1) (Zhong et al. 2020, torchvision); "mean": mean pixel (fast-reid)
+_C.INPUT.AUTOAUG = CN()
+_C.INPUT.AUTOAUG.ENABLED = False  # AutoAugment's ImageNet policy (Cubuk et al. 2019) before the resize (fast-reid SBS)
+_C.INPUT.AUTOAUG.PROB = 0.1  # probability of applying it to an image (fast-reid Base-SBS.yml)
 _C.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]  # RGB mean in [0, 1] (ImageNet)
 _C.INPUT.PIXEL_STD = [0.229, 0.224, 0.225]  # RGB std in [0, 1] (ImageNet)
 _C.INPUT.INTERPOLATION = "bicubic"  # resize filter: "bicubic" (fast-reid) or "bilinear" (torchvision default)
+_C.INPUT.INTERPOLATION_TRAIN = ""  # training images' resize filter; "" = INTERPOLATION (TransReID: bicubic)
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.DATASETS = CN()
@@ -160,6 +174,9 @@ _C.DATASETS.NAMES = ["Market1501"]  # training sets (registered in DATASET_REGIS
 _C.DATASETS.TESTS = ["Market1501"]  # test sets, each evaluated on its own query/gallery split
 _C.DATASETS.SKIP_UNREADABLE = False  # skip (and count, and report) images that cannot be decoded
 _C.DATASETS.KEEP_JUNK = False  # keep pid -1 query/gallery images (the evaluator ignores them; plots grey them)
+
+_C.DATASETS.MSMT17 = CN()
+_C.DATASETS.MSMT17.WITH_VAL = True  # train on list_train + list_val (32,621 images); False: list_train (fast-reid, torchreid)
 
 _C.DATASETS.SYNTHETIC = CN()
 _C.DATASETS.SYNTHETIC.NUM_TRAIN_IDS = 100  # identities in bounding_box_train
@@ -189,7 +206,7 @@ _C.DATASETS.VERIWILD.TEST_SIZE = 3000  # test_<N>.txt: 3000, 5000 or 10000 ids (
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.DATALOADER = CN()
-_C.DATALOADER.SAMPLER = "identity"  # "identity" (P x K batches) or "random"
+_C.DATALOADER.SAMPLER = "identity"  # "identity" (P x K batches), "naive_identity" (fast-reid's P x K) or "random"
 _C.DATALOADER.NUM_INSTANCE = 4  # K images per identity in a batch (P = IMS_PER_BATCH / K)
 _C.DATALOADER.NUM_WORKERS = 4  # loader worker processes (0 = load in the main process); decode threads of "gpu"
 _C.DATALOADER.PIPELINE = "workers"  # "workers": decode + CPU transforms per image; "gpu": decode once, augment on GPU
@@ -200,20 +217,31 @@ _C.DATALOADER.CACHE_DEVICE_GB = -1.0  # "gpu" cache onto the GPU up to this size
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.SOLVER = CN()
-_C.SOLVER.OPTIMIZER = "Adam"  # "SGD", "Adam" or "AdamW"
+_C.SOLVER.OPTIMIZER = "Adam"  # "SGD", "Adam", "AdamW" or "AMSGrad" (Reddi et al. 2018; torchreid's OSNet recipe)
 _C.SOLVER.BASE_LR = 3.5e-4  # learning rate after warm-up (bag of tricks, Adam)
-_C.SOLVER.BIAS_LR_FACTOR = 1.0  # learning-rate multiplier for biases
+_C.SOLVER.BIAS_LR_FACTOR = 1.0  # learning-rate multiplier for biases (fast-reid, detectron2)
+_C.SOLVER.HEADS_LR_FACTOR = 1.0  # LR multiplier of the heads: Baseline's head, MGN's heads + classifier (fast-reid)
 _C.SOLVER.MOMENTUM = 0.9  # SGD momentum
+_C.SOLVER.NESTEROV = True  # SGD with Nesterov momentum (fast-reid SOLVER.NESTEROV; TransReID: False, plain momentum)
 _C.SOLVER.WEIGHT_DECAY = 5e-4  # L2 weight decay
-_C.SOLVER.WEIGHT_DECAY_BIAS = 5e-4  # weight decay of biases and norm parameters
+_C.SOLVER.WEIGHT_DECAY_BIAS = 5e-4  # weight decay of biases, norm-layer biases included (fast-reid, detectron2)
+_C.SOLVER.WEIGHT_DECAY_NORM = 5e-4  # weight decay of norm-layer weights (fast-reid, detectron2)
 _C.SOLVER.IMS_PER_BATCH = 64  # images per batch (over all GPUs); P x K with K = DATALOADER.NUM_INSTANCE
 _C.SOLVER.MAX_EPOCHS = 120  # training epochs
 _C.SOLVER.SCHED = "multistep"  # "multistep" or "cosine" (after warm-up)
 _C.SOLVER.STEPS = [40, 90]  # epochs where multistep multiplies the LR by GAMMA (fast-reid; the BoT code: [40, 70])
+# When the decay advances: "iteration" (at the fractional epoch, every iteration; STEPS count from the start of
+# training, the cosine from the end of warm-up) or "epoch" (a torch scheduler stepped at the end of each epoch once
+# warm-up and DELAY_EPOCHS are over; STEPS and the cosine count those steps).
+_C.SOLVER.SCHED_STEP = "iteration"  # "epoch": fast-reid's LRScheduler hook, torchreid's engine; "timm_epoch": TransReID's timm cosine
+_C.SOLVER.DELAY_EPOCHS = 0  # with SCHED_STEP epoch: epochs of constant LR before the decay (fast-reid SBS: 30)
 _C.SOLVER.GAMMA = 0.1  # multistep decay factor
-_C.SOLVER.ETA_MIN_LR = 1e-7  # final LR of the cosine schedule
+_C.SOLVER.ETA_MIN_LR = 1e-7  # final LR of the cosine schedule, every parameter group's (torch CosineAnnealingLR)
 _C.SOLVER.WARMUP_EPOCHS = 10  # linear warm-up length in epochs (0 disables)
 _C.SOLVER.WARMUP_FACTOR = 0.1  # LR multiplier at the start of warm-up
+_C.SOLVER.WARMUP_ITERS = 0  # linear warm-up length in iterations instead of WARMUP_EPOCHS (fast-reid Base-*.yml: 2000)
+_C.SOLVER.FREEZE_ITERS = 0  # iterations MODEL.FREEZE_LAYERS stay frozen (fast-reid SOLVER.FREEZE_ITERS; SBS: 1000)
+_C.SOLVER.FREEZE_EPOCHS = 0  # epochs they stay frozen (torchreid fixbase_epoch; OSNet: 10)
 _C.SOLVER.CHECKPOINT_PERIOD = 1  # write a checkpoint every N epochs (and always after the last)
 _C.SOLVER.LOG_PERIOD = 20  # log training losses every N iterations
 _C.SOLVER.GRAD_CLIP = 0.0  # clip gradient norm to this value (0 = off)
@@ -258,3 +286,11 @@ _C.VIS.TENSORBOARD = False  # training scalars in OUTPUT_DIR/tensorboard/ (detec
 # ---------------------------------------------------------------------------------------------------------------
 # Deep metric learning benchmarks (CUB200, Cars196, SOP, InShop; reid.evaluation.retrieval).
 _C.TEST.RECALL_KS = [1, 2, 4, 8]  # Recall@K of retrieval sets (Oh Song et al. 2016; SOP 1,10,100,1000; In-shop 1..50)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Video re-ID (tracklets of MARS, iLIDSVID, PRID2011, DukeMTMCVideo) and evaluation protocols of the benchmarks.
+_C.DATALOADER.SEQ_LEN = 4  # frames per training tracklet (Gao & Nevatia 2018 use 4; torchreid's default 15)
+_C.DATALOADER.SEQ_SAMPLE = "chunks"  # "chunks" (one random frame per chunk, Li et al. 2018), "evenly", "random" (torchreid)
+_C.TEST.SEQ_LEN = 0  # frames per test tracklet: 0 = all of them, in chunks of TEST.IMS_PER_BATCH; N = N evenly spaced
+_C.MODEL.TEMPORAL_POOL = "avg"  # frames -> tracklet: "avg" (temporal pooling, Gao & Nevatia 2018) or "attention" (QAN)
+_C.TEST.SINGLE_SHOT_CMC = False  # CMC with one random gallery image per identity, exact expectation (CUHK03 classic)

@@ -27,6 +27,24 @@ def validate(cfg: CfgNode) -> None:
     _check_ranges(cfg)
     _check_vis(cfg)
     _check_dataset_protocols(cfg)
+    _check_recipe_keys(cfg)
+
+
+def training_warnings(cfg: CfgNode) -> List[str]:
+    """Settings that are valid but make a training run not do what its config suggests (the Trainer logs each as
+    a warning; evaluation and inference do not read these keys)."""
+    s = cfg.SOLVER
+    warnings = []
+    late = [step for step in s.STEPS if step >= s.MAX_EPOCHS]
+    if s.SCHED == "multistep" and late:
+        early = [step for step in s.STEPS if step < s.MAX_EPOCHS]
+        never = f"decays only at epochs {early}" if early else "never decays"
+        usual = sorted({round(s.MAX_EPOCHS * 0.4), round(s.MAX_EPOCHS * 0.8)} - {0})
+        example = f", e.g. {usual} (the usual shape: 40% and 80% of the run)" if len(usual) == 2 else ""
+        warnings.append(f"SOLVER.STEPS {list(s.STEPS)} has epochs {late} at or beyond SOLVER.MAX_EPOCHS "
+                        f"{s.MAX_EPOCHS}: the learning rate {never} (the multistep schedule multiplies it by "
+                        f"SOLVER.GAMMA at each step). Set SOLVER.STEPS to epochs below {s.MAX_EPOCHS}{example}.")
+    return warnings
 
 
 def expand_key(cfg: CfgNode, pattern: str) -> List[str]:
@@ -166,6 +184,45 @@ def _check_dataset_protocols(cfg: CfgNode) -> None:
     d = cfg.DATASETS
     _need(d.SPLIT_ID >= 0, f"DATASETS.SPLIT_ID must be >= 0 (the first split is 0), got {d.SPLIT_ID}.")
     _need(d.VEHICLEID.REPEATS >= 1, f"DATASETS.VEHICLEID.REPEATS must be at least 1, got {d.VEHICLEID.REPEATS}.")
+    _need(cfg.DATALOADER.SEQ_LEN >= 1, f"DATALOADER.SEQ_LEN must be at least 1 frame per training tracklet, got "
+                                       f"{cfg.DATALOADER.SEQ_LEN}.")
+    _need(cfg.TEST.SEQ_LEN >= 0, f"TEST.SEQ_LEN must be >= 0 (0 = every frame of a test tracklet), got "
+                                 f"{cfg.TEST.SEQ_LEN}.")
     for key in ("VEHICLEID", "VERIWILD"):
         _need(d[key].TEST_SIZE > 0, f"DATASETS.{key}.TEST_SIZE must be a positive number of test identities, got "
                                     f"{d[key].TEST_SIZE}.")
+
+
+def _check_recipe_keys(cfg: CfgNode) -> None:
+    """The keys of the peers' published recipes (issue 23): warm-up in iterations, delayed decay, layer freezing,
+    AutoAugment."""
+    s, inp = cfg.SOLVER, cfg.INPUT
+    for key in ("WARMUP_ITERS", "DELAY_EPOCHS", "FREEZE_ITERS", "FREEZE_EPOCHS", "HEADS_LR_FACTOR",
+                "WEIGHT_DECAY_NORM"):
+        _need(s[key] >= 0, f"SOLVER.{key} must be >= 0, got {s[key]}.")
+    _need(not (s.WARMUP_ITERS and s.WARMUP_EPOCHS),
+          f"Give the warm-up as SOLVER.WARMUP_ITERS ({s.WARMUP_ITERS}) or SOLVER.WARMUP_EPOCHS ({s.WARMUP_EPOCHS}), "
+          f"not both; set the other to 0.")
+    _need(not s.DELAY_EPOCHS or s.SCHED_STEP == "epoch",
+          f"SOLVER.DELAY_EPOCHS ({s.DELAY_EPOCHS}) is fast-reid's delay of its epoch-stepped decay; it needs "
+          f"SOLVER.SCHED_STEP epoch (got {s.SCHED_STEP!r}).")
+    _need(s.SCHED_STEP != "timm_epoch" or not s.WARMUP_ITERS,
+          f"SOLVER.SCHED_STEP timm_epoch warms up over whole epochs (SOLVER.WARMUP_EPOCHS, TransReID's timm "
+          f"scheduler); set SOLVER.WARMUP_ITERS 0 (got {s.WARMUP_ITERS}).")
+    _need(not (s.FREEZE_ITERS and s.FREEZE_EPOCHS),
+          f"Give the freeze as SOLVER.FREEZE_ITERS ({s.FREEZE_ITERS}) or SOLVER.FREEZE_EPOCHS ({s.FREEZE_EPOCHS}), "
+          f"not both; set the other to 0.")
+    frozen = list(cfg.MODEL.FREEZE_LAYERS) + list(cfg.MODEL.FREEZE_PARAMS_ONLY)
+    _need(all(isinstance(n, str) and n for n in frozen),
+          f"MODEL.FREEZE_LAYERS and MODEL.FREEZE_PARAMS_ONLY must list module names such as 'backbone', got "
+          f"{frozen!r}.")
+    _need(not (s.FREEZE_ITERS or s.FREEZE_EPOCHS) or frozen,
+          "SOLVER.FREEZE_ITERS / FREEZE_EPOCHS need the modules to freeze in MODEL.FREEZE_LAYERS (e.g. "
+          "['backbone']).")
+    _need(cfg.MODEL.HEADS.CLS_INIT_STD >= 0,
+          f"MODEL.HEADS.CLS_INIT_STD must be >= 0 (0: the classifier's own initialisation), got "
+          f"{cfg.MODEL.HEADS.CLS_INIT_STD}.")
+    _need(0.0 <= inp.AUTOAUG.PROB <= 1.0, f"INPUT.AUTOAUG.PROB must be in [0, 1], got {inp.AUTOAUG.PROB}.")
+    _need(not inp.AUTOAUG.ENABLED or cfg.DATALOADER.PIPELINE == "workers",
+          f"INPUT.AUTOAUG works on the decoded image before the resize, which only DATALOADER.PIPELINE workers "
+          f"sees (got {cfg.DATALOADER.PIPELINE!r}); use the workers pipeline or turn AutoAugment off.")

@@ -1,4 +1,4 @@
-"""The training augmentation, defined once: resize, flip, pad + crop, normalise, random erasing.
+"""The training augmentation, defined once: AutoAugment, resize, flip, pad + crop, normalise, random erasing.
 
 ``TrainAugmentation`` describes it (built from ``cfg.INPUT``) and ``draw`` takes every random parameter of a batch
 of images from one explicit ``torch.Generator`` into an ``AugmentParams`` record; no global random state is read.
@@ -10,8 +10,11 @@ appliers, side by side below.
 The distributions are torchvision's ``RandomHorizontalFlip``, ``Pad`` + ``RandomCrop`` and ``RandomErasing`` with
 random values, i.e. Zhong et al. 2020's: erased area uniform in (0.02, 0.33) of the image, aspect ratio log-uniform
 in (0.3, 3.3), the first of ten tries that fits, N(0, 1) values (tests/test_augment.py checks them against
-torchvision itself). Both appliers draw the erased values from a generator seeded by the record, one image at a
-time or for the whole batch at once, so they agree on every pixel but those.
+torchvision itself), or the mean pixel (``INPUT.REA.FILL mean``, fast-reid's value). Both appliers draw the erased
+values from a generator seeded by the record, one image at a time or for the whole batch at once, so they agree
+on every pixel but those. fast-reid's recipes add AutoAugment (``reid.data.autoaugment``) to the decoded image
+before the resize, on the workers path only; fast-reid crops before it flips, which is the same distribution (a
+mirrored crop at left offset l is the crop at 2 x padding - l of the mirrored image; tests/test_recipe_parity.py).
 
 Why no library (benchmarks/augment_bench.py, one core of the shared 2-core development CPU, best of 20): torchvision's
 transforms.v2 draw one set of parameters per call, shared by a whole batch; kornia.augmentation 0.9 draws per
@@ -26,11 +29,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from yacs.config import CfgNode
+
+from ..registry import ERASE_FILL_REGISTRY
+from . import autoaugment
+from .transforms import train_interpolation
+
+
+@ERASE_FILL_REGISTRY.register("random")
+def random_fill(shape: Sequence[int], generator: torch.Generator, dtype: torch.dtype,
+                device: torch.device) -> torch.Tensor:
+    """N(0, 1) values of the normalised image (Zhong et al. 2020; torchvision's ``value="random"``)."""
+    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+
+
+@ERASE_FILL_REGISTRY.register("mean")
+def mean_fill(shape: Sequence[int], generator: torch.Generator, dtype: torch.dtype,
+              device: torch.device) -> torch.Tensor:
+    """The mean pixel, 0 once normalised (fast-reid's INPUT.REA.VALUE, the ImageNet mean)."""
+    return torch.zeros(tuple(shape), dtype=dtype, device=device)
 
 
 @dataclass
@@ -41,12 +63,15 @@ class AugmentParams:
     crop: torch.Tensor  # (n, 2) int64: top, left of the crop window in the zero-padded image, 0 .. 2 * padding
     erase: torch.Tensor  # (n, 4) int64: top, left, height, width of the erased rectangle; height 0 = none
     noise_seed: int  # seeds the generator of the N(0, 1) values written into the erased rectangles
+    autoaug: Optional[torch.Tensor] = None  # (n, autoaugment.COLUMNS) int64 AutoAugment rows; None: not configured
 
     def __len__(self) -> int:
         return self.flip.shape[0]
 
     def to(self, device: torch.device) -> "AugmentParams":
-        return AugmentParams(self.flip.to(device), self.crop.to(device), self.erase.to(device), self.noise_seed)
+        autoaug = self.autoaug.to(device) if self.autoaug is not None else None
+        return AugmentParams(self.flip.to(device), self.crop.to(device), self.erase.to(device), self.noise_seed,
+                             autoaug)
 
 
 @dataclass(frozen=True)
@@ -54,7 +79,7 @@ class TrainAugmentation:
     """What the training augmentation does and how its random parameters are distributed."""
 
     size: Tuple[int, int]  # (height, width) of training images: INPUT.SIZE_TRAIN
-    interpolation: str  # resize filter: INPUT.INTERPOLATION
+    interpolation: str  # resize filter: INPUT.INTERPOLATION_TRAIN, else INPUT.INTERPOLATION (train_interpolation)
     flip_prob: float  # INPUT.FLIP_PROB
     padding: int  # INPUT.PADDING: zeros on every side, then a crop back to ``size`` (0: neither)
     erase_prob: float  # INPUT.REA.PROB, or 0 without INPUT.REA.ENABLED
@@ -63,20 +88,30 @@ class TrainAugmentation:
     erase_scale: Tuple[float, float] = (0.02, 0.33)  # erased share of the image (Zhong et al. 2020)
     erase_ratio: Tuple[float, float] = (0.3, 3.3)  # height / width of the erased rectangle, log-uniform (same)
     erase_attempts: int = 10  # tries to fit a rectangle before giving up on erasing the image (same)
+    erase_fill: str = "random"  # INPUT.REA.FILL: what the erased rectangle holds
+    autoaug_prob: float = 0.0  # INPUT.AUTOAUG.PROB, or 0 without INPUT.AUTOAUG.ENABLED
 
     @classmethod
     def from_cfg(cls, cfg: CfgNode) -> "TrainAugmentation":
         inp = cfg.INPUT
-        return cls(tuple(inp.SIZE_TRAIN), inp.INTERPOLATION, float(inp.FLIP_PROB), int(inp.PADDING),
-                   float(inp.REA.PROB) if inp.REA.ENABLED else 0.0, tuple(inp.PIXEL_MEAN), tuple(inp.PIXEL_STD))
+        return cls(tuple(inp.SIZE_TRAIN), train_interpolation(cfg), float(inp.FLIP_PROB), int(inp.PADDING),
+                   float(inp.REA.PROB) if inp.REA.ENABLED else 0.0, tuple(inp.PIXEL_MEAN), tuple(inp.PIXEL_STD),
+                   erase_fill=inp.REA.FILL,
+                   autoaug_prob=float(inp.AUTOAUG.PROB) if inp.AUTOAUG.ENABLED else 0.0)
 
     def draw(self, n: int, generator: torch.Generator) -> AugmentParams:
-        """The parameters of ``n`` images, drawn on the CPU from ``generator`` alone."""
+        """The parameters of ``n`` images, drawn on the CPU from ``generator`` alone (AutoAugment's last, and only
+        when configured, so the other draws do not depend on it)."""
         flip = torch.rand(n, generator=generator) < self.flip_prob
         crop = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=generator)  # RandomCrop of the padded image
         erase = self._draw_erase(n, generator)
         noise_seed = int(torch.randint(0, 2**62, (), generator=generator))
-        return AugmentParams(flip, crop, erase, noise_seed)
+        autoaug = autoaugment.draw(n, self.autoaug_prob, generator) if self.autoaug_prob > 0 else None
+        return AugmentParams(flip, crop, erase, noise_seed, autoaug)
+
+    def before_resize(self, image: Image.Image, params: AugmentParams, i: int) -> Image.Image:
+        """Image ``i`` of a batch as decoded -> what the resize gets: AutoAugment applied when configured."""
+        return image if params.autoaug is None else autoaugment.apply(image, params.autoaug[i].tolist())
 
     def _draw_erase(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """RandomErasing's rectangles for ``n`` images at once: of ``erase_attempts`` (area, aspect) draws the first
@@ -125,20 +160,21 @@ def flip_crop_batch(x: torch.Tensor, flip: torch.Tensor, crop: torch.Tensor, pad
 
 
 # -- random erasing (of the normalised image, as torchvision) ----------------------------------------------------
-def erase_image(x: torch.Tensor, box: Sequence[int], noise: torch.Generator) -> torch.Tensor:
-    """One normalised (3, H, W) image, in place: N(0, 1) values in the rectangle (top, left, height, width)."""
+def erase_image(x: torch.Tensor, box: Sequence[int], noise: torch.Generator, fill: str = "random") -> torch.Tensor:
+    """One normalised (3, H, W) image, in place: ``fill`` values (INPUT.REA.FILL) in the rectangle (top, left,
+    height, width)."""
     top, left, h, w = box
     if h:
-        x[:, top:top + h, left:left + w] = torch.randn((x.shape[0], h, w), generator=noise, dtype=x.dtype)
+        x[:, top:top + h, left:left + w] = ERASE_FILL_REGISTRY.get(fill)((x.shape[0], h, w), noise, x.dtype, x.device)
     return x
 
 
-def erase_batch(x: torch.Tensor, boxes: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
-    """A normalised (n, 3, H, W) batch: N(0, 1) values inside each image's rectangle, as one ``where``."""
+def erase_batch(x: torch.Tensor, boxes: torch.Tensor, noise: torch.Generator, fill: str = "random") -> torch.Tensor:
+    """A normalised (n, 3, H, W) batch: ``fill`` values inside each image's rectangle, as one ``where``."""
     rows, cols = torch.arange(x.shape[2], device=x.device), torch.arange(x.shape[3], device=x.device)
     top, left, h, w = (v[:, None] for v in boxes.unbind(1))
     inside = ((rows >= top) & (rows < top + h))[:, :, None] & ((cols >= left) & (cols < left + w))[:, None, :]
-    return torch.where(inside[:, None], torch.randn(x.shape, generator=noise, device=x.device, dtype=x.dtype), x)
+    return torch.where(inside[:, None], ERASE_FILL_REGISTRY.get(fill)(x.shape, noise, x.dtype, x.device), x)
 
 
 # -- the two appliers --------------------------------------------------------------------------------------------
@@ -160,7 +196,7 @@ class Augmenter:
         for i, (x, flip, (top, left), box) in enumerate(rows):
             y = out[i]
             y.copy_(flip_crop_image(x, flip, top, left, self.aug.padding)).mul_(self.scale).add_(self.shift)
-            erase_image(y, box, noise)
+            erase_image(y, box, noise, self.aug.erase_fill)
         return out
 
     def batch(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
@@ -174,5 +210,6 @@ class Augmenter:
         x = flip_crop_batch(x, params.flip, params.crop, self.aug.padding)
         x = x.float().mul_(self.scale).add_(self.shift)
         if self.aug.erase_prob > 0:
-            x = erase_batch(x, params.erase, torch.Generator(device=x.device).manual_seed(params.noise_seed))
+            x = erase_batch(x, params.erase, torch.Generator(device=x.device).manual_seed(params.noise_seed),
+                            self.aug.erase_fill)
         return x

@@ -9,11 +9,14 @@ uninterrupted run draws from epoch e on. See :class:`TrainLoader`.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,14 +24,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms.functional import pil_to_tensor
 from yacs.config import CfgNode
 
-from ..registry import PIPELINE_REGISTRY, SAMPLER_REGISTRY
+from ..registry import FRAME_SAMPLING_REGISTRY, PIPELINE_REGISTRY, SAMPLER_REGISTRY
 from ..utils.errors import ConfigError, DatasetError
 from .augment import Augmenter, TrainAugmentation
-from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset
-from .datasets.base import (UNKNOWN_CAMERA, EvalProtocol, check_query_matches, choose_protocol, describe_identity,
-                            image_ids, queries_without_match, relabel, require_images, require_nonempty)
+from .datasets import DATASET_REGISTRY, ImageRecord, ReIDDataset, TrackletRecord
+from .datasets.base import (UNKNOWN_CAMERA, EvalProtocol, Record, check_query_matches, choose_protocol,
+                            describe_identity, image_ids, queries_without_match, relabel, require_nonempty)
 from .io import image_problem, read_image
 from .transforms import build_resize, build_test_transform
+from .video import TrackletFrames, TrainTracklets, batch_seed, frames_of
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,10 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> Dict[str, object]:
         r = self.records[index]
         return {"images": self.transform(read_image(r.path)), "pids": r.pid, "camids": r.camid, "paths": r.path}
+
+    def subset(self, indices: Sequence[int]) -> "ImageDataset":
+        """The records ``indices`` only, in that order."""
+        return ImageDataset([self.records[i] for i in indices], self.transform)
 
 
 class TrainImages(Dataset):
@@ -65,12 +73,10 @@ class TrainImages(Dataset):
         return len(self.records)
 
     def __getitems__(self, keys: Sequence[Tuple[int, int]]) -> Dict[str, object]:
-        seeds = {seed for seed, _ in keys}
-        if len(seeds) != 1:
-            raise RuntimeError(f"A training batch must come from one SeededIndices batch; got {len(seeds)} seeds.")
         records = [self.records[index] for _, index in keys]
-        params = self.augmentation.draw(len(records), torch.Generator().manual_seed(seeds.pop()))
-        images = [pil_to_tensor(self.resize(read_image(r.path))) for r in records]
+        params = self.augmentation.draw(len(records), torch.Generator().manual_seed(batch_seed(keys)))
+        images = [pil_to_tensor(self.resize(self.augmentation.before_resize(read_image(r.path), params, i)))
+                  for i, r in enumerate(records)]
         return {"images": self.augmenter.images(images, params),
                 "pids": torch.tensor([r.pid for r in records], dtype=torch.int64),
                 "camids": torch.tensor([r.camid for r in records], dtype=torch.int64),
@@ -96,10 +102,15 @@ def build_dataset(cfg: CfgNode, name: str) -> ReIDDataset:
 
 def merge_train_sets(datasets: Sequence[ReIDDataset]) -> ReIDDataset:
     """One training set from several: pids and known camids offset so identities and cameras never collide (the
-    classifier size is the sum), identity names prefixed with their dataset's name. A set without training images
-    is an error naming it; one set is returned as it is."""
+    classifier size is the sum), identity names prefixed with their dataset's name. A set without training images,
+    or a mix of video and image sets, is an error naming them; one set is returned as it is."""
+    kinds = {ds.is_video for ds in datasets if ds.train}
+    if len(kinds) > 1:
+        video = [ds.name for ds in datasets if ds.is_video]
+        raise DatasetError(f"DATASETS.NAMES mixes video sets ({', '.join(video)}: tracklets) with image sets; a "
+                           f"training batch holds either clips or images. Train on one kind (a model trained on "
+                           f"tracklets can still be tested on image sets, and the reverse).")
     for ds in datasets:
-        require_images(ds)
         if not ds.train:
             raise DatasetError(f"No training images in {ds.name} ({ds.root}); it is listed in DATASETS.NAMES, the "
                                f"training sets: check its train folder / list, or list it in DATASETS.TESTS only.")
@@ -117,21 +128,84 @@ def merge_train_sets(datasets: Sequence[ReIDDataset]) -> ReIDDataset:
                        parts=datasets)
 
 
-def _drop_unreadable(records: List[ImageRecord], cfg: CfgNode, what: str) -> List[ImageRecord]:
-    """With ``DATASETS.SKIP_UNREADABLE``, decode every image once up front and drop the broken ones, logging how
-    many were skipped and which; otherwise leave them to fail with a clear DatasetError when loaded."""
+def _drop_unreadable(records: List[Record], cfg: CfgNode, what: str) -> List[Record]:
+    """With ``DATASETS.SKIP_UNREADABLE``, decode every image (every frame of a tracklet) once up front and drop the
+    records with a broken one, logging how many were skipped and which; otherwise leave them to fail with a clear
+    DatasetError when loaded."""
     if not cfg.DATASETS.SKIP_UNREADABLE:
         return records
     with ThreadPoolExecutor(max(1, cfg.DATALOADER.NUM_WORKERS)) as pool:  # PIL decodes without the GIL
-        problems = list(pool.map(image_problem, [r.path for r in records]))
+        problems = list(pool.map(_record_problem, records))
     kept = [r for r, p in zip(records, problems) if not p]
-    bad = [f"{r.path} {p}" for r, p in zip(records, problems) if p]
+    bad = [p for p in problems if p]
     if bad:
         logger.warning("Skipped %d of %d %s image(s) as unreadable (DATASETS.SKIP_UNREADABLE): %s%s", len(bad),
                        len(records), what, "; ".join(bad[:3]), f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
     else:
         logger.info("Checked %d %s image(s): all readable", len(records), what)
     return kept
+
+
+def _record_problem(record: Record) -> str:
+    """"<path> <problem>" for the first unreadable file of a record (an image, or a tracklet's frames), else ""."""
+    for path in frames_of(record):
+        problem = image_problem(path)
+        if problem:
+            return f"{path} {problem}"
+    return ""
+
+
+def _content_key(path: str) -> str:
+    """A digest of a file's bytes (BLAKE2b: the duplicate check below only compares files of equal size)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def training_copies_of_test_images(train: Sequence[ImageRecord], test_sets: Mapping[str, Any]) -> List[str]:
+    """Warnings naming test images (query or gallery of each ``test_sets`` value, a :class:`TestSet`) whose bytes
+    equal a training image's: a copy the model was trained on is found trivially, so the evaluation overstates it.
+
+    Cheap: every image's size is read (one ``stat`` each); only files whose size equals a training image's are
+    read and hashed, and the training images of those sizes. At worst (36,036 Market-sized JPEG crops with only 254
+    distinct sizes: all hashed, 116 MB) it took 1.1 s on a 2-core CPU."""
+    def size(path: str) -> int:
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            return -1  # reported where the image is read
+
+    train_by_size: Dict[int, List[ImageRecord]] = defaultdict(list)
+    for r in train:
+        train_by_size[size(r.path)].append(r)
+    train_by_size.pop(-1, None)
+    digests: Dict[str, str] = {}
+
+    def key(path: str) -> str:
+        if path not in digests:
+            digests[path] = _content_key(path)
+        return digests[path]
+
+    warnings = []
+    for name, test_set in test_sets.items():
+        for split, records in (("query", test_set.query), ("gallery", test_set.gallery)):
+            copies = []
+            for r in records:
+                candidates = train_by_size.get(size(r.path), ())
+                same = next((t for t in candidates if t.path != r.path and key(t.path) == key(r.path)), None)
+                if same is not None or any(t.path == r.path for t in candidates):
+                    copies.append((r, same or r))
+            if copies:
+                r, t = copies[0]
+                who = f" (identity {t.identity_name!r})" if t.identity_name else ""
+                warnings.append(
+                    f"{len(copies)} of {len(records)} {split} images of {name} are also training images (same "
+                    f"bytes), e.g. {r.path!r} ({describe_identity(r)}) = training image {t.path!r}{who}. The model "
+                    f"is trained on them, so their matches are found trivially and {name}'s scores overstate it; "
+                    f"remove the copies from the training data (or train without {name}).")
+    return warnings
 
 
 def check_test_sets(cfg: CfgNode, built: Dict[str, ReIDDataset] | None = None) -> None:
@@ -144,17 +218,18 @@ def check_test_sets(cfg: CfgNode, built: Dict[str, ReIDDataset] | None = None) -
         _check_protocol(dataset.query, dataset.gallery, dataset, cfg.TEST.CROSS_CAMERA)
 
 
-def _check_protocol(query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], dataset: ReIDDataset,
-                    cross_camera: bool) -> Tuple[EvalProtocol, Optional[List[int]]]:
+def _check_protocol(query: Sequence[Record], gallery: Sequence[Record], dataset: ReIDDataset, cross_camera: bool,
+                    parsed: Optional[Tuple[Sequence[Record], Sequence[Record]]] = None
+                    ) -> Tuple[EvalProtocol, Optional[List[int]]]:
     """The evaluation protocol of a test set (see ``choose_protocol``) and, for same-image removal, the image ids
     of query + gallery; raises when a split is empty or no query has a true match under that protocol."""
-    require_images(dataset)
     if dataset.train and not dataset.query and not dataset.gallery:
         raise DatasetError(f"{dataset.name} ({dataset.root}) has no query or gallery: it is a training set only; list "
                            f"it in DATASETS.NAMES, not DATASETS.TESTS.")
-    for what, records, parsed in (("query", query, dataset.query), ("gallery", gallery, dataset.gallery)):
-        if parsed and not records:
-            raise DatasetError(f"All {len(parsed)} {what} images of {dataset.name} ({dataset.root}) are unreadable "
+    parsed_query, parsed_gallery = parsed if parsed is not None else (dataset.query, dataset.gallery)
+    for what, records, listed in (("query", query, parsed_query), ("gallery", gallery, parsed_gallery)):
+        if listed and not records:
+            raise DatasetError(f"All {len(listed)} {what} images of {dataset.name} ({dataset.root}) are unreadable "
                                f"and were skipped (DATASETS.SKIP_UNREADABLE); nothing is left to evaluate.")
         require_nonempty(records, what, Path(dataset.root))
     protocol = choose_protocol(query, gallery, cross_camera)
@@ -174,12 +249,25 @@ def _seed(cfg: CfgNode) -> int:
     return cfg.SEED if cfg.SEED >= 0 else torch.initial_seed() % 2**63
 
 
-def _test_loader(cfg: CfgNode, records: Sequence[ImageRecord]) -> DataLoader:
-    """``records`` in order, ``TEST.IMS_PER_BATCH`` at a time. Each iteration draws a worker seed from the loader's
-    generator: a private one, so that evaluating neither reads nor moves torch's global random state."""
-    return DataLoader(ImageDataset(records, build_test_transform(cfg)), batch_size=cfg.TEST.IMS_PER_BATCH,
-                      shuffle=False, drop_last=False, num_workers=cfg.DATALOADER.NUM_WORKERS, pin_memory=_pin(cfg),
-                      generator=torch.Generator().manual_seed(0))
+def build_test_loader(cfg: CfgNode, records: Sequence[Record]) -> DataLoader:
+    """``records`` in order, ``TEST.IMS_PER_BATCH`` images (for tracklets: frames, see ``TrackletFrames``) at a
+    time. Each iteration draws a worker seed from the loader's generator: a private one, so that evaluating neither
+    reads nor moves torch's global random state."""
+    transform = build_test_transform(cfg)
+    video = any(isinstance(r, TrackletRecord) for r in records[:1])
+    dataset = TrackletFrames(records, transform, cfg.TEST.SEQ_LEN) if video else ImageDataset(records, transform)
+    return _loader_like(dataset, cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS, _pin(cfg))
+
+
+def _loader_like(dataset: Dataset, batch_size: int, num_workers: int, pin_memory: bool) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=num_workers,
+                      pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
+
+
+def subset_loader(loader: DataLoader, indices: Sequence[int]) -> DataLoader:
+    """A test loader of the records ``indices`` of ``loader``'s dataset only (images, or every chosen frame of
+    those tracklets), batched as ``loader``."""
+    return _loader_like(loader.dataset.subset(indices), loader.batch_size, loader.num_workers, loader.pin_memory)
 
 
 def _pin(cfg: CfgNode) -> bool:
@@ -284,12 +372,26 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1,
     if not train:  # merge_train_sets refused empty sets: every image was dropped as unreadable
         raise DatasetError(f"All {len(merged.train)} training images of {merged.name} ({merged.root}) are unreadable "
                            f"and were skipped (DATASETS.SKIP_UNREADABLE); nothing is left to train on.")
-    dataset = ReIDDataset(merged.name, merged.root, train, merged.query, merged.gallery, merged.parts)
+    identities = {r.pid for r in train}
+    if len(identities) < 2:
+        raise DatasetError(f"The training set {merged.name} ({merged.root}) holds {len(identities)} identity "
+                           f"({len(train)} images): re-identification is learnt by telling identities apart, so "
+                           f"with one every loss is 0 (a one-class classifier, no negative pairs) and the model "
+                           f"learns nothing. Train on at least 2 identities (hundreds in practice); check that each "
+                           f"identity has its own folder (folder:PATH/train/<identity>/) or pid.")
+    # The split a multi-split set trains on stays known (the log shows it; the evaluator reuses this parse).
+    dataset = ReIDDataset(merged.name, merged.root, train, merged.query, merged.gallery, merged.parts,
+                          splits=() if merged.parts else merged.splits, split_id=merged.split_id)
     seed, batch_size = _seed(cfg), total // world_size
     sampler = SAMPLER_REGISTRY.get(cfg.DATALOADER.SAMPLER)([r.pid for r in train], batch_size, cfg, seed, rank,
                                                            world_size)
     aug_seed = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])  # augmentation differs per rank
-    images = TrainImages(train, build_resize(cfg, cfg.INPUT.SIZE_TRAIN), TrainAugmentation.from_cfg(cfg))
+    resize, augmentation = build_resize(cfg, cfg.INPUT.SIZE_TRAIN, train=True), TrainAugmentation.from_cfg(cfg)
+    if dataset.is_video:  # P x K tracklets of DATALOADER.SEQ_LEN frames each
+        images = TrainTracklets(train, resize, augmentation, cfg.DATALOADER.SEQ_LEN,
+                                FRAME_SAMPLING_REGISTRY.get(cfg.DATALOADER.SEQ_SAMPLE))
+    else:
+        images = TrainImages(train, resize, augmentation)
     loader = TrainLoader(images, batch_size, sampler, aug_seed, cfg.DATALOADER.NUM_WORKERS, _pin(cfg))
     return loader, dataset
 
@@ -307,39 +409,81 @@ def build_worker_train_loader(cfg: CfgNode, device: torch.device, rank: int = 0,
 class TestSet:
     """One ``DATASETS.TESTS`` set, parsed and checked: a loader over query then gallery (unshuffled, the same on
     every rank), the records in loader order (their ``identity_name`` is the name to show where the dataset has
-    one), the evaluation protocol and, for same-image removal, the image id of each record."""
+    one), the evaluation protocol and, for same-image (same-tracklet) removal, the image id of each record.
+
+    For a protocol with several splits, ``split_id`` is the split these records are and ``more_splits`` the other
+    splits evaluated with it, whose metrics are averaged with its own (see :func:`evaluated_splits`)."""
 
     name: str
     loader: DataLoader
     num_query: int
-    records: List[ImageRecord]
+    records: List[Record]
     protocol: EvalProtocol
     image_ids: Optional[List[int]]  # None under the cross-camera protocol
+    split_id: Optional[int] = None  # None: the dataset has one split
+    more_splits: List["TestSet"] = field(default_factory=list)
 
     @property
-    def query(self) -> List[ImageRecord]:
+    def query(self) -> List[Record]:
         return self.records[:self.num_query]
 
     @property
-    def gallery(self) -> List[ImageRecord]:
+    def gallery(self) -> List[Record]:
         return self.records[self.num_query:]
+
+
+def evaluated_splits(cfg: CfgNode, name: str, dataset: ReIDDataset) -> Tuple[List[int], str]:
+    """The splits of a multi-split protocol the test set ``name`` is evaluated on, and why, for the log.
+
+    A dataset trained on (its registered class is in DATASETS.NAMES) is evaluated on the splits whose training set
+    is the one trained on, split ``DATASETS.SPLIT_ID``'s: that split (VIPeR's and CUHK01's other direction too,
+    VehicleID's every gallery draw). A dataset that is not trained on is evaluated on every split (the
+    cross-domain protocol of the small benchmarks, e.g. Song et al. CVPR 2019). The metrics are averaged.
+    """
+    trained = any(DATASET_REGISTRY.get(n) is DATASET_REGISTRY.get(name) for n in cfg.DATASETS.NAMES)
+    every = list(range(len(dataset.splits)))
+    if not trained:
+        return every, (f"not a training set: evaluated on all {len(every)} splits of its protocol, metrics averaged "
+                       f"(the model is fixed; cross-domain protocol)")
+    chosen = dataset.splits[dataset.split_id].train
+    ids = [i for i in every if dataset.splits[i].train is chosen or dataset.splits[i].train == chosen]
+    return ids, (f"trained on split {dataset.split_id} (DATASETS.SPLIT_ID): evaluated on split(s) "
+                 f"{', '.join(map(str, ids))} of 0..{len(every) - 1}, those with its training set, metrics averaged; "
+                 f"reid-train --all-splits trains every split and averages all of them")
 
 
 def build_test_set(cfg: CfgNode, name: str, dataset: Optional[ReIDDataset] = None) -> TestSet:
     """The test set ``name`` (``dataset``: the entry already parsed, e.g. as a training set, to parse it once).
     Raises a DatasetError before any image is embedded when the query or gallery is empty (also after
     ``DATASETS.SKIP_UNREADABLE`` dropped images) or no query has a true match in the gallery under its protocol,
-    which is logged with the reason."""
+    which is logged with the reason. A protocol with several splits gives the first split evaluated, with the
+    others in ``more_splits`` (:func:`evaluated_splits`)."""
     dataset = dataset if dataset is not None else build_dataset(cfg, name)
-    query = _drop_unreadable(dataset.query, cfg, f"{name} query")
-    gallery = _drop_unreadable(dataset.gallery, cfg, f"{name} gallery")
-    protocol, ids = _check_protocol(query, gallery, dataset, cfg.TEST.CROSS_CAMERA)
-    if protocol.cross_camera:
-        logger.info("%s: cross-camera protocol (%s): same-identity same-camera gallery images are removed.", name,
+    if len(dataset.splits) < 2:
+        return _split_test_set(cfg, name, dataset, dataset.query, dataset.gallery, None)
+    ids, why = evaluated_splits(cfg, name, dataset)
+    logger.info("%s: %s", name, why)
+    sets = [_split_test_set(cfg, name, dataset, dataset.splits[i].query, dataset.splits[i].gallery, i, k == 0)
+            for k, i in enumerate(ids)]
+    sets[0].more_splits = sets[1:]
+    return sets[0]
+
+
+def _split_test_set(cfg: CfgNode, name: str, dataset: ReIDDataset, query: List[Record], gallery: List[Record],
+                    split_id: Optional[int], log: bool = True) -> TestSet:
+    """One query x gallery split of ``dataset``, checked (``log``: say which protocol it is evaluated with)."""
+    what = name if split_id is None else f"{name} split {split_id}"
+    parsed = (query, gallery)
+    query = _drop_unreadable(query, cfg, f"{what} query")
+    gallery = _drop_unreadable(gallery, cfg, f"{what} gallery")
+    protocol, ids = _check_protocol(query, gallery, dataset, cfg.TEST.CROSS_CAMERA, parsed)
+    if log and protocol.cross_camera:
+        logger.info("%s: cross-camera protocol (%s): same-identity same-camera gallery items are removed.", name,
                     protocol.reason)
-    else:
-        logger.warning("%s: evaluated with same-image removal, not the cross-camera protocol (%s): only a query's own "
-                       "file is removed from its gallery; every other image of its identity counts as a match.",
-                       name, protocol.reason)
+    elif log:
+        own = "tracklet" if dataset.is_video else "file"
+        logger.warning("%s: evaluated with %s, not the cross-camera protocol (%s): only a query's own %s is removed "
+                       "from its gallery; every other item of its identity counts as a match.", name, protocol.name,
+                       protocol.reason, own)
     records = query + gallery
-    return TestSet(name, _test_loader(cfg, records), len(query), records, protocol, ids)
+    return TestSet(name, build_test_loader(cfg, records), len(query), records, protocol, ids, split_id)

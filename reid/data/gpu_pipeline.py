@@ -41,7 +41,7 @@ from .augment import AugmentParams, Augmenter
 from .build import TrainLoader, build_train_loader
 from .datasets import ImageRecord, ReIDDataset
 from .io import read_image
-from .transforms import build_resize
+from .transforms import build_resize, train_interpolation
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class ImageCache:
         self.paths = [r.path for r in records]
         self.shape = (len(records), 3, *size)
         self.nbytes = int(np.prod(self.shape))
-        self.resize = build_resize(cfg, size)
+        self.resize = build_resize(cfg, size, train=True)
         self.threads = max(1, d.NUM_WORKERS)
         start = time.perf_counter()
         self.file: Optional[Path] = None
@@ -78,7 +78,7 @@ class ImageCache:
             self.host, where = self._decode_into(np.empty(self.shape, dtype=np.uint8)), "RAM"
         else:
             folder = Path(d.CACHE_DIR or Path(cfg.OUTPUT_DIR) / "cache")
-            self.file = folder / f"train-{self._key(cfg.INPUT.INTERPOLATION)}.npy"
+            self.file = folder / f"train-{self._key(train_interpolation(cfg))}.npy"
             self.host = self._memory_mapped(self.file)
             where = f"memory-mapped {folder}"
         self.device = device
@@ -295,4 +295,7 @@ def build_gpu_train_loader(cfg: CfgNode, device: torch.device, rank: int = 0,
     pipelines yield the same batches of the same images) and its per-rank, per-epoch seeds. The test sets are the
     trainer's to build and check, as with the workers pipeline."""
     loader, dataset = build_train_loader(cfg, rank, world_size, check_tests=False)
+    if dataset.is_video:
+        raise ConfigError(f"DATALOADER.PIPELINE gpu caches one image per record; {dataset.name} is a video set "
+                          f"(tracklets of frames): train it with DATALOADER.PIPELINE workers.")
     return GpuTrainPipeline(loader, cfg, device, shared=world_size > 1), dataset

@@ -29,19 +29,21 @@ def _decode(path: str) -> Tuple[Optional[Image.Image], str, str]:
         return None, f"cannot be decoded ({type(e).__name__}: {e})", "broken"
 
 
-def read_image(path: str) -> Image.Image:
+def read_image(path: str, fix: Optional[str] = None) -> Image.Image:
     """Decode ``path`` fully into an RGB image.
 
     ``img.load()`` runs inside the ``try`` because PIL decodes lazily: a truncated JPEG only fails there, and it
-    would otherwise surface deep inside a DataLoader worker as an unrelated-looking OSError.
+    would otherwise surface deep inside a DataLoader worker as an unrelated-looking OSError. ``fix`` replaces the
+    advice for an empty or broken file (the default names DATASETS.SKIP_UNREADABLE, which only the dataset
+    pipelines and reid-extract read).
     """
     img, problem, advice = _decode(path)
     if img is None:
         if advice == "missing":
             raise DatasetError(f"Image {path!r} {problem} ({_ADVICE[advice]}).")
         if advice == "empty":
-            raise DatasetError(f"Image {path!r} {problem}; {_ADVICE[advice]}.")
-        raise DatasetError(f"Image {path!r} {problem}; it is truncated or not an image. {_ADVICE[advice]}.")
+            raise DatasetError(f"Image {path!r} {problem}; {fix or _ADVICE[advice]}.")
+        raise DatasetError(f"Image {path!r} {problem}; it is truncated or not an image. {fix or _ADVICE[advice]}.")
     return img
 
 

@@ -11,15 +11,26 @@ import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode
 from yacs.config import CfgNode
 
-from ..registry import INTERPOLATION_REGISTRY
+from ..registry import INTERPOLATION_REGISTRY, TRAIN_INTERPOLATION_REGISTRY
 
-INTERPOLATION_REGISTRY.register("bicubic", InterpolationMode.BICUBIC)  # fast-reid's resize
-INTERPOLATION_REGISTRY.register("bilinear", InterpolationMode.BILINEAR)  # torchvision's default
+FILTERS = {"bicubic": InterpolationMode.BICUBIC,  # fast-reid's resize
+           "bilinear": InterpolationMode.BILINEAR}  # torchvision's default
+for _name, _mode in FILTERS.items():
+    INTERPOLATION_REGISTRY.register(_name, _mode)
+    TRAIN_INTERPOLATION_REGISTRY.register(_name, _mode)
 
 
-def build_resize(cfg: CfgNode, size: Sequence[int]) -> T.Resize:
-    """PIL image -> PIL image of ``size`` (height, width), with ``INPUT.INTERPOLATION``'s filter."""
-    return T.Resize(list(size), interpolation=INTERPOLATION_REGISTRY.get(cfg.INPUT.INTERPOLATION))
+def train_interpolation(cfg: CfgNode) -> str:
+    """The resize filter of training images: ``INPUT.INTERPOLATION_TRAIN``, or ``INPUT.INTERPOLATION`` when it is
+    "" (TransReID trains on bicubic resizes and tests on bilinear ones)."""
+    return cfg.INPUT.INTERPOLATION_TRAIN or cfg.INPUT.INTERPOLATION
+
+
+def build_resize(cfg: CfgNode, size: Sequence[int], train: bool = False) -> T.Resize:
+    """PIL image -> PIL image of ``size`` (height, width), with ``INPUT.INTERPOLATION``'s filter (``train``: the
+    training images' filter, ``train_interpolation``)."""
+    name = train_interpolation(cfg) if train else cfg.INPUT.INTERPOLATION
+    return T.Resize(list(size), interpolation=INTERPOLATION_REGISTRY.get(name))
 
 
 def build_test_transform(cfg: CfgNode) -> T.Compose:

@@ -30,11 +30,11 @@ from ..modeling import build_model
 from ..utils.distributed import broadcast_buffers, dist_info
 from ..utils.env import resolve_device, seed_all
 from ..utils.logger import setup_logger
-from ..utils.outputs import CONFIG
+from ..utils.outputs import CONFIG, holds_training_run
 from ..utils.provenance import run_header
 from ..visualization.evaluations import write_evaluations_index
 from ..visualization.report import maybe_write_report, report_rows
-from .run_folder import evaluation_dir, run_of, with_output_dir
+from .run_folder import evaluation_dir, evaluations_home, run_of, with_output_dir
 
 logger = logging.getLogger("reid")
 
@@ -84,19 +84,25 @@ def load_model(cfg, device: torch.device, state: Optional[Dict[str, Any]] = None
 def write_results(cfg, output_dir: str | Path, evals: Dict[str, TestSetResult], metrics: Optional[dict] = None,
                   title: str = "Results") -> dict:
     """Write ``metrics.json`` (``metrics``, by default those of ``evals``) and, with VIS.REPORT, ``report.html``
-    into ``output_dir``, then log the results table under ``title``; returns the metrics."""
+    into ``output_dir`` (and, for a training run, its ``eval/index.html``, which the report links), then log the
+    results table under ``title``; returns the metrics."""
     metrics = metrics_dict(evals) if metrics is None else metrics
     path = write_metrics(output_dir, metrics)
-    maybe_write_report(cfg, evals, output_dir, metrics)
+    training = holds_training_run(output_dir)
+    if training:  # before the report, which links it
+        write_evaluations_index(Path(output_dir))
+    if maybe_write_report(cfg, evals, output_dir, metrics) is not None and training:
+        write_evaluations_index(Path(output_dir))  # again, now with its link back to the report
     logger.info("%s (%s):\n%s", title, path, format_results(evals))
     return metrics
 
 
 def list_in_run(folder: Path) -> Optional[Path]:
-    """After an evaluation written into ``folder``: rewrite the ``eval/index.html`` of the training run it belongs
-    to; returns that page (None for an evaluation outside a run)."""
-    run = run_of(folder)
-    return write_evaluations_index(run) if run is not None else None
+    """After an evaluation written into ``folder``: rewrite the ``eval/index.html`` of the folder it is in (a
+    training run's, or the OUTPUT_DIR of standalone checkpoints' evaluations); returns that page (None for an
+    evaluation written into its OUTPUT_DIR itself)."""
+    home = evaluations_home(folder)
+    return write_evaluations_index(home) if home is not None else None
 
 
 def evaluate_checkpoint(cfg, name: str = "", opts: Sequence[str] = (), state: Optional[Dict[str, Any]] = None
@@ -123,7 +129,9 @@ def evaluate_checkpoint(cfg, name: str = "", opts: Sequence[str] = (), state: Op
     results = evaluator.evaluate(model, keep_rows=report_rows(cfg))
     write_results(cfg, out, results)
     index = list_in_run(out)
-    if index is not None:
+    if index is not None and run_of(out) is not None:
         logger.info("Evaluation of the training run in %s written to %s (listed in %s)", index.parent.parent, out,
                     index)
+    elif index is not None:
+        logger.info("Evaluation written to %s (listed with the other evaluations in %s)", out, index)
     return results

@@ -13,13 +13,17 @@ Training (:func:`prepare_output_dir`):
 
 Evaluations (:func:`evaluation_dir`; ``reid-test`` and ``reid-visualize`` through ``reid.engine.evaluator``):
 
-- An evaluation writes into ``OUTPUT_DIR``, unless that holds a training run (``TRAINING_RECORDS``) or a name is
-  given: then into ``OUTPUT_DIR/eval/<name>/`` (:func:`reid.utils.outputs.evaluation_name`), so a run's
-  ``config.yaml``, ``metrics.json``, ``train_log.jsonl`` and ``report.html`` stay those of the training. A folder
-  of that name holding an evaluation with another config is kept: ``-2``, ``-3``, ... is appended instead.
+- An evaluation writes into ``OUTPUT_DIR/eval/<name>/`` (:func:`reid.utils.outputs.evaluation_name`) when
+  ``OUTPUT_DIR`` holds a training run (``TRAINING_RECORDS``), so a run's ``config.yaml``, ``metrics.json``,
+  ``train_log.jsonl`` and ``report.html`` stay those of the training; when a name is given; when it evaluates a
+  checkpoint (MODEL.WEIGHTS) without an OUTPUT_DIR given on the command line (a standalone checkpoint, e.g. one
+  reid-convert wrote, gets its own folder, as a run's checkpoints do, instead of the top of the config's shared
+  ``output/``); and when ``OUTPUT_DIR`` holds another evaluation (another config). Otherwise (the untrained model,
+  or a checkpoint into an OUTPUT_DIR given for it) into ``OUTPUT_DIR`` itself. A folder of that name holding an
+  evaluation with another config is kept: ``-2``, ``-3``, ... is appended instead.
 - An evaluation of a checkpoint given without ``--config`` goes into the eval/ of the run the checkpoint is in
-  (:func:`checkpoint_opts`). ``eval/index.html`` lists a run's evaluations (drawn by
-  ``reid.visualization.evaluations``; rewritten after each one).
+  (:func:`checkpoint_opts`). ``eval/index.html`` lists the evaluations in an ``eval/`` folder (drawn by
+  ``reid.visualization.evaluations``; rewritten after each one, and at the end of a training run).
 """
 from __future__ import annotations
 
@@ -148,15 +152,17 @@ def _finished_message(out: Path, epoch: int, changes: List[Change]) -> str:
 
 
 def evaluation_dir(cfg, name: Optional[str] = None, opts: Sequence[str] = ()) -> Path:
-    """The folder an evaluation with ``cfg`` writes into.
+    """The folder an evaluation with ``cfg`` (and the command-line overrides ``opts``) writes into.
 
-    ``OUTPUT_DIR`` itself, unless it holds a training run or ``name`` is given: then ``OUTPUT_DIR/eval/<name>/``,
-    the name by default derived from MODEL.WEIGHTS and the overrides ``opts``
-    (:func:`reid.utils.outputs.evaluation_name`). A folder of that name holding an evaluation with another
-    config is kept: ``-2``, ``-3``, ... is appended instead.
+    ``OUTPUT_DIR/eval/<name>/``, the name by default derived from MODEL.WEIGHTS and ``opts``
+    (:func:`reid.utils.outputs.evaluation_name`), when ``OUTPUT_DIR`` holds a training run, ``name`` is given,
+    MODEL.WEIGHTS is evaluated without an OUTPUT_DIR in ``opts``, or ``OUTPUT_DIR`` holds an evaluation with another
+    config; else ``OUTPUT_DIR`` itself. A folder of that name holding an evaluation with another config is kept:
+    ``-2``, ``-3``, ... is appended instead.
     """
     out = Path(cfg.OUTPUT_DIR)
-    if not name and not holds_training_run(out):
+    standalone = bool(cfg.MODEL.WEIGHTS) and "OUTPUT_DIR" not in list(opts)[0::2]
+    if not (name or standalone or holds_training_run(out) or _holds_other_evaluation(out, cfg)):
         return out
     base = name or evaluation_name(cfg.MODEL.WEIGHTS, opts)
     n = 1
@@ -168,6 +174,11 @@ def evaluation_dir(cfg, name: Optional[str] = None, opts: Sequence[str] = ()) ->
                             out / EVAL_DIR / base, folder)
             return folder
         n += 1
+
+
+def _holds_other_evaluation(folder: Path, cfg) -> bool:
+    """Whether ``folder`` holds the files of an evaluation with another config than ``cfg``."""
+    return len(present(folder, (CONFIG, METRICS))) == 2 and not _same_evaluation(folder / CONFIG, cfg)
 
 
 def _same_evaluation(path: Path, cfg) -> bool:
@@ -184,6 +195,12 @@ def run_of(folder: Path) -> Optional[Path]:
     """The training run whose ``eval/`` holds ``folder``; None for an evaluation outside a run."""
     run = folder.parent.parent
     return run if folder.parent.name == EVAL_DIR and holds_training_run(run) else None
+
+
+def evaluations_home(folder: Path) -> Optional[Path]:
+    """The folder whose ``eval/`` holds the evaluation ``folder`` (a training run's, or the OUTPUT_DIR of
+    standalone checkpoints' evaluations); None for an evaluation written into its OUTPUT_DIR itself."""
+    return folder.parent.parent if folder.parent.name == EVAL_DIR else None
 
 
 def checkpoint_opts(weights: str, opts: Sequence[str]) -> List[str]:

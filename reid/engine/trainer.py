@@ -20,20 +20,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import LAST, Checkpointer, load_model_weights
-from ..config import dump_cfg, validate
+from ..config import dump_cfg, training_warnings, validate
+from ..data.build import training_copies_of_test_images
 from ..evaluation.testsets import format_results, metrics_dict
 from ..modeling import build_model
 from ..modeling.losses import build_criterion, trains_classifier
+from ..modeling.video import TrackletModel
 from ..registry import AMP_REGISTRY, PIPELINE_REGISTRY
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils.distributed import broadcast_object, dist_info, rank_zero_first, shared_seed
 from ..utils.env import seed_all
+from ..utils.errors import ConfigError
 from ..utils.logger import format_duration, setup_logger
 from ..utils.outputs import CONFIG
 from ..utils.provenance import run_header
 from ..visualization.report import report_rows
 from .hooks import (BestCheckpointer, ConsoleWriter, EMAHook, EvalHook, HistoryWriter, HookBase, HookStates,
-                    LRScheduler, NonFiniteGuard, PeriodicCheckpointer, ReportHook, TensorBoardWriter)
+                    LayerFreeze, LRScheduler, NonFiniteGuard, PeriodicCheckpointer, ReportHook, TensorBoardWriter)
 from .evaluator import Evaluator, write_results
 from .launch import process_device, to_sync_batchnorm
 from .run_folder import prepare_output_dir
@@ -104,8 +107,14 @@ class Trainer(TrainerBase):
             # The test sets, parsed once (a training set is not parsed again) and checked before training starts.
             self.evaluator = Evaluator(cfg, self.device, parsed=train_set.parts or [train_set])
         self.logger.info("Training data:\n%s", train_set.summary())
-        warning = identities_per_gpu_warning(cfg, self.world_size)
-        if warning:
+        self.video = train_set.is_video  # clips (B, SEQ_LEN, 3, H, W): the model runs through TrackletModel
+        if not self.video and cfg.MODEL.TEMPORAL_POOL != "avg":
+            raise ConfigError(f"MODEL.TEMPORAL_POOL {cfg.MODEL.TEMPORAL_POOL!r} weighs the frames of tracklets, but "
+                              f"the training sets ({', '.join(cfg.DATASETS.NAMES)}) are image sets; use 'avg'.")
+        warnings = [identities_per_gpu_warning(cfg, self.world_size), *training_warnings(cfg)]
+        if self.rank == 0:
+            warnings += training_copies_of_test_images(train_set.train, self.evaluator.test_sets)
+        for warning in filter(None, warnings):
             self.logger.warning(warning)
         self.model = self._build_model(train_set.num_train_pids, initialise=not resume)
         self.criterion = build_criterion(cfg).to(self.device)
@@ -133,6 +142,7 @@ class Trainer(TrainerBase):
         several_evaluations = cfg.TEST.EVAL_PERIOD < cfg.SOLVER.MAX_EPOCHS  # else model_best would be model_final
         hooks = [
             LRScheduler(),
+            LayerFreeze.from_cfg(cfg),  # SOLVER.FREEZE_ITERS / FREEZE_EPOCHS (fast-reid, torchreid recipes)
             NonFiniteGuard(cfg.SOLVER.LOG_PERIOD, self.output_dir / LAST),
             self.ema,
             ConsoleWriter(cfg.SOLVER.LOG_PERIOD),
@@ -178,6 +188,8 @@ class Trainer(TrainerBase):
     def _wrap(self, model: nn.Module) -> nn.Module:
         """What the training step calls: the model, in DDP when distributed, compiled on request. ``self.model``
         stays the plain module (checkpoints, evaluation, EMA)."""
+        if self.video:
+            model = TrackletModel(model)
         if self.world_size > 1:
             model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
         return torch.compile(model) if self.cfg.MODEL.COMPILE else model
@@ -203,7 +215,7 @@ class Trainer(TrainerBase):
     def train_step(self, batch: Dict[str, object]) -> Dict[str, torch.Tensor]:
         """One optimisation step on a batch dict; returns the loss terms (device tensors, not synchronised)."""
         images = batch["images"].to(self.device, non_blocking=True)
-        if self.cfg.MODEL.CHANNELS_LAST:
+        if self.cfg.MODEL.CHANNELS_LAST and images.dim() == 4:  # (clips of tracklets are 5-D)
             images = images.contiguous(memory_format=torch.channels_last)
         pids = batch["pids"].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,

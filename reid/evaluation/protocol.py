@@ -30,6 +30,7 @@ JUNK_PID = -1
 
 CROSS_CAMERA = "cross-camera"
 SAME_IMAGE = "same-image removal"
+SAME_TRACKLET = "same-tracklet removal"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def register_removal_rule(rule: RemovalRule) -> RemovalRule:
 
 register_removal_rule(RemovalRule(CROSS_CAMERA, "camids", "same pid, other camera, not junk"))
 register_removal_rule(RemovalRule(SAME_IMAGE, "image_ids", "same pid, not the query's own image, not junk"))
+# Video sets without the cross-camera rule: the image ids identify tracklets (equal for the same frames).
+register_removal_rule(RemovalRule(SAME_TRACKLET, "image_ids", "same pid, not the query's own tracklet, not junk"))
 
 
 def as_ids(ids: IdsLike, name: str, length: int | None = None,

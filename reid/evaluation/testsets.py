@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from ..data import ImageRecord, TestSet, build_test_set
+from ..data import ImageRecord, TestSet, build_test_loader, build_test_set, subset_loader
+from ..data.datasets import TrackletRecord
 from ..utils.distributed import all_gather_rows, broadcast_buffers, dist_info, shard_bounds
 from ..utils.errors import ReIDError
 from ..utils.outputs import METRICS
@@ -27,6 +28,8 @@ from .protocol import JUNK_PID, Protocol
 from .query_expansion import alpha_query_expansion
 from .rank import evaluate, evaluate_rank, reranked_distances
 from .results import RankResult
+from .single_shot import SingleShotCMC
+from .split_mean import SplitMean
 from .table import ResultRow, format_rows
 from .verification import VerificationCounter, VerificationResult
 
@@ -70,6 +73,13 @@ class TestSetResult:
     verification: Optional[VerificationResult] = None
     aqe: Optional[RankResult] = None
     histogram: Optional[DistanceHistogram] = None
+    # A protocol with several splits: which split this result (its features, pictures) is, and the metrics
+    # averaged over every split evaluated (metrics.json, the results table and the CMC plot show the mean).
+    split_id: Optional[int] = None
+    split_mean: Optional[SplitMean] = None
+    single_shot: bool = False  # the CMCs are single-shot ones (TEST.SINGLE_SHOT_CMC)
+    # Video sets: each tracklet's frames by its path (its first frame), to draw a tracklet as a strip of frames.
+    tracklet_frames: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.protocol is None:
@@ -116,9 +126,7 @@ def _extract(cfg, model: nn.Module, loader: DataLoader, records: List[ImageRecor
     lo, hi = shard_bounds(len(indices), rank if shard else 0, world)
     part = indices[lo:hi]
     if part != list(range(len(records))):
-        loader = DataLoader(Subset(loader.dataset, part), batch_size=loader.batch_size,
-                            num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-                            worker_init_fn=loader.worker_init_fn)
+        loader = subset_loader(loader, part)
     feats = extract_features(model, loader, device, flip=cfg.TEST.FLIP, desc=desc).feats
     if world > 1:
         feats = all_gather_rows(feats, len(indices))
@@ -146,16 +154,60 @@ def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: Tes
     Junk (pid -1, loaded by ``DATASETS.KEEP_JUNK``) takes no part in ranking or re-ranking, so the numbers do
     not depend on that key; gallery junk is embedded in a pass of its own (the ranked images' batches stay the
     same) and kept in ``junk`` for pictures. ``keep_rows`` chooses the queries whose re-ranked rows are kept.
-    Under DDP the scoring runs once, on rank 0; the other ranks return None.
+    Under DDP the scoring runs once, on rank 0; the other ranks return None. A test set with ``more_splits`` is
+    scored on each split (:func:`evaluate_splits`).
     """
-    name, records, num_query = test_set.name, test_set.records, test_set.num_query
+    if test_set.more_splits:
+        return evaluate_splits(cfg, model, device, test_set, keep_rows)
+    name, records = test_set.name, test_set.records
     ranked = [i for i, r in enumerate(records) if r.pid != JUNK_PID]
-    junk = [i for i in range(num_query, len(records)) if records[i].pid == JUNK_PID]
     feats = _extract(cfg, model, test_set.loader, records, ranked, device, f"{name} features")
-    junk_feats = _extract(cfg, model, test_set.loader, records, junk, device, f"{name} junk features",
-                          shard=False) if junk else None
+    junk_feats = _junk_features(cfg, model, device, test_set)
     if feats is None:
         return None
+    return _score(cfg, test_set, ranked, feats, junk_feats, keep_rows)
+
+
+def _junk_features(cfg, model: nn.Module, device: torch.device, test_set: TestSet) -> Optional[Features]:
+    """The gallery's junk (``DATASETS.KEEP_JUNK``), embedded in a pass of its own, for pictures; None without."""
+    records, num_query = test_set.records, test_set.num_query
+    junk = [i for i in range(num_query, len(records)) if records[i].pid == JUNK_PID]
+    return _extract(cfg, model, test_set.loader, records, junk, device, f"{test_set.name} junk features",
+                    shard=False) if junk else None
+
+
+def evaluate_splits(cfg, model: nn.Module, device: torch.device, test_set: TestSet,
+                    keep_rows: Optional[RowSelector] = None) -> Optional[TestSetResult]:
+    """``test_set`` and its ``more_splits``, each scored, metrics averaged: the first split's result (its
+    features, pictures and kept re-ranked rows) with ``split_mean``. Each distinct image (tracklet) of all the
+    splits is embedded once (VehicleID's gallery draws share every image)."""
+    sets = [replace(test_set, more_splits=[]), *test_set.more_splits]
+    union = list(dict.fromkeys(r for s in sets for r in s.records if r.pid != JUNK_PID))
+    feats = _extract(cfg, model, build_test_loader(cfg, union), union, list(range(len(union))), device,
+                     f"{test_set.name} features ({len(sets)} splits)")
+    junk_feats = _junk_features(cfg, model, device, test_set)
+    if feats is None:
+        return None
+    row = {r: i for i, r in enumerate(union)}
+    evals = []
+    for k, split in enumerate(sets):
+        ranked = [i for i, r in enumerate(split.records) if r.pid != JUNK_PID]
+        index = torch.tensor([row[split.records[i]] for i in ranked])
+        split_feats = Features(feats.feats[index.to(feats.feats.device)], feats.pids[index], feats.camids[index],
+                               [feats.paths[i] for i in index.tolist()])
+        evals.append(_score(cfg, split, ranked, split_feats, junk_feats if k == 0 else None,
+                            keep_rows if k == 0 else None))
+    ids = [s.split_id for s in sets]
+    first = evals[0]
+    first.split_mean = SplitMean.of(ids, evals, [_entry(ev) for ev in evals])
+    return first
+
+
+def _score(cfg, test_set: TestSet, ranked: List[int], feats: Features, junk_feats: Optional[Features],
+           keep_rows: Optional[RowSelector]) -> TestSetResult:
+    """Score the embedded ``ranked`` records (query then gallery) of ``test_set``: ranking, verification,
+    histogram, chance level, then re-ranking and query expansion when enabled."""
+    name, records, num_query = test_set.name, test_set.records, test_set.num_query
     q_ranked = [i for i in ranked if i < num_query]
     g_ranked = [i for i in ranked if i >= num_query]
     query, gallery = feats.split(len(q_ranked))
@@ -165,19 +217,29 @@ def evaluate_test_set(cfg, model: nn.Module, device: torch.device, test_set: Tes
     counter = VerificationCounter(protocol, far=cfg.TEST.VERIFY_FAR, device=query.feats.device)
     histogram = PairHistogram(protocol, upper=distance_bound(query.feats, gallery.feats, metric),
                               max_queries=cfg.VIS.HIST_MAX_QUERIES)
+    single = bool(cfg.TEST.SINGLE_SHOT_CMC)  # then every CMC below is the single-shot one, from the same distances
+    shot = SingleShotCMC(protocol, max_rank=max_rank) if single else None
     result = evaluate(query.feats, gallery.feats, metric=metric, max_rank=max_rank,
-                      observe=(counter.add, histogram.add), protocol=protocol)
-    ev = TestSetResult(name, result, None, query, gallery, chance_level(protocol), metric, junk_feats,
-                       protocol=protocol, identity_names=[records[i].identity_name for i in ranked],
-                       verification=counter.result(), histogram=histogram.result())
+                      observe=(counter.add, histogram.add) + ((shot.add,) if shot else ()), protocol=protocol)
+    ev = TestSetResult(name, shot.apply(result) if shot else result, None, query, gallery, chance_level(protocol),
+                       metric, junk_feats, protocol=protocol,
+                       identity_names=[records[i].identity_name for i in ranked], verification=counter.result(),
+                       histogram=histogram.result(), split_id=test_set.split_id, single_shot=single,
+                       tracklet_frames={records[i].path: records[i].paths for i in ranked
+                                        if isinstance(records[i], TrackletRecord)})
     if cfg.TEST.AQE.ENABLED:
         a = cfg.TEST.AQE
         q_aqe, g_aqe = alpha_query_expansion(query.feats, gallery.feats, a.QE_TIME, a.QE_K, a.ALPHA)
-        ev.aqe = evaluate(q_aqe, g_aqe, metric=metric, max_rank=max_rank, protocol=protocol)
+        shot = SingleShotCMC(protocol, max_rank=max_rank) if single else None
+        ev.aqe = evaluate(q_aqe, g_aqe, metric=metric, max_rank=max_rank, protocol=protocol,
+                          observe=(shot.add,) if shot else ())
+        ev.aqe = shot.apply(ev.aqe) if shot else ev.aqe
     if cfg.TEST.RERANK.ENABLED:
         r = cfg.TEST.RERANK
         distmat = reranked_distances(query.feats, gallery.feats, metric, k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
         ev.rerank = evaluate_rank(distmat, max_rank=max_rank, protocol=protocol)
+        if single:
+            ev.rerank = SingleShotCMC(protocol, max_rank=max_rank).add_matrix(distmat).apply(ev.rerank)
         if keep_rows is not None:
             idx = np.asarray(list(keep_rows(ev)), dtype=np.int64)
             ev.rerank_rows = QueryRows(idx, distmat[torch.as_tensor(idx, device=distmat.device)].cpu())
@@ -213,22 +275,32 @@ def metrics_dict(evals: Dict[str, TestSetResult]) -> dict:
     or "same-image removal") and ``protocol_reason`` say which gallery items were removed and why. ``aqe`` holds
     the metrics after alpha query expansion (TEST.AQE), ``verification`` the verification metrics of the plain
     distances (``auc``, ``eer``, ``tar_at_far`` and ``threshold_at_far`` by FAR written as "1e-3", ``threshold``
-    at TEST.VERIFY_FAR, ``far``).
+    at TEST.VERIFY_FAR, ``far``). ``single_shot_cmc`` is true where the CMCs are single-shot ones
+    (TEST.SINGLE_SHOT_CMC). A test set evaluated on several splits of its protocol has the mean of every number
+    over them and a ``splits`` block (ids, ``std`` of the scores, ``per_split`` entries; see
+    :mod:`reid.evaluation.split_mean`); one evaluated on one split of several has ``split_id``.
     """
-    per = {}
-    for name, ev in evals.items():
-        entry = {**ev.result.as_dict(), "protocol": ev.protocol.name, "protocol_reason": ev.protocol.reason}
-        if ev.chance is not None:
-            entry["chance"] = {"rank1": ev.chance.rank1, "mAP": ev.chance.mAP}
-        if ev.rerank is not None:
-            entry["rerank"] = ev.rerank.as_dict()
-        if ev.aqe is not None:
-            entry["aqe"] = ev.aqe.as_dict()
-        if ev.verification is not None:
-            entry["verification"] = ev.verification.as_dict()
-        per[name] = entry
+    per = {name: ev.split_mean.entry() if ev.split_mean is not None else _entry(ev) for name, ev in evals.items()}
     first = next(iter(per.values()))
     return {**first, "dataset": next(iter(per)), "datasets": per}
+
+
+def _entry(ev: TestSetResult) -> dict:
+    """The metrics.json entry of one scored split."""
+    entry = {**ev.result.as_dict(), "protocol": ev.protocol.name, "protocol_reason": ev.protocol.reason}
+    if ev.split_id is not None:
+        entry["split_id"] = ev.split_id
+    if ev.single_shot:
+        entry["single_shot_cmc"] = True
+    if ev.chance is not None:
+        entry["chance"] = {"rank1": ev.chance.rank1, "mAP": ev.chance.mAP}
+    if ev.rerank is not None:
+        entry["rerank"] = ev.rerank.as_dict()
+    if ev.aqe is not None:
+        entry["aqe"] = ev.aqe.as_dict()
+    if ev.verification is not None:
+        entry["verification"] = ev.verification.as_dict()
+    return entry
 
 
 def write_metrics(output_dir: str | Path, metrics: dict) -> Path:
@@ -244,11 +316,15 @@ def result_rows(evals: Dict[str, TestSetResult]) -> List[ResultRow]:
     query-expanded results when there are any."""
     rows = []
     for name, ev in evals.items():
-        rows.append(ResultRow(name, ev.result, ev.chance, ev.verification))
-        if ev.rerank is not None:
-            rows.append(ResultRow(f"{name} +rerank", ev.rerank, ev.chance))
-        if ev.aqe is not None:
-            rows.append(ResultRow(f"{name} +aqe", ev.aqe, ev.chance))
+        mean = ev.split_mean
+        if mean is not None:  # the mean over the splits (no verification row: its ROC is per split)
+            name = f"{name} (mean of {len(mean.ids)} splits)"
+        shown = mean if mean is not None else ev
+        rows.append(ResultRow(name, shown.result, shown.chance, ev.verification if mean is None else None))
+        if shown.rerank is not None:
+            rows.append(ResultRow(f"{name} +rerank", shown.rerank, shown.chance))
+        if shown.aqe is not None:
+            rows.append(ResultRow(f"{name} +aqe", shown.aqe, shown.chance))
     return rows
 
 
@@ -256,4 +332,16 @@ def format_results(evals: Dict[str, TestSetResult]) -> str:
     """The results table as text, for logs, with a note for each set not scored by the cross-camera protocol."""
     notes = [f"{name}: {ev.protocol.name} ({ev.protocol.reason})" for name, ev in evals.items()
              if not ev.protocol.cross_camera]
+    notes += [f"{name}: single-shot CMC (one random gallery image per identity, exact expectation)"
+              for name, ev in evals.items() if ev.single_shot]
+    notes += [split_note(name, ev) for name, ev in evals.items() if ev.split_mean is not None]
     return format_rows(result_rows(evals)) + "".join(f"\n{note}" for note in notes)
+
+
+def split_note(name: str, ev: TestSetResult) -> str:
+    """One line on a split-averaged result: which splits, the spread of rank-1 and mAP, which split is drawn."""
+    mean = ev.split_mean
+    std = mean.entry()["splits"]["std"]
+    spread = ", ".join(f"{k} std {100 * std[k]:.2f}" for k in ("rank1", "mAP") if k in std)
+    return (f"{name}: mean of splits {', '.join(map(str, mean.ids))} ({spread}; per split in metrics.json); "
+            f"pictures and verification of split {ev.split_id}")

@@ -1,7 +1,7 @@
 """Verified ONNX / TorchScript / OpenVINO export of the test-time model (``tools/export.py`` is the command
 line)."""
-from .exporter import (ATOL, FORMATS, HALF_RTOL, RTOL, ExportError, HalfPrecision, Verification, default_output,
-                       deployment_metadata, export_checkpoint, export_module, verify_export)
+from .exporter import (ATOL, FORMATS, HALF_RTOL, RTOL, ExportError, HalfPrecision, Verification, check_output,
+                       default_output, deployment_metadata, export_checkpoint, export_module, verify_export)
 
-__all__ = ["ATOL", "FORMATS", "HALF_RTOL", "RTOL", "ExportError", "HalfPrecision", "Verification",
+__all__ = ["ATOL", "FORMATS", "HALF_RTOL", "RTOL", "ExportError", "HalfPrecision", "Verification", "check_output",
            "default_output", "deployment_metadata", "export_checkpoint", "export_module", "verify_export"]

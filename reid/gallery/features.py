@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +18,25 @@ from ..config import cfg_from_dict, cfg_to_dict
 from ..inference import ReIDModel
 from ..utils.errors import DatasetError
 from ..utils.files import atomic_write
+
+# What reading a damaged .npz raises: a truncated or overwritten zip (BadZipFile, EOFError, OSError), a member
+# whose bytes changed (BadZipFile "Bad CRC-32"), an array header that does not parse (ValueError), a missing
+# member (KeyError), FAISS refusing the serialised index (RuntimeError).
+NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile)
+
+
+@contextmanager
+def read_npz(path: str | os.PathLike, what: str, fix: str) -> Iterator[np.lib.npyio.NpzFile]:
+    """``np.load(path)`` (plain arrays only) for the body of the ``with``; any way the file can be damaged, in the
+    body too, is a DatasetError naming the file, ``what`` it should be and how to ``fix`` it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            yield data
+    except NPZ_ERRORS as e:
+        damaged = isinstance(e, (zipfile.BadZipFile, EOFError))
+        why = "it is truncated or damaged (an interrupted copy or write?)" if damaged else "it cannot be read"
+        raise DatasetError(f"{os.fspath(path)!r} is not a readable {what}: {why} ({type(e).__name__}: {e}). "
+                           f"{fix}") from None
 
 
 @dataclass
@@ -55,16 +76,13 @@ class FeatureFile:
         path = Path(path)
         if not path.is_file():
             raise DatasetError(f"Feature file {str(path)!r} does not exist; write one with tools/extract.py.")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                extra = {k: str(data[k]) for k in ("weights", "cfg", "weights_sha256") if k in data.files}
-                out = cls(data["features"].astype(np.float32), [str(n) for n in data["names"]],
-                          bool(data["normalized"]) if "normalized" in data.files else False,
-                          extra.get("weights", ""), extra.get("cfg", ""), extra.get("weights_sha256", ""),
-                          float(data["threshold"]) if "threshold" in data.files else float("nan"))
-        except (OSError, ValueError, KeyError) as e:
-            raise DatasetError(f"{str(path)!r} is not a feature file written by tools/extract.py (expected an .npz "
-                               f"with 'features' and 'names'): {type(e).__name__}: {e}") from None
+        with read_npz(path, "feature file of tools/extract.py (an .npz with 'features' and 'names')",
+                      "Extract it again with tools/extract.py (reid-extract).") as data:
+            extra = {k: str(data[k]) for k in ("weights", "cfg", "weights_sha256") if k in data.files}
+            out = cls(data["features"].astype(np.float32), [str(n) for n in data["names"]],
+                      bool(data["normalized"]) if "normalized" in data.files else False,
+                      extra.get("weights", ""), extra.get("cfg", ""), extra.get("weights_sha256", ""),
+                      float(data["threshold"]) if "threshold" in data.files else float("nan"))
         if out.features.ndim != 2 or len(out.names) != len(out.features):
             raise DatasetError(f"{str(path)!r}: 'features' must be (N, D) with one name per row; got "
                                f"{out.features.shape} and {len(out.names)} names.")

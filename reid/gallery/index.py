@@ -13,7 +13,8 @@
 
 Every kind searches the L2-normalised features by inner product (= cosine similarity) and reports the exact cosine
 distances of the neighbours it returns, computed from the gallery's features, so distances read the same as the
-exact search's. The file is an .npz of plain arrays (``np.load(allow_pickle=False)``): the serialised index and
+exact search's. The file is an .npz of plain arrays (``np.load(allow_pickle=False)``): the serialised index, its
+SHA-256 (verified on load: FAISS accepts a damaged graph or code table and silently returns worse neighbours) and
 what identifies the gallery it was built for (count, dimension and a SHA-256 of the names and features): an index
 that does not match its gallery is refused. ``faiss-cpu`` is an optional extra (``pip install -e '.[search]'``);
 with ``faiss-gpu`` and a CUDA device, flat indexes are searched and IVF-PQ cells trained on the GPU.
@@ -33,9 +34,12 @@ import torch
 
 from ..utils.errors import ConfigError, DatasetError
 from ..utils.files import atomic_write
+from .features import read_npz
 
 KINDS = ("exact", "flat", "ivfpq", "hnsw")  # "exact": no index, reid's exact torch search
 SUFFIX = ".index.npz"
+IVFPQ_MIN_COUNT = 78  # FAISS's k-means wants >= 39 training vectors per cell, and IVF-PQ here has >= 2 cells
+_REBUILD = "Rebuild it with reid-extract --index KIND (or delete it), or search with --index exact."
 HNSW_M = 32  # graph degree (FAISS's usual choice for high recall)
 DEFAULTS: Dict[str, Dict[str, int]] = {
     "flat": {},
@@ -70,10 +74,22 @@ def index_path(gallery: str | os.PathLike) -> Path:
     return gallery.with_name(stem + SUFFIX)
 
 
+def check_buildable(kind: str, count: int) -> None:
+    """Refuse, before anything is embedded or written, an index of ``kind`` that ``count`` vectors cannot train."""
+    if kind == "ivfpq" and count < IVFPQ_MIN_COUNT:
+        raise DatasetError(f"An IVF-PQ index needs at least {IVFPQ_MIN_COUNT} gallery vectors to train (got "
+                           f"{count}); use --index flat or exact for a gallery this small.")
+
+
 def stored_kind(path: str | os.PathLike) -> str:
     """The kind of the index saved at ``path`` (read without deserialising the index)."""
-    with np.load(path, allow_pickle=False) as data:
+    with read_npz(path, "index of reid-extract --index", _REBUILD) as data:
         return str(data["kind"])
+
+
+def blob_sha256(blob: np.ndarray) -> str:
+    """SHA-256 of a serialised index (the bytes FAISS reads back)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(blob))).hexdigest()  # no copy of a GB-sized index
 
 
 def fingerprint(features: np.ndarray, names: Sequence[str]) -> str:
@@ -117,9 +133,7 @@ def build_faiss_index(features: np.ndarray, kind: str, device: str = "cpu", seed
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "ivfpq":
-        if count < 78:
-            raise DatasetError(f"An IVF-PQ index needs at least 78 gallery vectors to train (got {count}); use "
-                               f"--index flat or exact for a gallery this small.")
+        check_buildable(kind, count)
         nlist, m, _ = ivfpq_shape(count, dim)
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, m, 4, faiss.METRIC_INNER_PRODUCT)
@@ -152,9 +166,10 @@ class GalleryIndex:
         """Write the .npz (atomically: a temporary file, then a rename)."""
         faiss = faiss_module()
         path = Path(path)
+        blob = faiss.serialize_index(self.index)
         with atomic_write(path) as f:
-            np.savez(f, index=faiss.serialize_index(self.index), kind=np.str_(self.kind), count=np.int64(self.count),
-                     dim=np.int64(self.dim), fingerprint=np.str_(self.fingerprint),
+            np.savez(f, index=blob, index_sha256=np.str_(blob_sha256(blob)), kind=np.str_(self.kind),
+                     count=np.int64(self.count), dim=np.int64(self.dim), fingerprint=np.str_(self.fingerprint),
                      params=np.str_(json.dumps(self.params)), faiss_version=np.str_(faiss.__version__))
         return path
 
@@ -167,13 +182,16 @@ class GalleryIndex:
         if not path.is_file():
             raise DatasetError(f"Index file {str(path)!r} does not exist; write one with reid-extract --index "
                                f"ivfpq (or flat, hnsw), or search with --index exact.")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                out = cls(str(data["kind"]), faiss.deserialize_index(data["index"]), int(data["count"]),
-                          int(data["dim"]), str(data["fingerprint"]), json.loads(str(data["params"])))
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise DatasetError(f"{str(path)!r} is not an index written by reid-extract --index: "
-                               f"{type(e).__name__}: {e}") from None
+        with read_npz(path, "index of reid-extract --index", _REBUILD) as data:
+            blob = data["index"]
+            # Files written before the checksum was recorded have none; they are checked against the gallery only.
+            recorded = str(data["index_sha256"]) if "index_sha256" in data.files else ""
+            if recorded and blob_sha256(blob) != recorded:
+                raise DatasetError(f"The index {str(path)!r} is damaged: its bytes no longer have the SHA-256 recorded "
+                                   f"when it was written (a partial copy, a disk or transfer error, an edit), and a "
+                                   f"damaged index silently returns worse neighbours. {_REBUILD}")
+            out = cls(str(data["kind"]), faiss.deserialize_index(blob), int(data["count"]), int(data["dim"]),
+                      str(data["fingerprint"]), json.loads(str(data["params"])))
         out.check(features, names, path, gallery)
         return out
 
@@ -200,6 +218,10 @@ class GalleryIndex:
         """(cosine distances, gallery indices), each (Q, min(k, count)), nearest first: the index's candidates
         re-ranked by their exact distance to ``gallery`` (the features the index was built from)."""
         faiss = faiss_module()
+        if queries.shape[1] != self.dim:
+            raise DatasetError(f"The queries are {queries.shape[1]}-d but the {self.kind} index holds {self.dim}-d "
+                               f"vectors; embed the queries with the gallery's model.")
+        check_nprobe(self.kind, overrides.get("nprobe"))
         params = {**DEFAULTS.get(self.kind, {}), **self.params, **overrides}
         k = min(k, self.count)
         index = self.index
@@ -214,6 +236,19 @@ class GalleryIndex:
         want = min(self.count, k * int(params.get("refine", 1)))
         _, cand = index.search(q.numpy(), want)
         return rerank(q, gallery, torch.from_numpy(cand), k)
+
+
+def check_nprobe(kind: str, nprobe: Optional[int]) -> None:
+    """Refuse ``nprobe`` (IVF-PQ cells to scan) for a search by another ``kind`` ("exact": no index), where it would
+    be ignored, and below 1."""
+    if nprobe is None:
+        return
+    if kind != "ivfpq":
+        how = "exactly (no index)" if kind == "exact" else f"with a {kind} index"
+        raise ConfigError(f"--nprobe sets how many cells an IVF-PQ index scans, but this gallery is searched {how}; "
+                          f"drop --nprobe, or search a gallery extracted with --index ivfpq.")
+    if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
+        raise ConfigError(f"--nprobe must be a whole number of cells >= 1, got {nprobe!r}.")
 
 
 def build_index(features: np.ndarray, names: Sequence[str], kind: str, device: str = "cpu") -> GalleryIndex:

@@ -19,6 +19,9 @@ Images = Union[ImageLike, Sequence[ImageLike], torch.Tensor]
 Frame = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# What to do about an image file that does not decode, where no dataset config is read (embed, search, frames).
+UNREADABLE_FIX = ("Replace or remove the file (reid-extract skips unreadable files with DATASETS.SKIP_UNREADABLE "
+                  "True)")
 
 
 def is_uint8(x: Any) -> bool:
@@ -48,7 +51,7 @@ def as_image_list(images: Images) -> List[Any]:
 def to_pil(item: Any) -> Image.Image:
     """One image of any accepted kind as an RGB PIL image (the form the test-time resize takes)."""
     if isinstance(item, (str, os.PathLike)):
-        return read_image(os.fspath(item))
+        return read_image(os.fspath(item), UNREADABLE_FIX)
     if isinstance(item, Image.Image):
         return item if item.mode == "RGB" else item.convert("RGB")
     if isinstance(item, np.ndarray):
@@ -68,7 +71,7 @@ def to_pil(item: Any) -> Image.Image:
 def frame_array(frame: Frame) -> Union[np.ndarray, torch.Tensor]:
     """An H x W x 3 uint8 RGB array (or CPU/GPU tensor) from any accepted frame."""
     if isinstance(frame, (str, os.PathLike)):
-        frame = read_image(os.fspath(frame))
+        frame = read_image(os.fspath(frame), UNREADABLE_FIX)
     if isinstance(frame, Image.Image):
         return np.asarray(frame.convert("RGB"))
     if isinstance(frame, (np.ndarray, torch.Tensor)) and is_uint8(frame) and frame.ndim == 3 \

@@ -19,22 +19,25 @@ from torch import nn
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from ..checkpoint import load_checkpoint, load_for_inference
+from ..checkpoint import load_checkpoint, load_for_inference, stored_threshold
 from ..checkpoint.inference import ConfigLike
 from ..checkpoint.zoo import pretrained_checkpoint
 from ..evaluation.extract import embed_batch
+from ..modeling.backbones import sie_cameras
 from ..utils.env import resolve_device
 from ..utils.errors import CheckpointError, DatasetError
 from ..utils.files import file_sha256
+from .cameras import Cameras, camera_ids
 from .images import Frame, Images, as_image_list, frame_array, is_embeddings, pixel_boxes
 from .preprocess import Preprocess
 
 
 class EmbeddingModule(nn.Module):
-    """A normalised float batch (B, 3, H, W) -> (B, D) float32 test embeddings, with TEST.FLIP's mirror average.
+    """A normalised float batch (B, 3, H, W) -> (B, D) float32 test embeddings, with TEST.FLIP's mirror average;
+    ``cameras`` (B,) 0-based, for a model with camera embeddings (``num_cameras`` > 0; others ignore them).
 
-    Both ``ReIDModel.embed`` and the exported ONNX / TorchScript graphs run this module, so a deployed export
-    computes the same numbers as the Python API (before L2 normalisation), and evaluation's own
+    Both ``ReIDModel.embed`` and the exported ONNX / TorchScript / OpenVINO graphs run this module, so a deployed
+    export computes the same numbers as the Python API (before L2 normalisation), and evaluation's own
     ``reid.evaluation.extract.embed_batch``.
     """
 
@@ -42,9 +45,10 @@ class EmbeddingModule(nn.Module):
         super().__init__()
         self.model = model.eval()
         self.flip = bool(flip)
+        self.num_cameras = sie_cameras(model)  # cameras of its SIE table; 0: it takes no cameras
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return embed_batch(self.model, images, self.flip)
+    def forward(self, images: torch.Tensor, cameras: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return embed_batch(self.model, images, self.flip, cameras)
 
 
 class ReIDModel:
@@ -80,10 +84,7 @@ class ReIDModel:
         target = resolve_device(device)
         state = load_checkpoint(path)
         model, cfg = load_for_inference(path, config, opts, target, state=state)
-        threshold = state.get("threshold")
-        far = state.get("threshold_far")
-        return cls(model, cfg, target, str(Path(path).resolve()), None if threshold is None else float(threshold),
-                   None if far is None else float(far))
+        return cls(model, cfg, target, str(Path(path).resolve()), *stored_threshold(state))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto",
@@ -102,9 +103,16 @@ class ReIDModel:
         """(height, width) images are resized to: INPUT.SIZE_TEST."""
         return tuple(self.cfg.INPUT.SIZE_TEST)
 
+    @property
+    def num_cameras(self) -> int:
+        """Cameras of the model's camera embedding (SIE; e.g. 6 for a TransReID trained on Market-1501): ``embed``
+        and ``embed_boxes`` then need ``cameras``, 0-based ids below this number. 0: the model ignores cameras."""
+        return self.net.num_cameras
+
     @torch.inference_mode()
     def embed(self, images: Images, normalize: bool = True, batch_size: Optional[int] = None,
-              num_workers: int = 0, progress: bool = False, to_cpu: bool = True) -> torch.Tensor:
+              num_workers: int = 0, progress: bool = False, to_cpu: bool = True,
+              cameras: Cameras = None) -> torch.Tensor:
         """Embed images; returns a float32 (N, D) tensor in input order, on the CPU unless ``to_cpu=False``.
 
         ``images``: one or a list of file paths, PIL images or NumPy H x W x 3 uint8 RGB arrays, or a uint8
@@ -113,12 +121,16 @@ class ReIDModel:
         the test-time preprocessing (``self.preprocess``). Runs in batches of ``batch_size`` (TEST.IMS_PER_BATCH)
         on the model's device; ``max(num_workers, 1)`` threads decode and resize the next batch meanwhile. With
         ``normalize`` (the default) embeddings are L2-normalised, so a dot product is the cosine similarity.
+        ``cameras``: each image's 0-based camera (a sequence, array or tensor), or one int for all, required by a
+        model with camera embeddings (``num_cameras`` > 0) and ignored by the others.
         """
         items = as_image_list(images)
         if not items:
             raise DatasetError("embed() got no images; pass at least one path, image or array.")
+        cams = camera_ids(cameras, len(items), self.num_cameras)  # checked before any image is decoded
         batch_size = batch_size or self.cfg.TEST.IMS_PER_BATCH
         chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+        chunk_cameras = [None if cams is None else cams[i:i + batch_size] for i in range(0, len(items), batch_size)]
         out: List[torch.Tensor] = []
         with ThreadPoolExecutor(max_workers=max(num_workers, 1)) as pool, \
                 tqdm(total=len(items), desc="embedding", unit="img", disable=not progress, dynamic_ncols=True) as bar:
@@ -126,7 +138,7 @@ class ReIDModel:
             for i in range(len(chunks)):
                 batch = torch.stack([f.result() for f in pending])
                 pending = self._submit(pool, chunks[i + 1]) if i + 1 < len(chunks) else []
-                out.append(self._run(batch, normalize, to_cpu))
+                out.append(self._run(batch, normalize, to_cpu, chunk_cameras[i]))
                 bar.update(len(batch))
         return torch.cat(out)
 
@@ -134,7 +146,7 @@ class ReIDModel:
     def embedding_dim(self) -> int:
         """D of the (N, D) embeddings (found once by embedding a blank image)."""
         if self._dim is None:
-            self._dim = int(self.embed(np.zeros((*self.input_size, 3), dtype=np.uint8)).shape[1])
+            self._dim = int(self.embed(np.zeros((*self.input_size, 3), dtype=np.uint8), cameras=0).shape[1])
         return self._dim
 
     @property
@@ -146,7 +158,7 @@ class ReIDModel:
 
     @torch.inference_mode()
     def embed_boxes(self, frame: Frame, boxes_xyxy: Any, normalize: bool = True, batch_size: Optional[int] = None,
-                    on_device: Optional[bool] = None, to_cpu: bool = True) -> torch.Tensor:
+                    on_device: Optional[bool] = None, to_cpu: bool = True, cameras: Cameras = None) -> torch.Tensor:
         """Embed the crops of ``boxes_xyxy`` (N x 4: x1, y1, x2, y2 in pixels, as detectors give them) from one
         RGB ``frame``: an H x W x 3 uint8 array or tensor, a PIL image or an image file path.
 
@@ -155,10 +167,12 @@ class ReIDModel:
         preprocess``): without ``on_device`` they are ``embed``-ed as cropped images; with it (default: when the
         model is on a GPU) the frame goes to the model's device once and each crop is resized there
         (``Preprocess.crop``) instead of in PIL, then normalised alike. Returns (N, D) in box order.
+        ``cameras``: as ``embed`` takes them, one per box or one int for the frame's camera.
         """
         image = frame_array(frame)
         height, width = image.shape[:2]
         boxes = pixel_boxes(boxes_xyxy, height, width)
+        cams = camera_ids(cameras, len(boxes), self.num_cameras)
         if len(boxes) == 0:
             return torch.zeros(0, self.embedding_dim)
         if on_device is None:
@@ -166,31 +180,34 @@ class ReIDModel:
         if not on_device:
             arr = image.cpu().numpy() if isinstance(image, torch.Tensor) else image
             crops = [np.ascontiguousarray(arr[y1:y2, x1:x2]) for x1, y1, x2, y2 in boxes.tolist()]
-            return self.embed(crops, normalize=normalize, batch_size=batch_size, to_cpu=to_cpu)
+            return self.embed(crops, normalize=normalize, batch_size=batch_size, to_cpu=to_cpu, cameras=cams)
         pixels = torch.as_tensor(image).to(self.device).permute(2, 0, 1)  # 3 x H x W uint8 on the device
         step = batch_size or self.cfg.TEST.IMS_PER_BATCH
         out = []
         for start in range(0, len(boxes), step):
             crops = [self.preprocess.crop(pixels, box) for box in boxes[start:start + step].tolist()]
-            out.append(self._run(torch.stack(crops), normalize, to_cpu=False))
+            out.append(self._run(torch.stack(crops), normalize, False, None if cams is None else
+                                 cams[start:start + step]))
         emb = torch.cat(out)
         return emb.cpu() if to_cpu else emb
 
     @torch.inference_mode()
-    def same(self, a: Any, b: Any, threshold: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def same(self, a: Any, b: Any, threshold: Optional[float] = None, a_cameras: Cameras = None,
+             b_cameras: Cameras = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Is ``a[i]`` the same person as ``b[i]``? Returns (bool (N,), distances (N,)), on the CPU.
 
         ``a`` and ``b``: images (anything ``embed`` takes) or (N, D) float embeddings from ``embed(...,
         normalize=False)`` or ``embed``; one of them may hold a single item, compared with every item of the other.
         Distances are TEST.METRIC's, as in evaluation (cosine: 1 - cosine similarity; euclidean: between raw
-        embeddings). ``threshold`` defaults to the checkpoint's (``self.threshold``).
+        embeddings). ``threshold`` defaults to the checkpoint's (``self.threshold``). ``a_cameras`` / ``b_cameras``:
+        the cameras of images ``a`` / ``b``, as ``embed`` takes them (a model with camera embeddings needs them).
         """
         threshold = self.threshold if threshold is None else float(threshold)
         if threshold is None:
             raise CheckpointError(f"{self.weights or 'This model'} stores no verification threshold (a checkpoint "
                                   f"written before thresholds were kept, or by reid-convert). Pass threshold=VALUE, "
                                   f"e.g. verification.threshold of a metrics.json that reid-test wrote for it.")
-        ea, eb = self._embeddings(a), self._embeddings(b)
+        ea, eb = self._embeddings(a, a_cameras), self._embeddings(b, b_cameras)
         if len(ea) != len(eb) and 1 not in (len(ea), len(eb)):
             raise DatasetError(f"same(a, b) compares a[i] with b[i]: got {len(ea)} and {len(eb)} items; give lists "
                                f"of equal length, or one item to compare with every other.")
@@ -200,18 +217,22 @@ class ReIDModel:
             dist = (ea - eb).norm(dim=1)
         return dist <= threshold, dist
 
-    def _embeddings(self, x: Any) -> torch.Tensor:
+    def _embeddings(self, x: Any, cameras: Cameras) -> torch.Tensor:
         """(N, D) float32 embeddings of images, or the given float embeddings."""
         if is_embeddings(x):
             return torch.as_tensor(x).float().cpu()
-        return self.embed(x, normalize=False)
+        return self.embed(x, normalize=False, cameras=cameras)
 
     def _submit(self, pool: ThreadPoolExecutor, chunk: Sequence[Any]) -> List[Future]:
         return [pool.submit(self.preprocess.image, item) for item in chunk]
 
-    def _run(self, pixels: torch.Tensor, normalize: bool, to_cpu: bool) -> torch.Tensor:
-        """Embeddings of a uint8 batch at INPUT.SIZE_TEST: normalised on the model's device, then the network."""
-        emb = self.net(self.preprocess.normalize(pixels.to(self.device, non_blocking=True)))
+    def _run(self, pixels: torch.Tensor, normalize: bool, to_cpu: bool,
+             cameras: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Embeddings of a uint8 batch at INPUT.SIZE_TEST (with its 0-based cameras for an SIE model): normalised on
+        the model's device, then the network."""
+        if cameras is not None:
+            cameras = cameras.to(self.device)
+        emb = self.net(self.preprocess.normalize(pixels.to(self.device, non_blocking=True)), cameras)
         if normalize:
             emb = F.normalize(emb, dim=1)
         return emb.cpu() if to_cpu else emb

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..utils.errors import ConfigError
 from .meta_arch import META_ARCH_REGISTRY
+from .video import build_temporal_pool
 
 
 def build_model(cfg, num_classes: Optional[int] = None, pretrained: bool = True) -> nn.Module:
@@ -26,4 +27,7 @@ def build_model(cfg, num_classes: Optional[int] = None, pretrained: bool = True)
         cfg.defrost()
         cfg.MODEL.BACKBONE.PRETRAIN = False
     model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg, max(n, 1))
+    pool = build_temporal_pool(cfg)
+    if pool is not None:  # weights of a tracklet's frames (MODEL.TEMPORAL_POOL), saved with the model
+        model.temporal_pool = pool
     return model.eval()

@@ -2,8 +2,10 @@
 report's section.
 
 Where an evaluation writes is decided by the engine (``reid.engine.run_folder.evaluation_dir``); this module only
-draws what is there. ``eval/index.html`` lists the evaluations made so far (rewritten after each one); the training
-report lists those that existed when it was written and links that index.
+draws what is there. ``eval/index.html`` lists the evaluations made so far (rewritten after each one, and written at
+the end of training, so the training report's link to it always works); the training report lists those that
+existed when it was written and links that index. Standalone checkpoints' evaluations (``OUTPUT_DIR/eval/<name>/``
+outside a training run) get the same index, without a training report to link back to.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import List
 
 from ..utils.outputs import EVAL_DIR, METRICS, REPORT
 from . import html as H
-from .sheets import INDEX
+from .sheets import INDEX, MANIFEST
 
 RANKED_LISTS_DIR = "ranked_lists"  # tools/visualize.py's output folder inside an evaluation's or a test's folder
 
@@ -24,11 +26,20 @@ def _evaluations(run: Path) -> List[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
 
 
-def _first_set(folder: Path) -> dict:
+def _read_json(path: Path) -> dict:
     try:
-        metrics = json.loads((folder / METRICS).read_text(encoding="utf-8"))
+        found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _first_set(folder: Path) -> dict:
+    """The metrics of an evaluation: its metrics.json (reid-test), else those its ranked lists record
+    (reid-visualize evaluates exactly as reid-test and keeps them in ranked_lists/ranked_lists.json)."""
+    metrics = _read_json(folder / METRICS)
+    if not metrics:
+        metrics = _read_json(folder / RANKED_LISTS_DIR / MANIFEST).get("metrics")
     return metrics if isinstance(metrics, dict) else {}
 
 
@@ -55,22 +66,26 @@ def evaluations_table(run: Path, prefix: str) -> str:
 
 
 def evaluations_section(run: Path) -> str:
-    """The training report's section: the evaluations of the run that exist now, and where later ones go."""
+    """The training report's section: the evaluations of the run that exist now, and where later ones go (the
+    index is linked when it exists: the engine writes it before the report)."""
     table = evaluations_table(run, f"{EVAL_DIR}/")
+    index = f"{EVAL_DIR}/{INDEX}"
+    listed = f"<a href=\"{index}\">{index}</a>" if (run / index).is_file() else f"<code>{index}</code>"
     return ("<h2>Evaluations of this run</h2>"
             + (table if table else "<p>None yet.</p>")
             + f"<p class=note>tools/test.py and tools/visualize.py write evaluations of this run's checkpoints into "
               f"<code>{EVAL_DIR}/&lt;name&gt;/</code> (the name from <code>--name</code>, or from the weights file "
               f"and the overrides), never over this run's files. "
-              f"<a href=\"{EVAL_DIR}/{INDEX}\">{EVAL_DIR}/{INDEX}</a> lists all of them, also those made after "
-              f"this page was written.</p>")
+              f"{listed} lists all of them, also those made after this page was written.</p>")
 
 
 def write_evaluations_index(run: Path) -> Path:
-    """Rewrite ``run/eval/index.html`` (after an evaluation was added); returns its path."""
+    """Rewrite ``run/eval/index.html`` (after an evaluation was added, and at the end of training); returns its
+    path. It links the training report when ``run`` has one."""
     table = evaluations_table(run, "")
-    body = (f"<h1>Evaluations of {H.esc(run.resolve().name)}</h1><p class=meta><a href=\"../{REPORT}\">the "
-            f"training report</a> &middot; written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>"
+    back = f"<a href=\"../{REPORT}\">the training report</a> &middot; " if (run / REPORT).is_file() else ""
+    body = (f"<h1>Evaluations of {H.esc(run.resolve().name)}</h1><p class=meta>{back}"
+            f"written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>"
             + (table or "<p>None yet.</p>")
             + "<p class=note>Percent; the first test set of each evaluation (its report has every set).</p>")
     path = run / EVAL_DIR / INDEX

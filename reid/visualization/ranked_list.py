@@ -19,7 +19,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -270,20 +270,39 @@ def select_queries(
 # -- drawing -----------------------------------------------------------------------------------------------------
 
 class TileCache:
-    """Decoded, resized tile images by path (a gallery image appears in many ranked lists)."""
+    """Decoded, resized tile images by path (a gallery image appears in many ranked lists). ``strips``: the frames
+    of each tracklet by its path (its first frame); such a tile shows four evenly spaced frames of the tracklet
+    in a 2 x 2 grid, in temporal order (a tile keeps the frames' portrait shape, a row of four would not)."""
 
-    def __init__(self, size: Tuple[int, int] = (TILE_H, TILE_W)) -> None:
+    GRID = (2, 2)  # rows, columns of a tracklet's tile
+
+    def __init__(self, size: Tuple[int, int] = (TILE_H, TILE_W),
+                 strips: Optional[Mapping[str, Sequence[str]]] = None) -> None:
         self.size = size
+        self.strips = strips or {}
         self._cache: Dict[str, np.ndarray] = {}
         self._warned = False
 
     def get(self, path: str) -> np.ndarray:
         if path not in self._cache:
-            self._cache[path] = self._load(path)
+            frames = self.strips.get(path)
+            self._cache[path] = self._strip(frames) if frames and len(frames) > 1 else self._load(path)
         return self._cache[path]
 
-    def _load(self, path: str) -> np.ndarray:
-        h, w = self.size
+    def _strip(self, frames: Sequence[str]) -> np.ndarray:
+        """Up to rows x columns evenly spaced frames (first and last included), each fitted into its cell."""
+        (h, w), (rows, cols) = self.size, self.GRID
+        count = min(rows * cols, len(frames))
+        picks = [frames[round(i * (len(frames) - 1) / max(1, count - 1))] for i in range(count)]
+        tile = np.full((h, w, 3), 255, dtype=np.uint8)
+        for i, frame in enumerate(picks):
+            top, bottom = (i // cols) * h // rows, (i // cols + 1) * h // rows
+            left, right = (i % cols) * w // cols, (i % cols + 1) * w // cols
+            tile[top:bottom, left:right] = self._load(frame, (bottom - top, right - left))
+        return tile
+
+    def _load(self, path: str, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        h, w = size or self.size
         canvas = Image.new("RGB", (w, h), (255, 255, 255))
         try:  # PIL directly: drawing needs no data pipeline (and no torchvision import)
             with Image.open(path) as im:
@@ -297,9 +316,9 @@ class TileCache:
             arr[::8, :, :] = 180  # a hatched placeholder, clearly not a photo
             return arr
         scale = min(w / img.width, h / img.height)
-        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        img = img.resize(size, Image.BILINEAR)
-        canvas.paste(img, ((w - size[0]) // 2, (h - size[1]) // 2))
+        fitted = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(fitted, Image.BILINEAR)
+        canvas.paste(img, ((w - fitted[0]) // 2, (h - fitted[1]) // 2))
         return np.asarray(canvas, dtype=np.uint8)
 
 

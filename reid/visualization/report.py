@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..evaluation.testsets import RowSelector, TestSetResult
+from ..evaluation.testsets import RowSelector, TestSetResult, split_note
 from ..utils.errors import ReIDError
-from ..utils.outputs import CONFIG, EVAL_DIR, FINAL, HISTORY, LAST, LOG, METRICS, REPORT, evaluation_name, \
+from ..utils.outputs import BEST, CONFIG, EVAL_DIR, FINAL, HISTORY, LAST, LOG, METRICS, REPORT, evaluation_name, \
     holds_training_run
 from . import html as H
 from .curves import Curve, plot_cmc, plot_distance_histogram, plot_roc, plot_training_curves, read_train_log
@@ -67,8 +67,11 @@ def _header(cfg, evals: Dict[str, TestSetResult], out: Path, metrics: Optional[d
     trained = bool(metrics) and isinstance(metrics.get("train_time_s"), (int, float))
     arch = f"{m.META_ARCHITECTURE}, {m.BACKBONE.NAME}{m.BACKBONE.DEPTH}" + \
         (f" layers {list(m.BACKBONE.LAYERS)}" if len(m.BACKBONE.LAYERS) else "") + f" width {m.BACKBONE.WIDTH}"
+    ema = cfg.SOLVER.EMA
     if trained:
         weights = f"{FINAL}, trained here" + (f" from {m.WEIGHTS}" if m.WEIGHTS else "")
+        if ema.ENABLED:  # what was evaluated and saved is not the last step's weights
+            weights += f"; evaluated and saved: the EMA of the weights (SOLVER.EMA.DECAY {ema.DECAY:g})"
     else:
         weights = m.WEIGHTS or "none: the initialised model"
     meta = [f"{'training run' if trained else 'evaluation'}, written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
@@ -123,9 +126,11 @@ def _verification_table(evals: Dict[str, TestSetResult]) -> str:
 def _curves_section(evals: Dict[str, TestSetResult], out: Path) -> str:
     curves = []
     for name, ev in evals.items():
-        curves.append(Curve(name, ev.result.cmc))
-        if ev.rerank is not None:
-            curves.append(Curve(f"{name} +rerank", ev.rerank.cmc, rerank=True))
+        shown = ev.split_mean or ev  # a test set evaluated on several splits: their mean CMC
+        name = name if ev.split_mean is None else f"{name} (mean of {len(ev.split_mean.ids)} splits)"
+        curves.append(Curve(name, shown.result.cmc))
+        if shown.rerank is not None:
+            curves.append(Curve(f"{name} +rerank", shown.rerank.cmc, rerank=True))
     plot_cmc(curves, out / PLOTS / "cmc.png",
              title="CMC" + (" (dashed: k-reciprocal re-ranking)" if any(c.rerank for c in curves) else ""))
     figs = [_img(f"{PLOTS}/cmc.png", "CMC curve")]
@@ -150,6 +155,8 @@ def _test_set_section(ev: TestSetResult, out: Path, opts: dict) -> Tuple[str, Li
     and (when enabled) re-ranked."""
     parts = [f"<h2>{H.esc(ev.name)}</h2>",
              f"<p class=meta>protocol: {H.esc(ev.protocol.name)} ({H.esc(ev.protocol.reason)})</p>"]
+    if ev.split_mean is not None:
+        parts.append(f"<p class=note>{H.esc(split_note(ev.name, ev))}.</p>")
     if ev.histogram is not None:
         safe = safe_name(ev.name)
         plot_distance_histogram(ev.histogram, out / PLOTS / f"distances_{safe}.png",
@@ -202,11 +209,13 @@ def _ranked_lists_section(cfg, out: Path) -> str:
     final = out / FINAL
     weights = str(final) if training else cfg.MODEL.WEIGHTS  # a training report is written after model_final.pt
     folder = f"{EVAL_DIR}/{evaluation_name(weights, [])}/{RANKED_LISTS_DIR}" if training else RANKED_LISTS_DIR
-    there = (out / folder / INDEX).is_file()
+    there = (out / folder / INDEX).is_file()  # linked only when it exists: no page here links a missing file
     return ("<h2>Ranked lists</h2><p>Ranked lists of chosen queries (by index or file name, random samples, "
-            f"re-ranked distances): <a href=\"{folder}/{INDEX}\">{folder}/{INDEX}</a>"
-            + (" (present when this page was written; a later run of the command below replaces them)." if there
-               else " (not drawn yet: the link works once the command below has run).")
+            f"re-ranked distances): "
+            + (f"<a href=\"{folder}/{INDEX}\">{folder}/{INDEX}</a> (present when this page was written; a later run "
+               f"of the command below replaces them)." if there else
+               f"not drawn yet; the command below writes them to <code>{folder}/{INDEX}</code> (listed in "
+               f"{EVAL_DIR}/{INDEX} for a training run).")
             + f"</p><p class=note><code>python tools/visualize.py --config {H.esc(str(out / CONFIG))}"
             + (f" MODEL.WEIGHTS {H.esc(weights)}" if weights else "") + "</code> writes them there.</p>")
 
@@ -216,7 +225,7 @@ def _evaluations_section(out: Path) -> str:
 
 
 def _files_section(out: Path) -> str:
-    files = [f for f in (METRICS, CONFIG, LOG, TRAIN_LOG, FINAL, LAST) if (out / f).is_file()]
+    files = [f for f in (METRICS, CONFIG, LOG, TRAIN_LOG, FINAL, BEST, LAST) if (out / f).is_file()]
     return ("<h2>Files</h2><p>" + " &middot; ".join(f'<a href="{f}">{f}</a>' for f in files) + "</p>") if files else ""
 
 

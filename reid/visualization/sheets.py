@@ -8,7 +8,7 @@ import datetime as _dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -38,13 +38,15 @@ class SheetInfo:
 
 def write_sheets(queries: Sequence[RankedQuery], out_dir: str | Path, prefix: str, per_sheet: int = 6,
                  topk: Optional[int] = None, num_missed: Optional[int] = None, title: str = "",
-                 progress: bool = True, cross_camera: bool = True) -> List[SheetInfo]:
+                 progress: bool = True, cross_camera: bool = True,
+                 strips: Optional[Mapping[str, Sequence[str]]] = None) -> List[SheetInfo]:
     """Draw ``queries`` ``per_sheet`` at a time into ``out_dir/<prefix>_001.png``, ... ; returns the sheets.
-    ``cross_camera``: the protocol they were ranked by."""
+    ``cross_camera``: the protocol they were ranked by; ``strips``: the frames of each tracklet by its path, drawn
+    as a strip of frames (a video set)."""
     out_dir = Path(out_dir)
     per_sheet = max(1, int(per_sheet))
     chunks = [list(queries[i:i + per_sheet]) for i in range(0, len(queries), per_sheet)]
-    cache = TileCache()
+    cache = TileCache(strips=strips)
     sheets = []
     for n, chunk in enumerate(tqdm(chunks, desc=f"{prefix} sheets", leave=False, dynamic_ncols=True,
                                    disable=not progress or len(chunks) < 2), start=1):
@@ -74,7 +76,7 @@ def draw_ranked_lists(ev: TestSetResult, indices: Sequence[int], out_dir: str | 
                           dataset=ev.name + (" +rerank" if reranked else ""))
     title = f"{ev.name}: ranked lists ({distance_name(ev, reranked)})"
     return write_sheets(ranked, out_dir, prefix or safe_name(ev.name) + ("_rerank" if reranked else ""), per_sheet,
-                        topk, num_missed, title, cross_camera=ev.protocol.cross_camera)
+                        topk, num_missed, title, cross_camera=ev.protocol.cross_camera, strips=ev.tracklet_frames)
 
 
 def distance_name(ev: TestSetResult, reranked: bool) -> str:

@@ -105,7 +105,14 @@ def convert_checkpoint(source: str, weights: str | os.PathLike, output: str | os
     """
     plan = plan_conversion(source, weights, arch, peer_config, trust_pickle, opts)
     checks = fastreid.check_stripes if source == "fastreid" else None
-    converted = write_checkpoint(plan, weights, output, checks)
+    try:
+        converted = write_checkpoint(plan, weights, output, checks)
+    except CheckpointError as e:
+        fit = torchreid.fitting_arch(plan.state, weights, exclude=arch) if source == "torchreid" else None
+        if fit is None:
+            raise
+        raise CheckpointError(f"The file is not a torchreid {arch}: its tensors fit torchreid's {fit} exactly; "
+                              f"convert it with --arch {fit}. (As {arch}: {e})") from None
     if not verify:
         return ConversionReport(converted, None, "not requested")
     if source in _YAML_SOURCES:

@@ -18,9 +18,10 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 
 from ...config import load_cfg
+from ...modeling import build_model
 from ...modeling.backbones.osnet import SPECS as OSNET_SPECS
 from ...utils.errors import CheckpointError
-from .core import Plan, Rule, count_parameters, state_dict_of
+from .core import Plan, Rule, count_parameters, map_state, state_dict_of
 from .verify import PeerModel
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -77,6 +78,25 @@ def guess_arch(state: Dict[str, torch.Tensor]) -> Optional[str]:
     if "bn1.running_mean" not in state:
         return "resnet50_ibn_b"
     return "resnet50_fc512" if "fc.0.weight" in state else "resnet50"
+
+
+def fitting_arch(state: Dict[str, torch.Tensor], path: str | Path, exclude: str = "") -> Optional[str]:
+    """The torchreid architecture (other than ``exclude``) every tensor of ``state`` maps onto exactly, checked by
+    mapping it onto each architecture's model (built without memory, on the meta device), the name's guess first;
+    None when none fits."""
+    guess = guess_arch(state)
+    for arch in ([guess] if guess else []) + sorted(a for a in ARCHS if a != guess):
+        if arch == exclude:
+            continue
+        candidate = plan({"state_dict": state}, path, arch)
+        with torch.device("meta"):
+            model = build_model(candidate.cfg, num_classes=1, pretrained=False)
+        try:
+            map_state(candidate, model)
+        except CheckpointError:
+            continue
+        return arch
+    return None
 
 
 def plan(obj: Any, path: str | Path, arch: str) -> Plan:

@@ -40,6 +40,7 @@ class Verification:
     scale: float  # largest |embedding value| of the peer
     atol: float  # allowed max_abs_diff / scale
     parameters: Tuple[int, int]  # (ours, the peer's), classifiers excluded
+    peer_finite: bool = True  # False: the peer's own embeddings hold NaN / inf, so nothing could be verified
 
     @property
     def relative(self) -> float:
@@ -51,6 +52,10 @@ class Verification:
 
     def line(self) -> str:
         ours, theirs = self.parameters
+        if not self.peer_finite:
+            return (f"verify against {self.peer}: {self.images} images at {self.size[0]}x{self.size[1]}: the peer's "
+                    f"own model gives non-finite embeddings (NaN or inf), so the conversion cannot be verified on "
+                    f"these images: NOT VERIFIED; parameters without classifiers: ours {ours:,}, peer {theirs:,}")
         return (f"verify against {self.peer}: {self.images} images at {self.size[0]}x{self.size[1]}: max abs diff "
                 f"{self.max_abs_diff:.3e}, {self.relative:.3e} of the embedding scale {self.scale:.4g} "
                 f"(atol {self.atol:g}): {'OK' if self.ok else 'MISMATCH'}; parameters without classifiers: ours "
@@ -70,11 +75,12 @@ def verify_checkpoint(path: str | Path, peer: PeerModel, parameters: int, atol: 
     model, cfg = load_for_inference(path, device="cpu", name="Converted checkpoint")
     transform = build_test_transform(cfg)
     size = tuple(cfg.INPUT.SIZE_TEST)
-    diffs, scales = [], []
+    diffs, scales, finite = [], [], True
     for b in range(batches):
         images = random_images(batch_size, size, seed + b)
         ours = model(torch.stack([transform(im) for im in images])).float()
         theirs = peer.embed(images).float()
+        finite = finite and bool(torch.isfinite(theirs).all())
         if ours.shape != theirs.shape:
             diffs.append(math.nan)  # e.g. another embedding size: a failed check, never a pass
             break
@@ -82,4 +88,4 @@ def verify_checkpoint(path: str | Path, peer: PeerModel, parameters: int, atol: 
         scales.append(theirs.abs().max().item())
     worst = math.nan if any(math.isnan(d) for d in diffs) else max(diffs)
     return Verification(peer.name, batches * batch_size, size, worst, max(scales, default=0.0), atol,
-                        (parameters, peer.parameters))
+                        (parameters, peer.parameters), finite)

@@ -114,7 +114,8 @@ class ReIDDataset:
         for subset in SPLITS:
             rows.append((subset, *_counts(getattr(self, subset))) + ((_frames(getattr(self, subset)),) * video))
         for part in self.parts:
-            rows.append((f"  train of {part.name}", *_counts(part.train)))
+            split = f", split {part.split_id} of {len(part.splits)}" if len(part.splits) > 1 else ""
+            rows.append((f"  train of {part.name}{split}", *_counts(part.train)) + ((_frames(part.train),) * video))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = [" | ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
                  for row in rows]
@@ -122,7 +123,7 @@ class ReIDDataset:
         text = f"Dataset {self.name} ({self.root})\n" + "\n".join("  " + line for line in lines)
         if len(self.splits) > 1:
             text += (f"\n  split {self.split_id} of 0..{len(self.splits) - 1} (DATASETS.SPLIT_ID); the protocol "
-                     f"averages the metrics over all {len(self.splits)}")
+                     f"averages the metrics over all {len(self.splits)} (reid-train --all-splits)")
         for subset in SPLITS:
             named = {r.pid: r.identity_name for r in getattr(self, subset) if r.identity_name}
             if named:
@@ -148,14 +149,6 @@ def _counts(records: Sequence[ImageRecord]) -> Tuple[str, str, str]:
     known = len(cams - {UNKNOWN_CAMERA})
     cameras = str(known) if UNKNOWN_CAMERA not in cams else (f"{known} + unknown" if known else "unknown")
     return str(len({r.pid for r in records if r.pid >= 0})), str(len(records)), cameras
-
-
-def require_images(dataset: ReIDDataset) -> None:
-    """Video sets are parsed (tracklet records) but not yet trained or evaluated on: a DatasetError saying so."""
-    if dataset.is_video:
-        raise DatasetError(f"{dataset.name} ({dataset.root}) is a video dataset (tracklets of frames); reid parses it "
-                           f"(reid.data.build_dataset, Dataset.summary()) but does not train or evaluate on "
-                           f"tracklets yet. Use an image dataset in DATASETS.NAMES / DATASETS.TESTS.")
 
 
 def find_dataset_folder(root: str, candidates: Sequence[str], layout: str, markers: Sequence[str] = ()) -> Path:
@@ -236,6 +229,7 @@ def require_nonempty(records: Sequence[ImageRecord], what: str, where: Path) -> 
 
 CROSS_CAMERA = "cross-camera"
 SAME_IMAGE = "same-image removal"
+SAME_TRACKLET = "same-tracklet removal"  # the same-image rule for tracklets: ids equal for the same frames
 
 
 @dataclass(frozen=True)
@@ -244,7 +238,8 @@ class EvalProtocol:
 
     ``cross-camera`` (Market-1501 / MSMT17): the same-camera ones. ``same-image removal``: only the query's own
     file when it is also in the gallery; for sets without camera ids, or from one camera, where the cross-camera
-    rule would remove every true match.
+    rule would remove every true match. ``same-tracklet removal``: the same rule for tracklets (a video set), only
+    the query's own tracklet.
     """
 
     name: str
@@ -257,23 +252,28 @@ class EvalProtocol:
 
 def choose_protocol(query: Sequence[ImageRecord], gallery: Sequence[ImageRecord], cross_camera: bool) -> EvalProtocol:
     """The cross-camera protocol when ``cross_camera`` (TEST.CROSS_CAMERA) is set and every image's camera is
-    known and there are at least two; otherwise same-image removal, with the reason."""
+    known and there are at least two; otherwise same-image removal (same-tracklet removal for tracklets), with the
+    reason."""
+    video = any(isinstance(r, TrackletRecord) for r in (*query[:1], *gallery[:1]))
+    same, items, item = (SAME_TRACKLET, "tracklets", "tracklet") if video else (SAME_IMAGE, "images", "image")
     if not cross_camera:
-        return EvalProtocol(SAME_IMAGE, "TEST.CROSS_CAMERA is False")
+        return EvalProtocol(same, "TEST.CROSS_CAMERA is False")
     records = [r for r in (*query, *gallery) if r.pid != -1]
     unknown = sum(r.camid == UNKNOWN_CAMERA for r in records)
     if unknown:
-        return EvalProtocol(SAME_IMAGE, f"{unknown} of {len(records)} images have no camera id")
+        return EvalProtocol(same, f"{unknown} of {len(records)} {items} have no camera id")
     cameras = {r.camid for r in records}
     if len(cameras) == 1:
-        return EvalProtocol(SAME_IMAGE, f"every image comes from one camera (camera {next(iter(cameras)) + 1})")
+        return EvalProtocol(same, f"every {item} comes from one camera (camera {next(iter(cameras)) + 1})")
     return EvalProtocol(CROSS_CAMERA, f"{len(cameras)} cameras")
 
 
-def image_ids(records: Sequence[ImageRecord]) -> List[int]:
-    """Per record, the index of the first record of the same file (by real path): equal ids = the same image."""
-    first: Dict[str, int] = {}
-    return [first.setdefault(os.path.realpath(r.path), i) for i, r in enumerate(records)]
+def image_ids(records: Sequence[Record]) -> List[int]:
+    """Per record, the index of the first record of the same file (by real path): equal ids = the same image; for
+    tracklets, the same frames (the same tracklet)."""
+    first: Dict[object, int] = {}
+    return [first.setdefault(tuple(map(os.path.realpath, r.paths)) if isinstance(r, TrackletRecord)
+                             else os.path.realpath(r.path), i) for i, r in enumerate(records)]
 
 
 def queries_without_match(query: Sequence[ImageRecord], gallery: Sequence[ImageRecord],

@@ -21,7 +21,8 @@ MSMT17_LAYOUT = """\
 
 @DATASET_REGISTRY.register(argument="PATH", argument_required=False)
 class MSMT17(ReIDDataset):
-    """Train = list_train + list_val (the standard 1,041 ids, relabelled); query/gallery keep the listed ids.
+    """Train = list_train + list_val (the standard 1,041 ids, relabelled; list_train alone, 30,248 images, with
+    DATASETS.MSMT17.WITH_VAL False, as fast-reid and torchreid train); query/gallery keep the listed ids.
 
     File names are ``<pid>_<index>_<camera>_<date><time>_<frame>_<n>.jpg`` in both releases; the camera (01..15)
     is the third underscore field (the second is the image's index within its identity). ``MSMT17:PATH`` reads
@@ -38,8 +39,8 @@ class MSMT17(ReIDDataset):
     def __init__(self, root: str, cfg: CfgNode, arg: Optional[str] = None) -> None:
         folder = self.dataset_folder(root, arg)
         train_dir, test_dir = self._image_dir(folder, "train"), self._image_dir(folder, "test")
-        train = relabel(self._parse_list(folder / "list_train.txt", train_dir)
-                        + self._parse_list(folder / "list_val.txt", train_dir))
+        val = self._parse_list(folder / "list_val.txt", train_dir) if cfg.DATASETS.MSMT17.WITH_VAL else []
+        train = relabel(self._parse_list(folder / "list_train.txt", train_dir) + val)
         query = self._parse_list(folder / "list_query.txt", test_dir)
         gallery = self._parse_list(folder / "list_gallery.txt", test_dir)
         require_nonempty(query, "query", folder / "list_query.txt")

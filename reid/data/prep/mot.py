@@ -41,6 +41,8 @@ MOT_LAYOUT = """\
 MANIFEST = "mot2reid.json"
 PEDESTRIAN = 1  # MOT17 / MOT20 class of a walking or standing pedestrian
 
+FRAME_FIX = "Re-extract the sequence's frames (a MOT sequence needs every frame its ground truth names)"
+
 
 class MotBox(NamedTuple):
     """One gt.txt line; ``flag``, ``cls`` and ``visibility`` are None where the line does not give them."""
@@ -128,7 +130,7 @@ def read_sequence(folder: Path) -> MotSequence:
         frames = sorted(p for p in img_dir.iterdir() if p.suffix == ext)
         if not frames:
             raise DatasetError(f"MOT sequence {str(folder)!r}: no {ext} frames in {str(img_dir)!r}.")
-        width, height = read_image(str(frames[0])).size
+        width, height = read_image(str(frames[0]), FRAME_FIX).size
     return MotSequence(folder, img_dir, ext, width, height)
 
 
@@ -373,7 +375,7 @@ def _write_crops(folder: Path, seqs: Sequence[MotSequence], cameras: Sequence[in
     for (s, frame), items in tqdm(sorted(by_frame.items()), desc="mot2reid frames", unit="frame",
                                   disable=not progress):
         seq = seqs[s]
-        image = read_image(str(seq.frame_path(frame)))
+        image = read_image(str(seq.frame_path(frame)), FRAME_FIX)
         if image.size != (seq.width, seq.height):
             raise DatasetError(f"Frame {str(seq.frame_path(frame))!r} is {image.size[0]} x {image.size[1]} pixels, "
                                f"but the sequence's are {seq.width} x {seq.height} (seqinfo.ini or its first frame).")

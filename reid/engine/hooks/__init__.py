@@ -4,10 +4,11 @@ from .base import PRIORITY_CHECKPOINT, PRIORITY_HIGH, PRIORITY_LAST, PRIORITY_NO
 from .checkpoint import BestCheckpointer, PeriodicCheckpointer
 from .ema import EMAHook, ema_decay
 from .evaluation import EvalHook
+from .freeze import LayerFreeze
 from .step import LRScheduler, NonFiniteGuard
 from .writers import HISTORY, TENSORBOARD, ConsoleWriter, HistoryWriter, RecordWriter, ReportHook, TensorBoardWriter
 
 __all__ = ["HookBase", "HookStates", "PRIORITY_HIGH", "PRIORITY_NORMAL", "PRIORITY_CHECKPOINT", "PRIORITY_LAST",
-           "LRScheduler", "NonFiniteGuard", "EMAHook", "ema_decay", "EvalHook", "BestCheckpointer",
+           "LRScheduler", "NonFiniteGuard", "LayerFreeze", "EMAHook", "ema_decay", "EvalHook", "BestCheckpointer",
            "PeriodicCheckpointer", "RecordWriter", "ConsoleWriter", "HistoryWriter", "TensorBoardWriter",
            "ReportHook", "HISTORY", "TENSORBOARD"]

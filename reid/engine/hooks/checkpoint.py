@@ -17,7 +17,7 @@ import logging
 import math
 from typing import Any, Dict, Optional
 
-from ...checkpoint import BEST, FINAL, LAST
+from ...checkpoint import BEST, FINAL, LAST, threshold_record
 from .base import PRIORITY_CHECKPOINT, HookBase
 
 logger = logging.getLogger("reid")
@@ -47,18 +47,10 @@ class PeriodicCheckpointer(HookBase):
         t.checkpointer.wait()  # every file on disk (or the write's error raised) before the report
 
 
-def threshold_record(metrics: Optional[Dict[str, Any]], far: float) -> Dict[str, Any]:
-    """The checkpoint entries of a final evaluation's threshold at ``far`` (none when there is no threshold)."""
-    verification = (metrics or {}).get("verification") or {}
-    if verification.get("threshold") is None:
-        return {}
-    return {"threshold": float(verification["threshold"]), "threshold_far": float(far),
-            "threshold_dataset": metrics.get("dataset", "")}
-
-
 class BestCheckpointer(HookBase):
-    """Writes model_best.pt (the evaluated weights, with ``best = {metric, value, epoch}`` inside) after every
-    evaluation whose ``metric`` on the first test set beats all earlier ones of the run."""
+    """Writes model_best.pt (the evaluated weights, with ``best = {metric, value, epoch}`` and, as model_final.pt,
+    that evaluation's verification threshold inside) after every evaluation whose ``metric`` on the first test set
+    beats all earlier ones of the run."""
 
     name = "best_checkpoint"
     priority = PRIORITY_CHECKPOINT
@@ -79,7 +71,8 @@ class BestCheckpointer(HookBase):
         self.best, self.best_epoch = value, trainer.metrics_epoch
         path = trainer.checkpointer.save_model(BEST, self.best_epoch, model=trainer.eval_model,
                                                metrics=trainer.metrics,
-                                               best={"metric": self.metric, "value": value, "epoch": self.best_epoch})
+                                               best={"metric": self.metric, "value": value, "epoch": self.best_epoch},
+                                               **threshold_record(trainer.metrics))
         logger.info("New best %s %.4f after epoch %d: %s", self.metric, value, self.best_epoch, path)
 
     def state_dict(self) -> Dict[str, Any]:

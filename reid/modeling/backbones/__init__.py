@@ -9,6 +9,7 @@ from . import bninception  # noqa: F401 - registers bninception (the deep metric
 from . import clip, osnet, swin, vit  # noqa: F401 - register clip_vit, clip_resnet; osnet_*; swin; vit
 from .registry import BACKBONE_REGISTRY
 from .resnet import ResNet, build_resnet_backbone, load_imagenet, set_stage_stride
+from .vit import sie_cameras
 
 
 def build_backbone(cfg):
@@ -25,4 +26,4 @@ def backbone_features(backbone: nn.Module, images: torch.Tensor, camids: Optiona
 
 
 __all__ = ["backbone_features", "BACKBONE_REGISTRY", "ResNet", "build_backbone", "build_resnet_backbone", "load_imagenet",
-           "set_stage_stride"]
+           "set_stage_stride", "sie_cameras"]

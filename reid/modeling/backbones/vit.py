@@ -151,6 +151,12 @@ class SideInformation(nn.Module):
                              f"has no embedding); got {low}..{high}.")
 
 
+def sie_cameras(model: nn.Module) -> int:
+    """Cameras of the SIE table in ``model`` (0 when it has none, or one camera, whose id it ignores): what callers
+    must pass as 0-based ``camids`` below this number."""
+    return max((m.cameras for m in model.modules() if isinstance(m, SideInformation) and m.cameras > 1), default=0)
+
+
 class VisionTransformer(nn.Module):
     """TransReID's ViT (``base.*`` of its checkpoints, without the unused ImageNet ``fc``)."""
 

@@ -2,7 +2,8 @@
 from .binomial import BinomialDevianceLoss
 from .build import Criterion, build_criterion, trains_classifier
 from .circle import PairwiseCircleLoss, circle_logits
-from .classifiers import CircleClassifier, CosFaceClassifier, LinearClassifier, build_classifier, cosface_logits
+from .classifiers import (CircleClassifier, CosFaceClassifier, LinearBiasClassifier, LinearClassifier, build_classifier,
+                          cosface_logits)
 from .contrastive import ContrastiveLoss
 from .cross_entropy import CrossEntropyLoss
 from .frame import PairLoss, PairMiner, cosine_similarity, pair_masks
@@ -18,5 +19,5 @@ __all__ = [
     "cosface_logits",
     "CrossEntropyLoss", "PairwiseCircleLoss", "MultiSimilarityLoss", "TripletLoss", "ContrastiveLoss",
     "LiftedStructureLoss", "BinomialDevianceLoss", "MultiSimilarityMiner", "BatchHardMiner",
-    "LinearClassifier", "CircleClassifier", "CosFaceClassifier",
+    "LinearClassifier", "LinearBiasClassifier", "CircleClassifier", "CosFaceClassifier",
 ]

@@ -43,6 +43,19 @@ class LinearClassifier(nn.Module):
         return F.linear(features, self.weight)
 
 
+@CLASSIFIER_REGISTRY.register("linear_bias")
+class LinearBiasClassifier(LinearClassifier):
+    """A linear layer with a bias, zero at the start (torchreid's ``classifier``, an nn.Linear); scale/margin
+    unused."""
+
+    def __init__(self, in_dim: int, num_classes: int, scale: float = 1.0, margin: float = 0.0) -> None:
+        super().__init__(in_dim, num_classes, scale, margin)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, features: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        return F.linear(features, self.weight, self.bias)
+
+
 class CosineClassifier(nn.Module):
     """Class proxies W; logits from cos(x, W_j) in float32. Subclasses add their margin when labels are given."""
 
@@ -103,8 +116,12 @@ def build_classifier(cfg, in_dim: int, num_classes: int) -> nn.Module:
     cls = CLASSIFIER_REGISTRY.get(name)
     scale = positive(cfg, "MODEL.HEADS.SCALE")
     margin = non_negative(cfg, "MODEL.HEADS.MARGIN")
+    init_std = non_negative(cfg, "MODEL.HEADS.CLS_INIT_STD")
     try:
-        return cls(in_dim, num_classes, scale, margin)
+        classifier = cls(in_dim, num_classes, scale, margin)
     except ValueError as e:
         raise ConfigError(f"MODEL.HEADS.CLS_LAYER {name!r} with MODEL.HEADS.SCALE={scale}, MODEL.HEADS.MARGIN="
                           f"{margin} (in_dim {in_dim}, {num_classes} classes): {e}.") from None
+    if init_std > 0:  # fast-reid draws every classifier's weights (its cosine ones too) from N(0, 0.01^2)
+        nn.init.normal_(classifier.weight, std=init_std)
+    return classifier

@@ -11,7 +11,8 @@ BN-ed features (``concat``, the Circle loss paper's MGN, Sec. 4.1); none without
 ``MODEL.LOSSES.NAME``, and then the five stripe heads, which only classifiers train, are frozen (they still give
 their part of the test embedding; DistributedDataParallel refuses parameters without gradients). Train outputs:
 those ``logits`` and ``features``, the three global features the pair losses see (the paper's triplet loss is on
-the reduced global features). Test embedding: the eight 256-d features concatenated (2048-d), the three global ones
+the reduced global features); with ``MODEL.MGN.PAIR_FEATURES global_and_stripes`` also each part branch's stripe
+features concatenated (fast-reid's five triplet terms, b1, b2, b3, b21+b22 and b31+b32+b33). Test embedding: the eight 256-d features concatenated (2048-d), the three global ones
 first and then the stripes, branch by branch (fast-reid's order: b1, b2, b3, b21, b22, b31, b32, b33).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ...registry import MGN_CLASSIFIER_REGISTRY
+from ...registry import MGN_CLASSIFIER_REGISTRY, MGN_PAIR_REGISTRY
 from ...utils.errors import ConfigError
 from ..backbones import ResNet, build_backbone, set_stage_stride
 from ..heads import EmbeddingHead, horizontal_stripes
@@ -40,6 +41,8 @@ BRANCHES: Tuple[Tuple[str, Tuple[int, ...]], ...] = (
 REDUCED_DIM = 256  # per-head feature size of the paper, used when MODEL.HEADS.EMBEDDING_DIM is 0
 MGN_CLASSIFIER_REGISTRY.register("heads", True)  # one classifier per feature (the MGN paper)
 MGN_CLASSIFIER_REGISTRY.register("concat", False)  # one on the concatenated 2048-d feature (Circle loss, Sec. 4.1)
+MGN_PAIR_REGISTRY.register("global", False)  # the three global features (the MGN paper)
+MGN_PAIR_REGISTRY.register("global_and_stripes", True)  # and each part branch's stripes concatenated (fast-reid)
 
 
 def _check(cfg, base: nn.Module) -> None:
@@ -58,7 +61,7 @@ def _check(cfg, base: nn.Module) -> None:
 @META_ARCH_REGISTRY.register("MGN")
 class MGN(nn.Module):
     """Eval: images -> (B, 8 x 256) embedding. Train: images, pids -> {"logits": [8 or 1 x (B, C)],
-    "features": [3 x (B, 256)]}."""
+    "features": [3 x (B, 256)], then with PAIR_FEATURES global_and_stripes (B, 512) and (B, 768)}."""
 
     def __init__(self, cfg, num_classes: int) -> None:
         super().__init__()
@@ -81,7 +84,8 @@ class MGN(nn.Module):
         layout = [n for splits in self.splits for n in splits for _ in range(n)]  # each head's stripe count
         self.heads = nn.ModuleList(EmbeddingHead(cfg, base.out_channels, num_classes, embedding_dim=dim,
                                                  classifier=per_head and classes) for _ in layout)
-        if not classes:
+        self.pair_stripes = MGN_PAIR_REGISTRY.get(cfg.MODEL.MGN.PAIR_FEATURES)
+        if not classes and not self.pair_stripes:
             for head, n in zip(self.heads, layout):
                 if n > 1:
                     head.requires_grad_(False)  # a stripe feature feeds only classifiers and the test embedding
@@ -97,12 +101,15 @@ class MGN(nn.Module):
         shared = self.shared(images)
         heads = iter(self.heads)
         outputs: Dict[bool, List[Tuple[EmbeddingHead, torch.Tensor, torch.Tensor]]] = {True: [], False: []}
+        stripe_pairs: List[torch.Tensor] = []  # per part branch: its stripes' pair features, concatenated
         for branch, splits in zip(self.branches, self.splits):
             fmap = branch(shared)
             for n in splits:
                 for stripe in horizontal_stripes(fmap, n):
                     head = next(heads)
                     outputs[n == 1].append((head, *head.features(stripe)))
+                if n > 1 and self.training and self.pair_stripes:
+                    stripe_pairs.append(torch.cat([h.pair_feature(b, a) for h, b, a in outputs[False][-n:]], dim=1))
         ordered = outputs[True] + outputs[False]  # global features first, then the stripes
         if not self.training:
             return torch.cat([head.test_feature(before, after) for head, before, after in ordered], dim=1)
@@ -110,4 +117,5 @@ class MGN(nn.Module):
             logits = [self.classifier(torch.cat([after for _, _, after in ordered], dim=1), pids)]
         else:  # per-head classifiers, or none without a classification loss
             logits = [head.classifier(after, pids) for head, _, after in ordered if head.classifier is not None]
-        return {"logits": logits, "features": [head.pair_feature(b, a) for head, b, a in outputs[True]]}
+        features = [head.pair_feature(b, a) for head, b, a in outputs[True]]
+        return {"logits": logits, "features": features + stripe_pairs}
