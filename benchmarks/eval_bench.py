@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from reid.evaluation import compute_distance, evaluate, evaluate_rank
 from reid.evaluation.verification import VerificationCounter
 
 from .common import emit, peer_status
-from .measure import WARMUP_ROWS, base_parser, common_fields, run_measurement, setup_worker, spawn, worker_argv
+from .measure import WARMUP_ROWS, base_parser, matmul_floor, common_fields, run_measurement, setup_worker, spawn, worker_argv
 from .references import brute_force_rank
 from .splits import SPLITS, make_split
 
@@ -37,6 +39,8 @@ def worker(args: argparse.Namespace) -> dict:
     ids = (q_pids, g_pids, q_cams, g_cams)
     nq, ng = WARMUP_ROWS
     few = (q_pids[:nq], g_pids[:ng], q_cams[:nq], g_cams[:ng])
+    if args.impl == "floor":  # the query x gallery fp32 product, in the same kind of fresh process
+        return {"wall_s": round(matmul_floor(q, g), 4), "torch_threads": torch.get_num_threads()}
     if args.impl == "reid" and args.mode == "distmat":
         distmat = compute_distance(q, g)
         stats, result = run_measurement(lambda: evaluate_rank(distmat, *ids), args.device, args.repeat,
@@ -84,6 +88,11 @@ def main() -> None:
         ours = spawn(MODULE, [*argv, "--impl", "reid", "--mode", m, "--repeat", str(args.repeat)], local)
         line = {**common, "what": "evaluate_rank(distmat)" if m == "distmat" else "evaluate(features)",
                 "impl": "reid", **ours}
+        if m == "features":
+            floor = spawn(MODULE, [*argv, "--impl", "floor", "--mode", m], local)
+            if "wall_s" in floor and "wall_s" in ours:
+                line["fp32_floor_s"] = floor["wall_s"]  # num_query x num_gallery x dim products
+                line["x_floor"] = round(ours["wall_s"] / floor["wall_s"], 2)
         if args.no_baseline:
             line["baseline"] = "skipped: --no-baseline"
         else:
@@ -107,6 +116,9 @@ def main() -> None:
                 out["evaluate_alone_wall_s"], out["evaluate_alone_peak_rss_mb"] = ours["wall_s"], ours["peak_rss_mb"]
                 out["time_ratio"] = round(both["wall_s"] / ours["wall_s"], 3)
                 out["peak_rss_ratio"] = round(both["peak_rss_mb"] / ours["peak_rss_mb"], 3)
+                if "fp32_floor_s" in line:
+                    out["fp32_floor_s"] = line["fp32_floor_s"]
+                    out["x_floor"] = round(both["wall_s"] / line["fp32_floor_s"], 2)
             emit(out)
 
 

@@ -9,12 +9,13 @@ The synthetic data, model sizes and set-ups are those of ``train_bench`` (``trai
 
 **Sync probe.** The training step must never wait for the GPU (CONTRIBUTING.md, "Training hooks"). For the fast
 set-up of ResNet50 and MGN it runs the real training loop (``Trainer.train`` stopped by ``max_iters``: next batch,
-``run_step`` with every hook's ``after_step``) for ``--steps`` steps after the epoch's first batch (which autotunes
-cuDNN and starts the epoch's plan) under ``torch.cuda.set_sync_debug_mode``, switched on and off by a hook that runs
-after all others. Violations are recorded, not raised: in "warn" mode torch reports every synchronising call, and
-each is kept with the Python stack that made it (file, line, function in reid), so one run lists them all.
-SOLVER.LOG_PERIOD is set beyond the window: the periodic read-back is by design. One JSON line per model. On a CPU
-the same steps run without detection (nothing to synchronise with), which the line says.
+``run_step`` with every hook's ``after_step``) for ``--steps`` steps after the epoch's first two batches (the first
+autotunes cuDNN and starts the epoch's plan; before the second the image cache moves to the GPU) under
+``torch.cuda.set_sync_debug_mode``, switched on and off by a hook that runs after all others. Violations are
+recorded, not raised: in "warn" mode torch reports every synchronising call, and each is kept with the Python stack
+that made it (file, line, function in reid), so one run lists them all. SOLVER.LOG_PERIOD is set beyond the window:
+the periodic read-back is by design. One JSON line per model. On a CPU the same steps run without detection (nothing
+to synchronise with), which the line says.
 
 **End to end.** ``tools/train.py``'s main trains MGN (fast set-up) for 2 epochs with evaluation and k-reciprocal
 re-ranking after each epoch and the report, then ``--resume --allow-config-change`` continues the same run to 3
@@ -105,8 +106,9 @@ def sync_recorder(device: torch.device, found: Dict[tuple, dict]) -> Iterator[No
 
 
 class SyncWindow(HookBase):
-    """Records the synchronising calls of training steps ``1..steps`` (after the epoch's first, which autotunes):
-    switched on after every other hook's ``after_step`` of step 0, off after theirs of step ``steps``."""
+    """Records the synchronising calls of training steps ``2..steps + 1`` (after the epoch's first, which autotunes,
+    and the second, before which a CACHE_DEVICE_GB -1 image cache moves to the GPU once): switched on after every
+    other hook's ``after_step`` of step 1, off after theirs of step ``steps + 1``."""
 
     priority = 1000  # after every hook of the trainer, so that the whole of each step is inside the window
 
@@ -114,22 +116,22 @@ class SyncWindow(HookBase):
         self.steps, self.device, self.found, self.stack = steps, device, found, stack
 
     def after_step(self) -> None:
-        if self.trainer.iter == 0:
+        if self.trainer.iter == 1:
             self.stack.enter_context(sync_recorder(self.device, self.found))
-        elif self.trainer.iter == self.steps:
+        elif self.trainer.iter == self.steps + 1:
             self.stack.close()
 
 
 def probe(model: str, args: argparse.Namespace) -> dict:
-    """``args.steps`` steps of the training loop of ``model``'s fast set-up after the epoch's first batch,
+    """``args.steps`` steps of the training loop of ``model``'s fast set-up after the epoch's first two batches,
     synchronising calls recorded."""
     batch = 16 if args.tiny else PROBE_BATCH
     found: Dict[tuple, dict] = {}
     with tempfile.TemporaryDirectory(prefix="sync_probe_") as out, ExitStack() as window:
         trainer = Trainer(build_cfg(model, "fast", batch, args, out))
-        steps = min(args.steps, trainer.iters_per_epoch - 2)  # within the first epoch, stopped inside it
+        steps = min(args.steps, trainer.iters_per_epoch - 3)  # within the first epoch, stopped inside it
         trainer.register_hooks([SyncWindow(steps, trainer.device, found, window)])
-        trainer.max_iters = steps + 1
+        trainer.max_iters = steps + 2
         trainer.train()
         losses = trainer.losses.means()
     line = {"probe": "sync", "model": model, "steps": steps, "batch": batch, "settings": variant_settings("fast"),

@@ -11,6 +11,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
+from reid.evaluation.distance import exact_mm
+
 from .common import ROOT, device_name, load_average, peak_rss_mb, rss_mb, synchronize
 from .splits import SPLITS
 
@@ -106,3 +108,17 @@ def base_parser(doc: str, module: str, repeat: int, baseline: str, datasets: Seq
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="reid", help=argparse.SUPPRESS)
     return parser
+
+
+def matmul_floor(a: torch.Tensor, b: torch.Tensor, upper: bool = False, rows: int = 2048) -> float:
+    """Seconds for the fp32 products ``a @ b.T`` alone (the work exact evaluation cannot avoid), by blocks of
+    ``rows`` rows written into one buffer; ``upper``: ``a`` is ``b`` and only the upper triangle (each pair once,
+    as the re-ranking's neighbour pass) is computed."""
+    out = torch.empty(min(rows, a.shape[0]), b.shape[0], dtype=a.dtype, device=a.device)
+    synchronize(a.device)
+    start = time.perf_counter()
+    for lo in range(0, a.shape[0], rows):
+        block, first = a[lo : lo + rows], lo if upper else 0
+        exact_mm(block, b[first:].T, out=out[: block.shape[0], : b.shape[0] - first])
+    synchronize(a.device)
+    return time.perf_counter() - start

@@ -14,7 +14,10 @@ the same run as the conventional one it is compared with:
 
 Each of the four factors is switched on alone, so the speed-up splits into its parts; every set-up uses the fused
 Adam step (SOLVER.FUSED, the default). Measurement: the real ``Trainer.train_step`` (forward, losses, backward,
-optimizer step). A warm-up runs first, at least --warmup steps and never fewer than the loader's prefetched batches
+optimizer step), then, on the same trainer, the full training loop (``Trainer.train`` stopped by ``max_iters``:
+every hook of the run, the loss sums on the device, the per-epoch checkpoints written in the background, and an EMA
+of the weights, ``SOLVER.EMA``, switched on) over --warmup + --iters steps, of which the last --iters are timed
+(``loop_images_per_s``; ``loop_vs_step`` is its ratio to ``images_per_s``). A warm-up runs first, at least --warmup steps and never fewer than the loader's prefetched batches
 (workers x prefetch factor, or the fast pipeline's host prefetch) plus 5, so the timed steps do not consume batches
 made before the clock started; then --iters steps (200) are timed with the device synchronised at both ends.
 The first step's time is reported apart (``first_step_s``: cuDNN autotuning, and compilation for the compile
@@ -40,7 +43,7 @@ from typing import Dict, Iterator, List, Optional
 
 import torch
 
-from reid.engine.hooks import HISTORY
+from reid.engine.hooks import HISTORY, EMAHook, HookBase
 from reid.engine.trainer import Trainer
 
 from .common import device_label, emit, fp32_precision, load_average, log_to_stderr, synchronize
@@ -48,6 +51,44 @@ from .training_setups import VARIANTS, add_data_options, build_cfg, use_tiny_dat
 
 COMPILED = ("compile", "fast_compile")
 EXTRA_WARMUP = 5  # steps after the prefetched batches are drained, before the clock starts
+
+
+LOOP_EMA_DECAY = 0.9998  # SOLVER.EMA.DECAY's default
+
+
+class LoopClock(HookBase):
+    """Times steps ``warmup + 1 .. max_iters`` of the training loop, device synchronised at both ends; runs after
+    every other hook, so each timed step includes all of them."""
+
+    priority = 1000
+
+    def __init__(self, warmup: int, device: torch.device) -> None:
+        self.warmup, self.device = warmup, device
+        self.start: Optional[float] = None
+        self.elapsed = 0.0
+
+    def after_step(self) -> None:
+        t = self.trainer
+        step = t.epoch * t.iters_per_epoch + t.iter + 1
+        if step == self.warmup:
+            synchronize(self.device)
+            self.start = time.perf_counter()
+        elif step == t.max_iters:
+            synchronize(self.device)
+            self.elapsed = time.perf_counter() - self.start
+
+
+def loop_throughput(trainer: Trainer, warmup: int, iters: int, batch: int) -> float:
+    """Images/s of the full training loop (every hook of the run, EMA switched on) after ``warmup`` steps."""
+    if trainer.ema is None:
+        trainer.ema = EMAHook(LOOP_EMA_DECAY)
+        trainer.register_hooks([trainer.ema])
+    clock = LoopClock(warmup, trainer.device)
+    trainer.register_hooks([clock])
+    trainer.start_epoch, trainer.max_iters = 0, warmup + iters
+    trainer.train()
+    trainer.checkpointer.wait()  # a per-epoch checkpoint may still be on its way to disk (stopped mid-epoch)
+    return iters * batch / clock.elapsed
 
 
 def endless(trainer: Trainer) -> Iterator[Dict[str, object]]:
@@ -119,9 +160,12 @@ def measure_throughput(model: str, variant: str, batch: int, args: argparse.Name
             images += b["images"].shape[0]
         synchronize(device)
         elapsed = time.perf_counter() - start
+        del batches  # the loop below starts the loader afresh
+        loop = loop_throughput(trainer, warmup, args.iters, batch)
         peak = round(torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None
         line = {"bench": "train_throughput", "model": model, "variant": variant, "batch": batch,
                 "input": list(cfg.INPUT.SIZE_TRAIN), "images_per_s": images / elapsed, "iters": args.iters,
+                "loop_images_per_s": loop, "loop_vs_step": loop / (images / elapsed), "loop_ema": True,
                 "timed_s": elapsed, "warmup_iters": warmup, "prefetched_batches_drained": drained,
                 "first_step_s": first_step_s, "setup_s": setup_s, "peak_gpu_mb": peak,
                 "cache": cache_report(trainer), "loader_workers": trainer.train_loader.num_workers
@@ -130,7 +174,7 @@ def measure_throughput(model: str, variant: str, batch: int, args: argparse.Name
         if variant in COMPILED:
             line["compile_s"] = first_step_s  # the first call compiles forward and backward
         trainer.train_loader.close()
-        del batches, trainer
+        del trainer
     free_memory(device)
     return line
 

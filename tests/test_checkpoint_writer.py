@@ -44,7 +44,8 @@ def test_a_save_returns_before_the_file_is_written_and_keeps_the_state_as_submit
     assert [p.name for p in tmp_path.iterdir()] == ["model_last.pt"]
 
 
-def test_the_next_save_waits_for_the_write_in_flight(tmp_path, monkeypatch):
+def test_a_second_save_is_queued_behind_the_write_in_flight_and_a_third_waits(tmp_path, monkeypatch):
+    """model_best.pt then model_last.pt of one epoch: the second returns at once; writes stay in order."""
     order, release = [], threading.Event()
     real_save = writer_module.save_checkpoint
 
@@ -56,20 +57,30 @@ def test_the_next_save_waits_for_the_write_in_flight(tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer_module, "save_checkpoint", recorded_save)
     writer = AsyncCheckpointWriter()
-    writer.submit(tmp_path / "a.pt", {"epoch": 1})
+    writer.submit(tmp_path / "best.pt", {"epoch": 1})
+    writer.submit(tmp_path / "last.pt", {"epoch": 2})  # queued: returns while the first write is held
+    assert order == [] and writer.busy
     done = threading.Event()
 
-    def second():
-        writer.submit(tmp_path / "b.pt", {"epoch": 2})
+    def third():
+        writer.submit(tmp_path / "last.pt", {"epoch": 3})
         done.set()
 
-    thread = threading.Thread(target=second)
+    thread = threading.Thread(target=third)
     thread.start()
-    assert not done.wait(0.2)  # blocked behind the first write (released below; no timing is asserted)
+    assert not done.wait(0.2)  # two snapshots are pending: blocked behind the oldest (no timing is asserted)
     release.set()
     thread.join(30)
     writer.wait()
-    assert order == [1, 2]
+    assert order == [1, 2, 3] and load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
+
+
+def _finished(writer: AsyncCheckpointWriter) -> None:
+    for _ in range(3000):
+        if not writer.busy:
+            return
+        threading.Event().wait(0.01)
+    pytest.fail("the background write did not finish")
 
 
 def test_a_failed_background_write_is_raised_at_the_next_save_and_at_wait(tmp_path):
@@ -83,6 +94,7 @@ def test_a_failed_background_write_is_raised_at_the_next_save_and_at_wait(tmp_pa
     resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, hard))
     try:
         writer.submit(path, big)
+        _finished(writer)  # a queued write's error surfaces at the first submit after it failed
         with pytest.raises(CheckpointError) as at_next_save:
             writer.submit(path, big)  # the first write's error; this one is not started
         writer.submit(path, big)
@@ -115,9 +127,12 @@ def test_wait_without_raising_logs_the_error(tmp_path, monkeypatch, caplog):
     assert "No space left on device" in caplog.text
 
 
-def test_to_host_copies_tensors_and_containers():
+def test_to_host_copies_tensors_and_containers(monkeypatch):
+    syncs = []
+    monkeypatch.setattr(torch.cuda, "synchronize", syncs.append)
     state = {"w": torch.zeros(3), "groups": [{"lr": 0.1, "params": [0, 1]}], "t": (torch.ones(1), "x")}
     copy = to_host(state)
+    assert syncs == []  # CPU tensors only: nothing to wait for
     state["w"].add_(1.0)
     state["groups"][0]["lr"] = 0.5
     assert torch.equal(copy["w"], torch.zeros(3)) and copy["groups"][0]["lr"] == 0.1

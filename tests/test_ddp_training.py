@@ -6,6 +6,8 @@
   the concatenated batch (without gathering they do not).
 - A non-finite loss on one rank stops every rank at the same check, each naming the bad rank.
 - A warning when each GPU's batch holds fewer than 4 identities.
+- ``all_gather_with_grad`` with unequal rows raises an error naming the ranks and sizes (was: SIGABRT in gloo).
+- Under bf16 autocast the gathered pair-loss features and the sums of their gradients are float32.
 """
 from pathlib import Path
 from types import SimpleNamespace
@@ -82,6 +84,50 @@ def _guard_check(rank: int) -> dict:
     return {"stopped_after": None}
 
 
+def _unequal_rows_check(rank: int) -> dict:
+    """Rank 0 gathers 3 rows, rank 1 gathers 4: both must raise, naming both shapes; then an equal gather works."""
+    from reid.utils.distributed import all_gather_with_grad
+    from reid.utils.errors import ReIDError
+
+    try:
+        all_gather_with_grad(torch.zeros(3 + rank, 4))
+        message = None
+    except ReIDError as e:
+        message = str(e)
+    return {"message": message, "after": tuple(all_gather_with_grad(torch.full((2, 4), float(rank))).shape)}
+
+
+def _bf16_gather_check(rank: int) -> dict:
+    """The pair losses' gather under CPU bf16 autocast: the dtypes of what is gathered and of its gradient."""
+    from reid.config import get_cfg
+    from reid.modeling.losses import build as losses_build
+    from reid.modeling.losses import build_criterion
+
+    seen = {}
+    real = losses_build.all_gather_with_grad
+
+    def recording(part):
+        out = real(part)
+        if part.is_floating_point():
+            seen["gathered"] = part.dtype
+            out.register_hook(lambda grad: seen.__setitem__("grad", grad.dtype))
+        return out
+
+    losses_build.all_gather_with_grad = recording
+    try:
+        cfg = get_cfg()
+        cfg.MODEL.LOSSES.NAME = ["PairwiseCircleLoss"]
+        torch.manual_seed(rank)
+        layer = torch.nn.Linear(6, 5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            features = layer(torch.randn(8, 6))
+            terms = build_criterion(cfg)({"features": [features]}, torch.arange(4).repeat(2))
+        sum(terms.values()).backward()
+    finally:
+        losses_build.all_gather_with_grad = real
+    return {"model_output": features.dtype, **seen}
+
+
 def _rank_main(rank: int, port: int, cfgs: dict, out: str) -> None:
     torchrun_environment(rank, WORLD, port)
     from reid.engine.launch import distributed
@@ -95,6 +141,8 @@ def _rank_main(rank: int, port: int, cfgs: dict, out: str) -> None:
                 results[name] = {"error": f"{type(e).__name__}: {e}"}
         results["gather"] = _gather_check(rank)
         results["guard"] = _guard_check(rank)
+        results["unequal"] = _unequal_rows_check(rank)
+        results["bf16"] = _bf16_gather_check(rank)
     torch.save(results, f"{out}/rank{rank}.pt")
 
 
@@ -147,6 +195,20 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(ddp):
     assert "became nan on rank 1 of 2 at epoch 1, iteration 3" in rank1["guard"]["message"]
     assert "non-finite at epoch 1 on rank 1 at iteration 3" in rank0["guard"]["message"]
     assert "training stopped on every rank" in rank0["guard"]["message"]
+
+
+def test_unequal_rows_in_all_gather_with_grad_raise_an_error_naming_ranks_and_sizes(ddp):
+    _, ranks = ddp
+    for r in ranks:
+        message = r["unequal"]["message"]
+        assert message and "rank 0: (3, 4), rank 1: (4, 4)" in message and "same shape on every rank" in message
+        assert r["unequal"]["after"] == (4, 4)  # the group is still usable
+
+
+def test_pair_loss_features_are_gathered_in_float32_under_bf16_autocast(ddp):
+    _, ranks = ddp
+    for r in ranks:
+        assert r["bf16"] == {"model_output": torch.bfloat16, "gathered": torch.float32, "grad": torch.float32}
 
 
 def test_identities_per_gpu_warning(tiny_train_cfg):

@@ -70,3 +70,18 @@ def test_cuda_matches_cpu(metric):
     gpu = compute_distance(q.cuda(), g.cuda(), metric)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-4)
+
+
+def test_evaluate_names_the_feature_rows_with_nan_or_inf():
+    """The blocks of finite features cannot hold NaN (no check per block); non-finite features are named."""
+    from reid.evaluation import evaluate
+
+    g = torch.randn(30, 8)
+    q = torch.randn(6, 8)
+    q[4, 2] = float("nan")
+    ids = (np.arange(6), np.arange(30) % 6, np.zeros(6, np.int64), np.ones(30, np.int64))
+    with pytest.raises(EvaluationError, match=r"q_feats has NaN or infinite values in 1 row\(s\) \(4\)"):
+        evaluate(q, g, *ids)
+    g[7] = float("inf")
+    with pytest.raises(EvaluationError, match=r"g_feats has NaN or infinite values in 1 row\(s\) \(7\)"):
+        evaluate(q.nan_to_num(), g, *ids, metric="euclidean")

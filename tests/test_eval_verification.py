@@ -122,6 +122,47 @@ def test_values_outside_the_window_and_negative_zero():
     assert {k: (res.threshold_at_far[k], res.tar_at_far[k]) for k in at} == at
 
 
+@pytest.mark.parametrize("rows_per_block, single", [(4, False), (80, True)],
+                         ids=["wrap-across-blocks", "wrap-within-a-block"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_byte_counters_that_wrap_are_emptied_into_exact_totals(monkeypatch, rows_per_block, single, threads):
+    """41 distinct float32 distances around 1.0 over 32,000 pairs: ~780 equal values each, beyond a byte
+    counter's 255. Blocks of 4 rows wrap a byte after some adds (undone, emptied into the totals, counted again);
+    one block of 80 rows wraps bytes by itself (counted into the exact totals directly). Both give the brute
+    force's exact counts."""
+    from reid.evaluation import verification
+
+    rng = np.random.default_rng(11)
+    dist = (np.float32(1.0).view(np.int32) + rng.integers(-20, 21, (80, 400)).astype(np.int32)).view(np.float32)
+    qp, gp = rng.integers(1, 6, 80), rng.integers(-1, 6, 400)
+    qc, gc = rng.integers(0, 3, 80), rng.integers(0, 3, 400)
+    paths = {"emptied": 0, "direct": 0}
+    real_empty, real_count = verification._Float32Counts._empty, verification._Float32Counts._count
+
+    def empty(self):
+        paths["emptied"] += 1
+        return real_empty(self)
+
+    def count(self, counts, *args, **kwargs):
+        paths["direct"] += counts is self.totals  # into the exact totals
+        return real_count(self, counts, *args, **kwargs)
+
+    monkeypatch.setattr(verification._Float32Counts, "_empty", empty)
+    monkeypatch.setattr(verification._Float32Counts, "_count", count)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # one counting part per thread
+    try:
+        res = evaluate_verification(dist, qp, gp, qc, gc, fars=FAR_SET, far=0.1, chunk_size=rows_per_block)
+    finally:
+        torch.set_num_threads(before)
+    assert paths["emptied"] > 0 and (paths["direct"] > 0) == single
+    trues, falses = brute_pairs(dist, qp, gp, qc, gc)
+    auc, at, eer = brute_metrics(trues, falses, FAR_SET)
+    assert (res.num_true, res.num_false) == (len(trues), len(falses))
+    assert res.auc == pytest.approx(auc, abs=1e-12) and res.eer == pytest.approx(eer, abs=1e-12)
+    assert {k: (res.threshold_at_far[k], res.tar_at_far[k]) for k in at} == at
+
+
 def test_values_inside_the_window_with_ties():
     """Float32 distances a few thousand numbers apart around 1.0: every one is counted in the window, with ties."""
     rng = np.random.default_rng(5)

@@ -1,8 +1,10 @@
 """benchmarks/gpu_check.sh --cpu-smoke: the prepared GPU check runs every step with tiny sizes on the CPU, so the
-script cannot rot between the sessions that have a GPU. Checks its files (at most 8, none empty, JSON lines that
-parse) and what each step reports."""
+script cannot rot between the sessions that have a GPU. Checks its files (7: the GPU machine returns at most 8;
+none empty, JSON lines that parse), that its step caps fit the 480 s budget, what each step reports, and that it
+stops at once (exit status 2) when its Python cannot import yacs."""
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -11,8 +13,9 @@ from pathlib import Path
 from benchmarks.gpu_check import recorded_sync_warnings
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["compile.jsonl", "end_to_end.txt", "env.txt", "eval_bench.jsonl", "gpu_check.log", "pytest_gpu.txt",
-         "sync_probe.jsonl", "train_bench.jsonl"]
+FILES = ["end_to_end.txt", "env.txt", "eval_bench.jsonl", "gpu_check.log", "pytest_gpu.txt", "sync_probe.jsonl",
+         "train_bench.jsonl"]
+BUDGET_S = 480
 
 
 def _jsonl(path: Path) -> list:
@@ -30,6 +33,11 @@ def test_gpu_check_cpu_smoke_runs_every_step(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == FILES  # at most 8 files come back from the GPU machine
     assert all((out / name).stat().st_size > 0 for name in FILES)
     assert "every step succeeded" in log and "exit status 0" in log and "exit status 1" not in log
+    caps = int(re.search(r"step caps sum to (\d+) s; budget (\d+) s", log).group(1))
+    assert caps <= BUDGET_S and f"budget {BUDGET_S} s" in log  # on paper, no step is cut by the budget
+    order = [m for m in re.findall(r"\] (\S+): up to", log)]
+    assert order == ["env-versions", "sync-probe", "end-to-end", "pytest-gpu", "train-bench-resnet50-64",
+                     "train-bench-mgn-64", "eval-tiny", "rerank-tiny"]  # batch 256: on a GPU only
     assert [p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor")] == []  # data removed
 
     env = (out / "env.txt").read_text()
@@ -37,10 +45,13 @@ def test_gpu_check_cpu_smoke_runs_every_step(tmp_path):
     probes = _jsonl(out / "sync_probe.jsonl")
     assert [p["model"] for p in probes] == ["resnet50", "mgn"]
     assert all(p["steps"] > 0 and p["violations"] == [] and "skipped" in p["detection"] for p in probes)
-    bench = {(r["model"], r["variant"]): r for r in _jsonl(out / "train_bench.jsonl")}
-    assert sorted(bench) == [("mgn", "conventional"), ("mgn", "fast"), ("resnet50", "conventional"),
-                             ("resnet50", "fast")]
-    assert all(r["images_per_s"] > 0 and r["speedup_vs_conventional"] > 0 for r in bench.values())
+    bench_lines = _jsonl(out / "train_bench.jsonl")
+    bench = {(r["model"], r["variant"], r["batch"]): r for r in bench_lines if "bench" in r}
+    assert sorted(bench) == [("mgn", "conventional", 16), ("mgn", "fast", 16), ("resnet50", "conventional", 16),
+                             ("resnet50", "fast", 16)]
+    assert all(r["images_per_s"] > 0 and r["loop_images_per_s"] > 0 for r in bench.values())
+    assert len([r for r in bench_lines if "bench" in r]) == 4
+    assert "skipped" in bench_lines[-1] and bench_lines[-1]["step"] == "compile"
     evals = _jsonl(out / "eval_bench.jsonl")
     assert [(e["bench"], e["impl"]) for e in evals] == [("eval", "reid"), ("eval", "reid+verification"),
                                                          ("rerank", "reid")]
@@ -53,7 +64,21 @@ def test_gpu_check_cpu_smoke_runs_every_step(tmp_path):
     assert summary["model_last_epoch"] == 3 and summary["rerank"]["mAP"] > 0
     assert {"model_best.pt", "model_final.pt", "report.html", "metrics.json"} <= set(summary["files"])
     assert "Resumed from" in (out / "end_to_end.txt").read_text()
-    assert "skipped" in _jsonl(out / "compile.jsonl")[0]
+
+
+def test_gpu_check_stops_at_once_when_its_python_cannot_import_yacs(tmp_path):
+    """The GPU machine has no yacs unless its wheel is carried: every step would fail, so nothing runs."""
+    shadow = tmp_path / "shadow" / "yacs"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'yacs'\", name='yacs')\n")
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(out)], cwd=ROOT, timeout=120,
+                          env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "shadow")},
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot import: yacs" in proc.stderr and "pip download" in proc.stderr and ".whl" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_check.log"]  # no step ran
+    assert "Nothing was run" in (out / "gpu_check.log").read_text()
 
 
 def _step_that_synchronises():

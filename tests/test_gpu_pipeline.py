@@ -95,44 +95,134 @@ def test_resumed_training_with_the_gpu_pipeline_is_exact(tiny_train_cfg, tmp_pat
 def test_cuda_batches_equal_the_workers_path(tiny_train_cfg, device_gb):
     cfg = tiny_train_cfg(*NO_AUG, "DATALOADER.CACHE_DEVICE_GB", device_gb)
     pipeline, _ = build_gpu_train_loader(cfg, torch.device("cuda"))
-    assert (pipeline.cache.on_device is not None) == (device_gb != "0.0")
-    assert (pipeline.cache.host is None) == (device_gb != "0.0")  # the host copy is released after the upload
-    for a, b in zip(build_train_loader(cfg)[0], pipeline):
+    assert (pipeline.cache.on_device is not None) == (device_gb == "8.0")  # -1: after the first step
+    for i, (a, b) in enumerate(zip(build_train_loader(cfg)[0], pipeline)):
         assert b["images"].is_cuda and a["paths"] == b["paths"]
         assert torch.allclose(a["images"], b["images"].cpu(), atol=1e-5)
+        if i == 1:  # the tiny cache fits any GPU: on the device, the host copy released
+            assert (pipeline.cache.on_device is not None) == (device_gb != "0.0")
+            assert (pipeline.cache.host is None) == (device_gb != "0.0")
 
 
-def _fake_gpu(monkeypatch, free_bytes: int) -> torch.device:
+def _fake_gpu(monkeypatch, free_bytes: int, total_bytes: int = 80 * 10**9) -> torch.device:
     """A CUDA device as the image cache sees it: ``free_bytes`` free, uploads kept as CPU tensors."""
     from reid.data.gpu_pipeline import ImageCache
 
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_bytes, 80 * 10**9))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_bytes, total_bytes))
     monkeypatch.setattr(ImageCache, "_to_device", lambda self, device: torch.from_numpy(np.array(self.host)))
     return torch.device("cuda", 0)
 
 
 @pytest.mark.parametrize("ram_gb", ["32.0", "0.0"], ids=["ram", "memory-mapped"])
-def test_cache_goes_to_the_gpu_within_half_its_free_memory_and_releases_the_host_copy(tiny_train_cfg, tmp_path,
+def test_a_fixed_device_budget_uploads_the_cache_at_once_and_releases_the_host_copy(tiny_train_cfg, tmp_path,
                                                                                      monkeypatch, ram_gb):
     from reid.data.gpu_pipeline import ImageCache, device_cache_budget
 
-    cfg = tiny_train_cfg("DATALOADER.CACHE_RAM_GB", ram_gb)
-    assert cfg.DATALOADER.CACHE_DEVICE_GB == -1  # the default: chosen from the GPU's free memory
-    loader, _ = build_train_loader(cfg)
-    records = loader.dataset.records
-    on_cpu = ImageCache(records, cfg, CPU)
+    records = build_train_loader(tiny_train_cfg())[0].dataset.records
+    on_cpu = ImageCache(records, tiny_train_cfg("DATALOADER.CACHE_RAM_GB", ram_gb), CPU)
     assert on_cpu.on_device is None and on_cpu.host is not None  # a CPU device never holds a device copy
     nbytes = on_cpu.nbytes
-    cuda = _fake_gpu(monkeypatch, free_bytes=2 * nbytes)  # half of it is exactly the cache
-    assert device_cache_budget(-1, cuda) == nbytes and device_cache_budget(8.0, cuda) == 8e9
-    assert device_cache_budget(-1, CPU) == 0
+    cuda = _fake_gpu(monkeypatch, free_bytes=10 * nbytes)
+    assert device_cache_budget(nbytes / 1e9, cuda) == nbytes and device_cache_budget(0.0, cuda) == 0
+    assert device_cache_budget(-1, cuda) == 0 and device_cache_budget(8.0, CPU) == 0  # -1: after the first step
+    cfg = tiny_train_cfg("DATALOADER.CACHE_RAM_GB", ram_gb, "DATALOADER.CACHE_DEVICE_GB", str(nbytes / 1e9))
     cache = ImageCache(records, cfg, cuda)
     assert cache.host is None and torch.equal(cache.on_device, torch.from_numpy(np.array(on_cpu.host)))
     if ram_gb == "0.0":  # the memory-mapped file stays on disk for later runs
         assert len(list((tmp_path / "out" / "cache").glob("train-*.npy"))) == 1
-    _fake_gpu(monkeypatch, free_bytes=2 * nbytes - 2)  # one byte short: stays on the host
-    kept = ImageCache(records, cfg, cuda)
+    assert cache.release_device() and cache.on_device is None  # after an out-of-memory error in training
+    assert np.array_equal(np.asarray(cache.host), np.asarray(on_cpu.host))
+    short = tiny_train_cfg("DATALOADER.CACHE_RAM_GB", ram_gb, "DATALOADER.CACHE_DEVICE_GB", str((nbytes - 1) / 1e9))
+    kept = ImageCache(records, short, cuda)  # one byte short: stays on the host
     assert kept.on_device is None and np.array_equal(np.asarray(kept.host), np.asarray(on_cpu.host))
+
+
+def test_auto_device_budget_waits_for_the_first_step_and_keeps_a_reserve(tiny_train_cfg, monkeypatch):
+    """CACHE_DEVICE_GB -1: nothing is uploaded before the model and the first step have taken their memory; then
+    the cache moves when it fits the free memory less a quarter of the GPU; an out-of-memory copy stays on the
+    host."""
+    from reid.data.gpu_pipeline import AUTO_DEVICE_RESERVE, ImageCache
+
+    cfg = tiny_train_cfg()
+    assert cfg.DATALOADER.CACHE_DEVICE_GB == -1  # the default
+    records = build_train_loader(cfg)[0].dataset.records
+    nbytes = ImageCache(records, cfg, CPU).nbytes
+    total = 100 * nbytes
+    fits = nbytes + int(AUTO_DEVICE_RESERVE * total)
+    cuda = _fake_gpu(monkeypatch, free_bytes=fits - 1, total_bytes=total)
+    cache = ImageCache(records, cfg, cuda)
+    assert cache.pending and cache.on_device is None and cache.host is not None  # nothing uploaded yet
+    assert not cache.place_after_first_step() and cache.on_device is None and not cache.pending  # 1 byte short
+    _fake_gpu(monkeypatch, free_bytes=fits, total_bytes=total)
+    cache = ImageCache(records, cfg, cuda)
+    assert cache.place_after_first_step() and cache.on_device is not None and cache.host is None
+    assert not cache.place_after_first_step()  # decided once
+
+    def out_of_memory(self, device):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(ImageCache, "_to_device", out_of_memory)
+    cache = ImageCache(records, cfg, cuda)
+    assert not cache.place_after_first_step() and cache.on_device is None and cache.host is not None
+
+
+def test_batches_stay_the_same_when_the_cache_moves_after_the_first_step_and_back(tiny_train_cfg, monkeypatch):
+    """The pipeline switches where it gathers from mid-epoch: host for the first batch, the device copy from the
+    second on, the host again after ``release_device_memory`` (the trainer's out-of-memory fallback)."""
+    cfg = tiny_train_cfg(*NO_AUG)
+    reference = [b["images"] for b in build_gpu_train_loader(cfg, CPU)[0]]
+    pipeline, _ = build_gpu_train_loader(cfg, CPU)
+    _fake_gpu(monkeypatch, free_bytes=10**12)
+    pipeline.cache.pending = True  # as CACHE_DEVICE_GB -1 on a GPU
+    where = []
+    for i, batch in enumerate(pipeline):
+        where.append(pipeline.cache.on_device is not None)
+        assert torch.equal(batch["images"], reference[i])
+        if i == 2:
+            assert pipeline.release_device_memory() and not pipeline.release_device_memory()
+    assert len(where) == len(reference) >= 4 and where[:4] == [False, True, True, False]
+
+
+def test_an_out_of_memory_step_is_retried_once_after_the_pipeline_released_its_device_memory():
+    from reid.engine.train_loop import TrainerBase
+
+    class Loader(list):
+        released = 0
+
+        def release_device_memory(self):
+            self.released += 1
+            return self.released == 1  # something to release the first time only
+
+    class Trainer(TrainerBase):
+        def __init__(self):
+            super().__init__()
+            self.train_loader, self.calls = Loader(), []
+
+        def train_step(self, batch):
+            self.calls.append(batch)
+            if len(self.calls) in (1, 3, 4):
+                raise torch.OutOfMemoryError("CUDA out of memory")
+            return {"loss": torch.tensor(1.0)}
+
+    trainer = Trainer()
+    trainer.run_step("a")
+    assert trainer.calls == ["a", "a"] and trainer.train_loader.released == 1
+    with pytest.raises(torch.OutOfMemoryError):  # nothing left to release: the error propagates
+        trainer.run_step("b")
+
+
+def test_under_ddp_rank_0_writes_the_cache_file_and_the_other_ranks_map_it(tiny_train_cfg, monkeypatch):
+    """A shared cache is a memory-mapped file even when it would fit CACHE_RAM_GB: the host holds one copy."""
+    from reid.data.gpu_pipeline import ImageCache
+
+    cfg = tiny_train_cfg()
+    records = build_train_loader(cfg)[0].dataset.records
+    rank0 = ImageCache(records, cfg, CPU, shared=True)
+    assert isinstance(rank0.host, np.memmap) and rank0.file.is_file()
+    monkeypatch.setattr(ImageCache, "_decode_one", lambda self, i, out: pytest.fail("rank 1 decoded an image"))
+    rank1 = ImageCache(records, cfg, CPU, shared=True)
+    assert isinstance(rank1.host, np.memmap) and rank1.file == rank0.file
+    assert np.array_equal(np.asarray(rank1.host), np.asarray(rank0.host))
 
 
 def test_cache_device_gb_accepts_sizes_and_auto_only(tiny_train_cfg):
@@ -141,3 +231,4 @@ def test_cache_device_gb_accepts_sizes_and_auto_only(tiny_train_cfg):
     assert tiny_train_cfg("DATALOADER.CACHE_DEVICE_GB", "0.0").DATALOADER.CACHE_DEVICE_GB == 0
     with pytest.raises(ConfigError, match=r"CACHE_DEVICE_GB must be >= 0 .* or -1"):
         tiny_train_cfg("DATALOADER.CACHE_DEVICE_GB", "-2.0")
+

@@ -97,3 +97,25 @@ def test_threads_computing_distances_at_once_get_full_float32_results(fast_matmu
         t.join(timeout=60)
     assert all(torch.equal(r, expected) for r in results)
     assert BACKENDS["cpu"].fp32_precision == "bf16"
+
+
+@pytest.fixture
+def legacy_tf32():
+    """TF32 switched on the legacy way (as many training scripts do); the default restored after."""
+    torch.set_float32_matmul_precision("high")
+    yield
+    torch.set_float32_matmul_precision("highest")
+
+
+def test_a_process_that_enabled_tf32_the_legacy_way_gets_full_float32_without_the_mixed_api_error(legacy_tf32):
+    """Reading ``allow_tf32`` is the check cuBLAS makes before every matmul: with only the new per-backend setting
+    changed it raised torch's "mix of the legacy and new APIs" error."""
+    q, g, *_ = _features(2)
+    with ieee_matmul("cuda"):
+        assert torch.backends.cuda.matmul.allow_tf32 is False  # raised before
+        assert BACKENDS["cpu"].fp32_precision == "ieee"  # the legacy setting covers every backend
+        with ieee_matmul("cpu"):  # nested, other device type: one legacy holder
+            inside = compute_distance(q, g)
+    assert torch.get_float32_matmul_precision() == "high" and torch.backends.cuda.matmul.allow_tf32 is True
+    torch.set_float32_matmul_precision("highest")
+    torch.testing.assert_close(inside, compute_distance(q, g), rtol=0, atol=0)

@@ -23,6 +23,8 @@ def test_tiny_train_bench_measures_every_factor_alone_for_both_models(tmp_path):
                                   + [("train_epoch", "resnet50", v) for v in ("conventional", "fast")])
     for r in lines:
         assert r["images_per_s"] > 0 and r["device"].startswith("cpu") and r["torch"] and r["tiny"]
+        if r["bench"] == "train_throughput":  # the full loop (hooks, EMA), timed as well
+            assert r["loop_images_per_s"] > 0 and r["loop_ema"]
         assert set(r["fp32_precision"]) == {"conv", "matmul"}
     for model in ("resnet50", "mgn"):
         base = runs["train_throughput", model, "conventional"]

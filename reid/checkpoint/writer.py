@@ -4,15 +4,25 @@ A training checkpoint is large (ResNet50 with Adam's moments ~290 MB, MGN ~840 M
 real-data configs; written on the training thread it stalls the GPU for about a second per epoch. :meth:`submit`
 copies the state to host memory (a snapshot: training goes on updating the weights in place) and returns; a thread
 writes the copy with :func:`save_checkpoint` (atomic: temp file, fsync, rename), so a crash or a kill during the
-write leaves the previous file intact. One write is in flight at a time: the next :meth:`submit` and :meth:`wait`
-wait for it first, and both raise a failed write's error (e.g. a full disk, with :func:`save_checkpoint`'s message).
+write leaves the previous file intact.
+
+Up to ``MAX_QUEUED`` (2) snapshots wait or are being written at once, written one after the other in submission
+order: an epoch that improves the best metric submits model_best.pt and then model_last.pt, and the second is
+queued behind the first instead of stalling training until the first is on disk. A third :meth:`submit` waits
+for the oldest write; :meth:`submit` and :meth:`wait` raise a failed write's error (e.g. a full disk, with
+:func:`save_checkpoint`'s message). Host memory: up to two snapshots.
+
+The snapshot of GPU tensors is copied into pinned (page-locked) host buffers with ``non_blocking=True`` and the
+device is synchronised once at the end, instead of one blocking copy (a sync) per tensor into pageable memory.
+torch's caching host allocator keeps the pinned buffers for the next snapshot of the same sizes.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Deque, Dict, List, Optional, Set
 
 import torch
 
@@ -21,56 +31,98 @@ from .io import save_checkpoint
 
 logger = logging.getLogger("reid")
 
+MAX_QUEUED = 2  # snapshots held in host memory at once (model_best.pt and model_last.pt of one epoch)
 
-def to_host(obj: Any) -> Any:
-    """A copy of ``obj`` in host memory: tensors copied to the CPU (also CPU tensors: they are updated in place by
-    training), containers rebuilt, other values (numbers, strings) shared."""
+
+def _copy(obj: Any, devices: Set[torch.device]) -> Any:
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
+        obj = obj.detach()
+        if obj.device.type != "cuda":
+            return obj.to("cpu", copy=True)  # CPU tensors too: training updates them in place
+        devices.add(obj.device)
+        pinned = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=True)
+        return pinned.copy_(obj, non_blocking=True)
     if isinstance(obj, dict):
-        return {k: to_host(v) for k, v in obj.items()}
+        return {k: _copy(v, devices) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(to_host(v) for v in obj)
+        return type(obj)(_copy(v, devices) for v in obj)
     return obj
 
 
-class AsyncCheckpointWriter:
-    """Writes one checkpoint at a time in a background thread; errors surface at the next submit or wait."""
+def to_host(obj: Any) -> Any:
+    """A copy of ``obj`` in host memory: tensors copied to the CPU (GPU tensors into pinned buffers, asynchronously,
+    then one synchronisation per GPU; CPU tensors too, as training updates them in place), containers rebuilt,
+    other values (numbers, strings) shared."""
+    devices: Set[torch.device] = set()
+    out = _copy(obj, devices)
+    for device in devices:
+        torch.cuda.synchronize(device)  # the asynchronous copies are complete before anything reads them
+    return out
 
-    def __init__(self) -> None:
-        self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
 
-    @property
-    def busy(self) -> bool:
-        """Whether a write is in flight."""
-        return self._thread is not None and self._thread.is_alive()
+class _Write:
+    """One queued write: a thread that waits for the write before it, then writes its snapshot."""
 
-    def submit(self, path: str | Path, state: Dict[str, Any]) -> None:
-        """Wait for the write in flight (raising its error), snapshot ``state`` to host memory and start writing it
-        to ``path``."""
-        self.wait()
-        snapshot = to_host(state)
-        # Not a daemon: an interpreter that is exiting still finishes the file it started.
-        self._thread = threading.Thread(target=self._write, args=(Path(path), snapshot), daemon=False,
-                                        name=f"checkpoint writer ({Path(path).name})")
-        self._thread.start()
+    def __init__(self, path: Path, state: Dict[str, Any], before: Optional["_Write"]) -> None:
+        self.error: Optional[BaseException] = None
+        # Not a daemon: an interpreter that is exiting still finishes the files it started.
+        self.thread = threading.Thread(target=self._run, args=(path, state, before), daemon=False,
+                                       name=f"checkpoint writer ({path.name})")
+        self.thread.start()
 
-    def _write(self, path: Path, state: Dict[str, Any]) -> None:
+    def _run(self, path: Path, state: Dict[str, Any], before: Optional["_Write"]) -> None:
+        if before is not None:
+            before.thread.join()  # in submission order (model_last.pt of epoch n before that of epoch n + 1)
         try:
             save_checkpoint(path, state)
         except BaseException as e:  # noqa: BLE001 - handed to the training thread at its next submit / wait
-            self._error = e
+            self.error = e
+
+
+class AsyncCheckpointWriter:
+    """Writes checkpoints in submission order in background threads, up to ``MAX_QUEUED`` snapshots at once;
+    errors surface at the next submit or wait."""
+
+    def __init__(self) -> None:
+        self._queue: Deque[_Write] = deque()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a write is queued or in flight."""
+        return any(w.thread.is_alive() for w in self._queue)
+
+    def submit(self, path: str | Path, state: Dict[str, Any]) -> None:
+        """Snapshot ``state`` to host memory and queue its write to ``path``; when ``MAX_QUEUED`` writes are
+        pending, wait for the oldest first. A failed earlier write's error is raised (this one is not started)."""
+        self._collect(block=len(self._queue) >= MAX_QUEUED)
+        snapshot = to_host(state)
+        self._queue.append(_Write(Path(path), snapshot, self._queue[-1] if self._queue else None))
+
+    def _collect(self, block: bool) -> None:
+        """Drop the finished writes from the queue (waiting for the oldest when ``block``) and raise the first
+        error among them."""
+        if block:
+            self._queue[0].thread.join()
+        errors: List[BaseException] = []
+        while self._queue and not self._queue[0].thread.is_alive():
+            done = self._queue.popleft()
+            if done.error is not None:
+                errors.append(done.error)
+        if errors:
+            raise errors[0]
 
     def wait(self, raise_error: bool = True) -> None:
-        """Block until the write in flight is on disk. Its error is raised (``raise_error``) or logged (for a
+        """Block until every queued write is on disk. The first error is raised (``raise_error``) or logged (for a
         caller that is already handling another exception)."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        error, self._error = self._error, None
-        if error is None:
+        errors = []
+        while self._queue:
+            done = self._queue.popleft()
+            done.thread.join()
+            if done.error is not None:
+                errors.append(done.error)
+        if not errors:
             return
         if raise_error:
-            raise error
-        logger.error("%s", error if isinstance(error, ReIDError) else f"Checkpoint write failed: {error!r}")
+            raise errors[0]
+        for error in errors:
+            logger.error("%s", error if isinstance(error, ReIDError) else f"Checkpoint write failed: {error!r}")

@@ -10,6 +10,7 @@ from ..engine.launch import distributed
 from ..engine.run_folder import FinishedRun
 from ..engine.splits import train_all_splits
 from ..engine.trainer import Trainer
+from ..utils.env import deterministic_environment
 from ..utils.outputs import LAST, RUN_RECORDS, present
 from .parser import cfg_from_args, config_parser, run_tool
 
@@ -56,6 +57,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     cfg = cfg_from_args(args)
+    if cfg.DETERMINISTIC:
+        deterministic_environment()  # before any CUDA work, NCCL's included
     try:
         with distributed(cfg.MODEL.DEVICE):  # under torchrun: join the process group (DDP); else a no-op
             if args.all_splits:

@@ -12,7 +12,7 @@ DEFAULTS = _C  # the public name: get_cfg() clones it (_C is the yacs convention
 
 _C.OUTPUT_DIR = "output"  # where checkpoints, logs, metrics.json and plots are written
 _C.SEED = 0  # seeds Python, NumPy, torch and the sampler; a negative value draws a fresh seed
-_C.DETERMINISTIC = False  # torch.use_deterministic_algorithms + no cuDNN benchmark (exact resume, slower)
+_C.DETERMINISTIC = False  # deterministic algorithms: exact resume (GPU: unless torch warns an op has none)
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.MODEL = CN()
@@ -213,7 +213,7 @@ _C.DATALOADER.PIPELINE = "workers"  # "workers": decode + CPU transforms per ima
 _C.DATALOADER.CACHE_SIZE = []  # (height, width) kept in the "gpu" cache; [] = INPUT.SIZE_TRAIN, else resized per batch
 _C.DATALOADER.CACHE_RAM_GB = 32.0  # "gpu" cache held in RAM up to this size, else a memory-mapped file in CACHE_DIR
 _C.DATALOADER.CACHE_DIR = ""  # memory-mapped caches (reused by later runs on the same images); "" = OUTPUT_DIR/cache
-_C.DATALOADER.CACHE_DEVICE_GB = -1.0  # "gpu" cache onto the GPU up to this size; -1 = half its free memory; 0 = never
+_C.DATALOADER.CACHE_DEVICE_GB = -1.0  # "gpu" cache onto the GPU up to this size; -1 = if it fits after step 1
 
 # ---------------------------------------------------------------------------------------------------------------
 _C.SOLVER = CN()

@@ -166,8 +166,8 @@ def _check_ranges(cfg: CfgNode) -> None:
           f"DATALOADER.CACHE_SIZE must be [] or [height, width] of positive ints, got {cache!r}.")
     _need(d.CACHE_RAM_GB >= 0, f"DATALOADER.CACHE_RAM_GB must be >= 0, got {d.CACHE_RAM_GB}.")
     _need(d.CACHE_DEVICE_GB >= 0 or d.CACHE_DEVICE_GB == -1,
-          f"DATALOADER.CACHE_DEVICE_GB must be >= 0 (GB; 0 = keep the cache off the GPU) or -1 (half the GPU's free "
-          f"memory), got {d.CACHE_DEVICE_GB}.")
+          f"DATALOADER.CACHE_DEVICE_GB must be >= 0 (GB; 0 = keep the cache off the GPU) or -1 (onto the GPU "
+          f"after the first step when it fits, a quarter of the GPU kept free), got {d.CACHE_DEVICE_GB}.")
 
 
 # VIS.* lower bounds (the ranked-list and report drawing options).

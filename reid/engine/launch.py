@@ -5,9 +5,9 @@
              --rdzv_endpoint HOST:29500 tools/train.py --config CONFIG               # on each of two machines
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; ``distributed()`` joins the process group
-they describe (NCCL for CUDA devices, gloo for the CPU). Without them (plain ``python``) it is a no-op, and the
-collectives of ``reid.utils.distributed`` are the single-process identity, so the engine calls them
-unconditionally.
+they describe (NCCL for CUDA devices, gloo for the CPU; ``REID_DIST_BACKEND`` overrides it). Without them (plain
+``python``) it is a no-op, and the collectives of ``reid.utils.distributed`` are the single-process identity, so
+the engine calls them unconditionally.
 """
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ from ..utils.errors import ConfigError
 # Rank 0 alone evaluates and writes checkpoints while the others wait in a collective; NCCL's default 10 minutes
 # can be too short for a large test set with re-ranking.
 TIMEOUT = timedelta(minutes=60)
+# The backend, when not NCCL for GPUs / gloo for the CPU: "gloo" runs several processes on one GPU (NCCL refuses two
+# ranks on one device: "Duplicate GPU detected"), as the GPU tests do on a one-GPU machine.
+BACKEND_VARIABLE = "REID_DIST_BACKEND"
 
 
 @contextmanager
@@ -39,7 +42,8 @@ def distributed(device: str) -> Iterator[None]:
     cuda = resolve_device(device).type == "cuda"
     if cuda:
         torch.cuda.set_device(local_rank())
-    dist.init_process_group("nccl" if cuda else "gloo", init_method="env://", timeout=TIMEOUT)
+    backend = os.environ.get(BACKEND_VARIABLE) or ("nccl" if cuda else "gloo")
+    dist.init_process_group(backend, init_method="env://", timeout=TIMEOUT)
     try:
         yield
     finally:

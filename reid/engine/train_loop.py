@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..utils.distributed import dist_info
 from .hooks.base import HookBase
 
 
@@ -72,7 +73,8 @@ class TrainerBase:
     """Runs epochs of ``train_step`` over ``train_loader`` and calls the registered hooks around them.
 
     A subclass provides ``model`` (the module trained), ``train_loader`` (iterable of batch dicts with
-    ``set_epoch`` and ``close``, which stops its workers when training ends), ``optimizer``,
+    ``set_epoch`` and ``close``, which stops its workers when training ends, and optionally
+    ``release_device_memory``, see :meth:`run_step`), ``optimizer``,
     ``train_step(batch) -> loss terms`` and sets ``start_epoch``, ``max_epochs`` and ``iters_per_epoch``.
     ``max_iters`` (None: no limit) stops training after that many iterations, counted from the first epoch's first
     (``epoch * iters_per_epoch + iter + 1``), as detectron2's ``max_iter``: for probes and benchmarks that time
@@ -177,8 +179,17 @@ class TrainerBase:
     def run_step(self, batch: Dict[str, object]) -> None:
         """One iteration of the loop (as detectron2's ``SimpleTrainer.run_step``): the optimisation step on
         ``batch``, its loss terms added to the epoch's sums on the device (no sync), then every hook's
-        ``after_step``."""
-        self.terms = self.train_step(batch)
+        ``after_step``. A single process that runs out of GPU memory in the step retries it once after the input
+        pipeline gave its device memory back (``train_loader.release_device_memory()``, where it has one: the
+        fast pipeline's image cache); under DDP the error propagates (the ranks' gradient reductions would no
+        longer match)."""
+        try:
+            self.terms = self.train_step(batch)
+        except torch.OutOfMemoryError:
+            release = getattr(self.train_loader, "release_device_memory", None)
+            if dist_info()[1] > 1 or release is None or not release():
+                raise
+            self.terms = self.train_step(batch)
         self.losses.add(self.terms)
         self._call("after_step")
 

@@ -23,8 +23,9 @@ METRIC_REGISTRY.register("euclidean", "Euclidean distance |q - g| (not squared)"
 # Elements per work block: 2^23 float32 = 32 MiB on the CPU; a GPU gets larger blocks (fewer launches).
 BLOCK_ELEMS = {"cpu": 1 << 23, "cuda": 1 << 26}
 # Query x gallery distance blocks are larger on the CPU: each block's matrix product streams all the gallery
-# features from memory once, so a few hundred query rows per block keep it compute-bound (128 MiB blocks).
-DISTANCE_ELEMS = {"cpu": 1 << 25, "cuda": 1 << 26}
+# features from memory once, so several hundred query rows per block keep it compute-bound (256 MiB blocks: MKL's
+# sgemm runs about 10 % faster with 800 rows than with 400 against MSMT17's 82,161 gallery features).
+DISTANCE_ELEMS = {"cpu": 1 << 26, "cuda": 1 << 26}
 
 
 class EvaluationError(ReIDError):
@@ -68,6 +69,18 @@ def check_pair(q_feats: torch.Tensor, g_feats: torch.Tensor) -> None:
         raise EvaluationError(f"query features are {q_feats.dtype} but gallery features {g_feats.dtype}.")
 
 
+def check_finite(feats: torch.Tensor, name: str) -> None:
+    """Raise an EvaluationError naming the first rows of ``feats`` with NaN or infinite values (cheaply: a sum is
+    finite when every value is, the rows are looked for only when it is not)."""
+    if bool(torch.isfinite(feats.sum())):
+        return
+    bad = (~torch.isfinite(feats)).any(1).nonzero().squeeze(1)
+    if bad.numel():
+        rows = ", ".join(str(int(r)) for r in bad[:5]) + (" ..." if bad.numel() > 5 else "")
+        raise EvaluationError(f"{name} has NaN or infinite values in {bad.numel()} row(s) ({rows}); check the "
+                              "model's outputs (a diverged model or bad input images).")
+
+
 def check_metric(metric: str) -> None:
     if metric not in METRIC_REGISTRY:
         raise EvaluationError(f"unknown distance metric {metric!r}; expected one of {METRIC_REGISTRY.choices()}.")
@@ -78,6 +91,13 @@ def exact_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) 
     change rankings. Thread-safe; see `reid.utils.precision.ieee_matmul`."""
     with ieee_matmul(a.device):
         return torch.mm(a, b, out=out)
+
+
+def exact_addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float, out: torch.Tensor) -> torch.Tensor:
+    """`out = c + alpha * (a @ b)` (``c`` broadcast) in one matrix product, in full float32 as :func:`exact_mm`:
+    the product accumulates onto ``c``, one pass over ``out`` fewer than adding afterwards."""
+    with ieee_matmul(a.device):
+        return torch.addmm(c.expand(out.shape), a, b, beta=1.0, alpha=alpha, out=out)
 
 
 def as_distmat(distmat: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -117,18 +137,30 @@ def _prepare(
 
 
 def _blocks(
-    q: torch.Tensor, g: torch.Tensor, metric: str, chunk_size: int | None, out: torch.Tensor | None = None
+    q: torch.Tensor, g: torch.Tensor, metric: str, chunk_size: int | None, out: torch.Tensor | None = None,
+    reuse: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Distances of consecutive query rows to all of `g` (prepared features); written into `out` when given."""
-    g_sq = g.pow(2).sum(1) if metric == "euclidean" else None
+    """Distances of consecutive query rows to all of `g` (prepared features): written into `out` when given, else
+    into one buffer used again for every block (`reuse`: no fresh memory, and no page faults, per block) or into
+    a new tensor per block."""
     rows = block_rows(g.shape[0], q.device, chunk_size, DISTANCE_ELEMS)
+    # cosine: 1 - q.g; euclidean: sqrt(max(0, |g|^2 - 2 q.g + |q|^2)), the products accumulated onto 1 or |g|^2
+    base = g.pow(2).sum(1) if metric == "euclidean" else torch.ones((), dtype=q.dtype, device=q.device)
+    alpha = -2.0 if metric == "euclidean" else -1.0
+    buffer = None
     for start in range(0, q.shape[0], rows):
         q_rows = q[start : start + rows]
-        block = exact_mm(q_rows, g.T, out=None if out is None else out[start : start + rows])
-        if g_sq is None:
-            block.neg_().add_(1.0)
+        if out is not None:
+            block = out[start : start + rows]
+        elif reuse:
+            if buffer is None:
+                buffer = torch.empty(q_rows.shape[0], g.shape[0], dtype=q.dtype, device=q.device)
+            block = buffer[: q_rows.shape[0]]
         else:
-            block.mul_(-2.0).add_(g_sq).add_(q_rows.pow(2).sum(1, keepdim=True)).clamp_(min=0.0).sqrt_()
+            block = torch.empty(q_rows.shape[0], g.shape[0], dtype=q.dtype, device=q.device)
+        exact_addmm(base, q_rows, g.T, alpha, out=block)
+        if metric == "euclidean":
+            block.add_(q_rows.pow(2).sum(1, keepdim=True)).clamp_(min=0.0).sqrt_()
         yield start, block
 
 
@@ -137,13 +169,16 @@ def iter_distance_blocks(
     g_feats: torch.Tensor | np.ndarray,
     metric: str = "cosine",
     chunk_size: int | None = None,
+    *,
+    reuse: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield `(first_query_row, block)` with `block` = distances of consecutive query rows to the whole gallery.
 
-    cosine: 1 - <q/|q|, g/|g|>; euclidean: |q - g| (not squared). Memory: one block at a time.
+    cosine: 1 - <q/|q|, g/|g|>; euclidean: |q - g| (not squared). Memory: one block at a time. With `reuse`, every
+    block is written into the same buffer: a block is valid until the next one is asked for (copy what you keep).
     """
     q, g = _prepare(q_feats, g_feats, metric)  # checked here, not at the first block
-    return _blocks(q, g, metric, chunk_size)
+    return _blocks(q, g, metric, chunk_size, reuse=reuse)
 
 
 def compute_distance(

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reid.evaluation.distance import (EvaluationError, as_distances, as_distmat, as_features, check_metric,
-                                      iter_distance_blocks, row_blocks)
+from reid.evaluation.distance import (EvaluationError, as_distances, as_distmat, as_features, check_finite,
+                                      check_metric, iter_distance_blocks, row_blocks)
 from reid.evaluation.protocol import IdsLike, Protocol, resolve_protocol
 from reid.evaluation.ranking import rank_block
 from reid.evaluation.reranking import re_ranking
@@ -25,13 +25,14 @@ BlockObserver = Callable[[int, torch.Tensor], None]
 Blocks = Iterator[tuple[int, torch.Tensor]]
 
 
-def rank_blocks(blocks: Blocks, protocol: Protocol, max_rank: int = 50) -> RankResult:
-    """Rank every ``(first_query_row, block)`` of distance rows under ``protocol`` (on the blocks' device)."""
+def rank_blocks(blocks: Blocks, protocol: Protocol, max_rank: int = 50, finite: bool = False) -> RankResult:
+    """Rank every ``(first_query_row, block)`` of distance rows under ``protocol`` (on the blocks' device);
+    ``finite``: the blocks are known to hold no NaN (distances of finite features), so none is looked for."""
     _check_max_rank(max_rank)
     ap_parts, inp_parts, first_parts = [], [], []
     for start, block in blocks:
         block = as_distances(block)
-        if bool(torch.isnan(block.amax())):  # amax propagates NaN: one read-only pass
+        if not finite and bool(torch.isnan(block.amax())):  # amax propagates NaN: one read-only pass
             raise EvaluationError(f"the distance matrix has NaN in query rows {start}..{start + block.shape[0] - 1}; "
                                   "check the features for NaN/inf.")
         n, ranks, _ = rank_block(block.contiguous(), slice(start, start + block.shape[0]), protocol)
@@ -102,7 +103,9 @@ def evaluate(
     With `rerank`, k-reciprocal re-ranking (`re_ranking`) is applied, to L2-normalised features when
     `metric="cosine"` and to the raw features when `metric="euclidean"`. The split is given as in
     `evaluate_rank`. `observe(first_row, block)` (one observer or several) sees every block of distances that is
-    ranked (e.g. `VerificationCounter.add`, `PairHistogram.add`: their metrics from the same pass).
+    ranked (e.g. `VerificationCounter.add`, `PairHistogram.add`: their metrics from the same pass); a block is
+    valid during the call only (the next one is written into the same memory): copy what you keep. Features with
+    NaN or infinite values are an EvaluationError.
     """
     _check_max_rank(max_rank)
     q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
@@ -110,13 +113,15 @@ def evaluate(
     split = resolve_protocol((q_pids, g_pids, q_camids, g_camids, protocol), rule, q_feats.device,
                              (q_feats.shape[0], g_feats.shape[0]))
     if not rerank:
-        blocks = iter_distance_blocks(q_feats, g_feats, metric, chunk_size)
+        check_finite(q_feats, "q_feats")
+        check_finite(g_feats, "g_feats")  # then no distance is NaN: the blocks need no check
+        blocks = iter_distance_blocks(q_feats, g_feats, metric, chunk_size, reuse=True)
     else:
         distmat = reranked_distances(q_feats, g_feats, metric, k1=k1, k2=k2, lambda_value=lambda_value,
                                      chunk_size=chunk_size)
         blocks = row_blocks(distmat, chunk_size)
     observers = [observe] if callable(observe) else list(observe or ())
-    return rank_blocks(_observed(blocks, observers) if observers else blocks, split, max_rank)
+    return rank_blocks(_observed(blocks, observers) if observers else blocks, split, max_rank, finite=not rerank)
 
 
 def _observed(blocks: Blocks, observers: list[BlockObserver]) -> Blocks:

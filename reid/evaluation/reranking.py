@@ -43,38 +43,13 @@ class _Nearest:
         self.idx = torch.zeros(num, keep, dtype=torch.int64, device=like.device)
         self.max = torch.full((num,), float("-inf"), dtype=like.dtype, device=like.device)
 
-    def update(self, rows: slice, keys: torch.Tensor, first_col: int, transposed: bool = False) -> None:
-        """Merge a block of keys: (rows, columns from `first_col`), or (columns, rows) when `transposed`."""
-        dim = 0 if transposed else 1
-        self.max[rows] = torch.maximum(self.max[rows], keys.amax(dim))
-        bound = self.vals[rows, -1]
-        if bool(torch.isinf(bound).any()):  # a row's first block: plain top-k
-            vals, idx = torch.topk(keys, min(self.vals.shape[1], keys.shape[dim]), dim=dim, largest=False)
-            if transposed:
-                vals, idx = vals.T, idx.T
-        else:  # later blocks: only keys below the row's current k-th best can enter, usually a handful
-            vals, idx = self._below(keys, bound, transposed)
+    def update(self, rows: slice, keys: torch.Tensor, first_col: int) -> None:
+        """Merge a block of keys (rows, columns from `first_col`): the block's own top k, then the union's."""
+        self.max[rows] = torch.maximum(self.max[rows], keys.amax(1))
+        vals, idx = torch.topk(keys, min(self.vals.shape[1], keys.shape[1]), dim=1, largest=False, sorted=False)
         vals, idx = torch.cat([self.vals[rows], vals], 1), torch.cat([self.idx[rows], idx + first_col], 1)
         vals, pick = torch.topk(vals, self.vals.shape[1], dim=1, largest=False)
         self.vals[rows], self.idx[rows] = vals, idx.gather(1, pick)
-
-    @staticmethod
-    def _below(keys: torch.Tensor, bound: torch.Tensor, transposed: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per row, the keys strictly below `bound`, as padded (rows, width) values (inf padding) and columns."""
-        if transposed:
-            col, row = (keys < bound[None, :]).nonzero(as_tuple=True)
-            row, order = row.sort(stable=True)
-            col = col[order]
-        else:
-            row, col = (keys < bound[:, None]).nonzero(as_tuple=True)
-        counts = torch.bincount(row, minlength=bound.numel())
-        slot = torch.arange(row.numel(), device=row.device) - (torch.cumsum(counts, 0) - counts)[row]
-        width = max(int(counts.max()), 1)
-        vals = torch.full((bound.numel(), width), float("inf"), dtype=keys.dtype, device=keys.device)
-        idx = torch.zeros(bound.numel(), width, dtype=torch.int64, device=keys.device)
-        vals[row, slot] = keys[col, row] if transposed else keys[row, col]
-        idx[row, slot] = col
-        return vals, idx
 
 
 def _neighbours(x: torch.Tensor, sq: torch.Tensor, num_query: int, k: int,
@@ -89,18 +64,23 @@ def _neighbours(x: torch.Tensor, sq: torch.Tensor, num_query: int, k: int,
     near = _Nearest(num, min(k + 1, num), x)  # one extra, to see ties at the k-th place
     out = torch.empty(num_query, num - num_query, dtype=x.dtype, device=x.device)
     size = chunk_size or math.isqrt(block_rows(1, x.device, None))
+    # two blocks reused throughout: a fresh one per block would be page-faulted in again each time on a CPU
+    buffers = torch.empty(2, min(size, num) ** 2, dtype=x.dtype, device=x.device)
     for a in range(0, num, size):
         rows = slice(a, min(a + size, num))
         for b in range(a, num, size):
             cols = slice(b, min(b + size, num))
-            dots = exact_mm(x[rows], x[cols].T)
-            keys = torch.add(sq[cols], dots, alpha=-2.0)
+            shape = (rows.stop - rows.start, cols.stop - cols.start)
+            dots = exact_mm(x[rows], x[cols].T, out=buffers[0, : shape[0] * shape[1]].view(shape))
+            keys = torch.add(sq[cols], dots, alpha=-2.0, out=buffers[1, : shape[0] * shape[1]].view(shape))
             if a == b:
                 keys.diagonal().copy_(-sq[rows])  # exactly d(i, i) = 0
             near.update(rows, keys, b)
             _copy_query_gallery(out, keys, rows, cols, sq)
-            if b != a:
-                near.update(cols, dots.mul_(-2.0).add_(sq[rows, None]), a, transposed=True)
+            if b != a:  # the same formula, key = sq(column sample) - 2 <x_i, x_j>, for the columns' rows;
+                # copied transposed (a blocked copy) so that every reduction runs along contiguous rows
+                torch.add(sq[rows, None], dots, alpha=-2.0, out=dots)
+                near.update(cols, buffers[1, : shape[0] * shape[1]].view(shape[::-1]).copy_(dots.T), a)
     row_max = (near.max + sq).clamp_(min=torch.finfo(x.dtype).tiny)
     out.div_(row_max[:num_query, None])
     nbrs, d2 = _stable_order(near, x, sq, k)
@@ -112,8 +92,8 @@ def _copy_query_gallery(out: torch.Tensor, keys: torch.Tensor, rows: slice, cols
     num_query = out.shape[0]
     r1, c0 = min(rows.stop, num_query), max(cols.start, num_query)
     if rows.start < r1 and c0 < cols.stop:
-        block = keys[: r1 - rows.start, c0 - cols.start :] + sq[rows.start : r1, None]
-        out[rows.start : r1, c0 - num_query : cols.stop - num_query] = block.clamp_(min=0.0)
+        target = out[rows.start : r1, c0 - num_query : cols.stop - num_query]
+        torch.add(keys[: r1 - rows.start, c0 - cols.start :], sq[rows.start : r1, None], out=target).clamp_(min=0.0)
 
 
 def _stable_order(near: _Nearest, x: torch.Tensor, sq: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,25 +138,30 @@ def _expansion_sets(nbrs: torch.Tensor, rec: torch.Tensor, rec_half: torch.Tenso
     """R*(i) for a block of rows: (B, W) indices padded with N."""
     num, half = nbrs.shape[0], rec_half.shape[1]
     fwd, is_rec = nbrs[rows], rec[rows]
-    r_set = torch.where(is_rec, fwd, -1)  # (B, K), -1: not reciprocal
+    r_set = torch.where(is_rec, fwd, num).sort(1).values  # (B, K) R(i) ascending, padded with N
     cand = nbrs[fwd, :half]  # (B, K, half): R_half of each candidate, masked by rec_half
     cand_ok = rec_half[fwd]
-    shared = ((cand[..., None] == r_set[:, None, None, :]).any(-1) & cand_ok).sum(-1)
+    # |R_half(c) & R(i)| by binary search in the sorted R(i): O(K half log K) per row, not O(K half K)
+    shared = (_member(r_set, cand.flatten(1))[0].view_as(cand) & cand_ok).sum(-1)
     take = is_rec & (3 * shared > 2 * cand_ok.sum(-1))  # |R_half(c) & R(i)| > 2/3 |R_half(c)|, in integers
-    members = torch.cat([
-        torch.where(is_rec, fwd, num),
-        torch.where(take[..., None] & cand_ok, cand, num).flatten(1),
-    ], 1)
+    members = torch.cat([r_set, torch.where(take[..., None] & cand_ok, cand, num).flatten(1)], 1)
     return _unique_rows(members, num)
+
+
+def _member(sorted_rows: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, whether each of `values` is in that row of `sorted_rows` (ascending), and where (a valid index)."""
+    pos = torch.searchsorted(sorted_rows, values.contiguous()).clamp_(max=sorted_rows.shape[1] - 1)
+    return sorted_rows.gather(1, pos) == values, pos
 
 
 def _squared_distances(x: torch.Tensor, sq: torch.Tensor, nbrs: torch.Tensor, nbr_d2: torch.Tensor,
                        idx: torch.Tensor, rows: slice) -> torch.Tensor:
     """d^2(i, e) for e in R*(i): looked up among i's k nearest, recomputed (dot products) for the few others."""
     num = x.shape[0]
-    hit = idx[:, :, None] == nbrs[rows, None, :]  # (B, W, k), at most one hit per entry
-    out = (hit * nbr_d2[rows, None, :]).sum(2)
-    miss_row, miss_col = ((idx < num) & ~hit.any(2)).nonzero(as_tuple=True)
+    own, order = nbrs[rows].sort(1)
+    hit, pos = _member(own, idx)
+    out = torch.where(hit, nbr_d2[rows].gather(1, order.gather(1, pos)), 0.0)
+    miss_row, miss_col = ((idx < num) & ~hit).nonzero(as_tuple=True)
     pairs = block_rows(2 * x.shape[1], x.device, None)  # bounds the gathered features
     for lo in range(0, miss_row.numel(), pairs):
         r, c = miss_row[lo : lo + pairs], miss_col[lo : lo + pairs]
@@ -276,10 +261,14 @@ def _accumulate_min(acc: torch.Tensor, num_gallery: int, e_row: torch.Tensor, e_
                     e_val: torch.Tensor, pairs: torch.Tensor, inverted: tuple[torch.Tensor, ...]) -> None:
     """acc[q, g] += min(V(q, t), V(g, t)) for every query entry (q, t) and every gallery entry of column t."""
     col_start, g_rows, g_vals = inverted
-    entry = torch.repeat_interleave(torch.arange(e_row.numel(), device=acc.device), pairs)
-    first = torch.cumsum(pairs, 0) - pairs
-    src = col_start[e_col][entry] + torch.arange(entry.numel(), device=acc.device) - first[entry]
-    acc.index_add_(0, e_row[entry] * num_gallery + g_rows[src], torch.minimum(e_val[entry], g_vals[src]))
+    total = int(pairs.sum())
+    # pair p of entry e reads gallery entry col_start[t_e] + (p - first pair of e): the per-entry offsets and
+    # values are repeated per pair directly (no per-pair entry index to gather through)
+    shift = col_start[e_col] - (torch.cumsum(pairs, 0) - pairs)
+    src = torch.arange(total, device=acc.device).add_(torch.repeat_interleave(shift, pairs, output_size=total))
+    dest = torch.repeat_interleave(e_row * num_gallery, pairs, output_size=total).add_(g_rows[src])
+    vals = torch.minimum(torch.repeat_interleave(e_val, pairs, output_size=total), g_vals[src])
+    acc.index_add_(0, dest, vals)
 
 
 def re_ranking(

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Iterator, Tuple
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .errors import ReIDError
+
+_MAX_DIMS = 8  # the shapes all_gather_with_grad compares, padded to a fixed length
 
 
 def dist_info() -> Tuple[int, int]:
@@ -104,11 +109,47 @@ class _AllGatherWithGrad(torch.autograd.Function):
         return grad[lo:hi]
 
 
+@lru_cache(maxsize=1)
+def _host_group(world_group: Any) -> Any:
+    """A process group for small host-side collectives over the ranks of ``world_group`` (the default group):
+    itself when it is gloo, else a gloo group made once (collectively: every rank reaches the first call at the
+    same step). Its collectives read CPU tensors: no wait for the GPU's queued work."""
+    if dist.get_backend(world_group) == "gloo":
+        return world_group
+    return dist.new_group(backend="gloo")
+
+
+def check_same_shape(part: torch.Tensor, what: str = "all_gather_with_grad") -> None:
+    """Raise a ReIDError on every rank, naming each rank's shape, unless ``part`` has the same shape on all ranks.
+
+    The shapes travel as CPU tensors through a gloo group (``_host_group``), so the check never synchronises with
+    a GPU; without it, gloo kills the process with SIGABRT ("Received data size doesn't match") and NCCL hangs or
+    reads garbage."""
+    _, world = dist_info()
+    if world == 1:
+        return
+    if part.dim() > _MAX_DIMS:
+        raise ReIDError(f"{what}: tensors of at most {_MAX_DIMS} dimensions, got {part.dim()}.")
+    mine = torch.full((_MAX_DIMS + 1,), -1, dtype=torch.int64)
+    mine[0] = part.dim()
+    mine[1:part.dim() + 1] = torch.tensor(part.shape, dtype=torch.int64)
+    shapes = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(shapes, mine, group=_host_group(dist.group.WORLD))
+    described = [tuple(s[1:int(s[0]) + 1].tolist()) for s in shapes]
+    if len(set(described)) > 1:
+        sizes = ", ".join(f"rank {r}: {tuple(shape)}" for r, shape in enumerate(described))
+        raise ReIDError(f"{what} needs the same shape on every rank, got {sizes}. Every rank must give the same "
+                        "number of rows (e.g. equal per-GPU batches: SOLVER.IMS_PER_BATCH divisible by the number "
+                        "of GPUs, and no smaller last batch).")
+
+
 def all_gather_with_grad(part: torch.Tensor) -> torch.Tensor:
     """Every rank's ``part`` (the same shape on all ranks, e.g. a batch of embeddings) concatenated in rank order,
-    differentiable (see :class:`_AllGatherWithGrad`); ``part`` itself without a process group."""
+    differentiable (see :class:`_AllGatherWithGrad`); ``part`` itself without a process group. Unequal shapes are a
+    ReIDError on every rank that names them (:func:`check_same_shape`)."""
     if dist_info()[1] == 1:
         return part
+    check_same_shape(part)
     return _AllGatherWithGrad.apply(part)
 
 

@@ -24,15 +24,32 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's deterministic workspace (cuBLAS docs, "Results reproducibility")
+
+
+def deterministic_environment() -> None:
+    """What DETERMINISTIC needs before any GPU work: cuBLAS reads CUBLAS_WORKSPACE_CONFIG when it creates a handle
+    (at the process's first matmul on a GPU), so the command-line tools set it at start, before anything else runs;
+    :func:`seed_all` sets it too (in time for a process whose first matmul comes later)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
 def seed_all(seed: int, deterministic: bool = False) -> int:
-    """Seed Python, NumPy and torch; a negative seed draws one from the OS. Returns the seed used."""
+    """Seed Python, NumPy and torch; a negative seed draws one from the OS. Returns the seed used.
+
+    ``deterministic`` (DETERMINISTIC): deterministic cuDNN and cuBLAS algorithms and torch's deterministic variants
+    of its scatter / index kernels (``torch.use_deterministic_algorithms``); reid's pooling layers are reductions
+    with deterministic gradients. An operation that has no deterministic CUDA kernel still runs, with torch's
+    warning naming it (``warn_only``: a long run is not stopped by it). So: on a CPU a resumed run repeats the
+    uninterrupted one bit for bit; on a GPU it does when no such warning is in the log (else it agrees to float
+    rounding)."""
     if seed < 0:
         seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        deterministic_environment()
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     return seed

@@ -7,7 +7,8 @@ trained weights (the EMA weights are in its ``hooks`` entry). model_final.pt and
 the evaluated weights as ``model`` (``trainer.eval_model``: the EMA weights when SOLVER.EMA is on), the resolved
 config and the metrics that chose them (``metrics``; model_best.pt also ``best``), no optimizer or RNG state.
 The trainer's checkpointer writes in a background thread (``reid.checkpoint.writer``): a save returns once the state
-is in host memory, the next save waits for the previous one, and the final checkpoint is on disk when
+is in host memory, and up to two snapshots are queued, so an epoch with a new best model queues model_best.pt and
+model_last.pt without training waiting for the first to reach the disk; the final checkpoint is on disk when
 ``after_train`` returns (the report links it).
 """
 from __future__ import annotations

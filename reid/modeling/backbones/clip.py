@@ -215,7 +215,7 @@ class ModifiedResNet(nn.Module):
         for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
             x = self.relu(bn(conv(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.avgpool(x)))))
-        return [F.adaptive_avg_pool2d(x, 1), self.attnpool(x)[:, :, None, None]]
+        return [x.mean((2, 3), keepdim=True), self.attnpool(x)[:, :, None, None]]
 
 
 def _read_clip_file(path: str, what: str) -> Dict[str, torch.Tensor]:

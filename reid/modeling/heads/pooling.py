@@ -1,10 +1,13 @@
-"""Global pooling layers: average, max and generalised-mean (GeM, Radenovic et al. 2018)."""
+"""Global pooling layers: average, max and generalised-mean (GeM, Radenovic et al. 2018).
+
+Written as reductions over the spatial dimensions (``mean`` / ``amax``), not adaptive pooling to 1 x 1: the same
+values, but CUDA's adaptive pooling backward accumulates with atomics (nondeterministic, refused by
+``torch.use_deterministic_algorithms``), which would break DETERMINISTIC training's exact resume on a GPU."""
 from __future__ import annotations
 
 from typing import List
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...registry import POOLING_REGISTRY
@@ -21,17 +24,32 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(x.clamp(min=self.eps).pow(self.p), 1).pow(1.0 / self.p)
+        return x.clamp(min=self.eps).pow(self.p).mean((2, 3), keepdim=True).pow(1.0 / self.p)
+
+
+class GlobalAvgPool(nn.Module):
+    """(B, C, H, W) -> (B, C, 1, 1) mean (``nn.AdaptiveAvgPool2d(1)`` with a deterministic backward)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+class GlobalMaxPool(nn.Module):
+    """(B, C, H, W) -> (B, C, 1, 1) maximum (``nn.AdaptiveMaxPool2d(1)`` with a deterministic backward; the
+    gradient of tied maxima is shared between them)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax((2, 3), keepdim=True)
 
 
 @POOLING_REGISTRY.register("avg")
 def average_pooling(p: float, learn: bool = True) -> nn.Module:
-    return nn.AdaptiveAvgPool2d(1)
+    return GlobalAvgPool()
 
 
 @POOLING_REGISTRY.register("max")
 def max_pooling(p: float, learn: bool = True) -> nn.Module:
-    return nn.AdaptiveMaxPool2d(1)
+    return GlobalMaxPool()
 
 
 def build_pooling(name: str, gem_p: float = 3.0, gem_learn: bool = True) -> nn.Module:

@@ -26,7 +26,8 @@ class Criterion(nn.Module):
     With ``gather_features`` (MODEL.LOSSES.GATHER_FEATURES) under DistributedDataParallel, the pair losses see the
     features and labels of every rank's batch, gathered with gradients: the loss and the gradients are those of a
     single process on the whole batch (``reid.utils.distributed.all_gather_with_grad``), whatever the number of
-    GPUs. Otherwise each rank's pair losses see only its share (IMS_PER_BATCH / GPUs images). Class losses always
+    GPUs; the gathered features and the sums of their gradients are float32 also under bf16 / fp16 autocast.
+    Otherwise each rank's pair losses see only its share (IMS_PER_BATCH / GPUs images). Class losses always
     see the rank's own logits (their mean over ranks is already the whole batch's).
 
     A model may weigh its heads (``outputs["head_weights"]``, one weight per head of both lists, e.g. TransReID's
@@ -62,7 +63,10 @@ class Criterion(nn.Module):
         losses (all heads in one collective)."""
         if kind != "pair" or not self.gather_features or not heads or dist_info()[1] == 1:
             return heads, pids
-        gathered = all_gather_with_grad(torch.cat(heads, dim=1))
+        # At least float32 whatever the autocast dtype: bf16 would round the gathered features and their summed
+        # gradients (float64 stays float64).
+        gathered = all_gather_with_grad(torch.cat([h.to(torch.promote_types(h.dtype, torch.float32)) for h in heads],
+                                                  dim=1))
         return list(gathered.split([h.shape[1] for h in heads], dim=1)), all_gather_with_grad(pids)
 
     def extra_repr(self) -> str:
