@@ -85,3 +85,5 @@ def test_evaluate_names_the_feature_rows_with_nan_or_inf():
     g[7] = float("inf")
     with pytest.raises(EvaluationError, match=r"g_feats has NaN or infinite values in 1 row\(s\) \(7\)"):
         evaluate(q.nan_to_num(), g, *ids, metric="euclidean")
+    with pytest.raises(EvaluationError, match=r"g_feats has NaN or infinite values in 1 row\(s\) \(7\)"):
+        evaluate(q.nan_to_num(), g, *ids, rerank=True)  # re-ranking checks its features the same way

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from reid.evaluation.distance import EvaluationError, as_features, block_rows, check_pair, exact_mm
+from reid.evaluation.distance import EvaluationError, as_features, block_rows, check_finite, check_pair, exact_mm
 
 
 def _check_params(k1: int, k2: int, lambda_value: float) -> None:
@@ -291,9 +291,9 @@ def re_ranking(
     check_pair(q, g)
     if q.shape[0] == 0 or g.shape[0] == 0:
         raise EvaluationError(f"re-ranking needs queries and gallery samples, got {q.shape[0]} and {g.shape[0]}.")
+    check_finite(q, "q_feats")
+    check_finite(g, "g_feats")
     x = torch.cat([q, g])
-    if not bool(torch.isfinite(x).all()):
-        raise EvaluationError("re-ranking got NaN or infinite features; check the model's outputs.")
     sq = x.pow(2).sum(1)
     nbrs, nbr_d2, row_max, out = _neighbours(x, sq, q.shape[0], min(k1 + 1, x.shape[0]), chunk_size)
     idx, val = _weights(x, sq, nbrs, nbr_d2, row_max, k1, chunk_size)
