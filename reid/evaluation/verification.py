@@ -178,15 +178,12 @@ class _Float32Counts:
         job = (chunks, buffer, skip_cols)
         outside: list[torch.Tensor] = []
         counted = self._count(self.counts, job, 1, outside)
-        if self.narrow and any(self._window_sum(p) != (self.pending[p] + counted[p]) % (1 << 32)
-                               for p in range(self.parts)):
-            self._count(self.counts, job, 255)  # undo (+255 = -1 mod 256), empty into the totals, count again
-            self._empty()
+        if self.narrow and self._wrapped(counted):
+            self._undo(job)  # empty the bytes into the totals, count again
             outside = []
             counted = self._count(self.counts, job, 1, outside)
-            if any(self._window_sum(p) != counted[p] for p in range(self.parts)):  # wraps a byte by itself
-                self._count(self.counts, job, 255)
-                self._empty()
+            if self._wrapped(counted):  # the block wraps a byte by itself: count it into the totals
+                self._undo(job)
                 outside = []
                 self._count(self.totals, job, 1, outside, parts=1)
                 counted = [0] * self.parts
@@ -230,9 +227,16 @@ class _Float32Counts:
                     counted[p] += share.numel() - skipped - lost
         return counted
 
-    def _window_sum(self, part: int) -> int:
-        """The sum of part ``part``'s window byte counters, mod 2^32."""
-        return int(self.counts[part, 1:self.size + 1].sum(dtype=torch.int32)) % (1 << 32)
+    def _wrapped(self, counted: list) -> bool:
+        """Whether a byte counter wrapped in the last count: a part's window bytes sum (mod 2^32) to other than the
+        values it counted there since they were last emptied."""
+        return any(int(self.counts[p, 1:self.size + 1].sum(dtype=torch.int32)) % (1 << 32)
+                   != (self.pending[p] + counted[p]) % (1 << 32) for p in range(self.parts))
+
+    def _undo(self, job: tuple) -> None:
+        """Take the last count back (+255 per value = -1 mod 256) and empty the bytes into the exact totals."""
+        self._count(self.counts, job, 255)
+        self._empty()
 
     def _empty(self) -> None:
         """Add the byte counters to the exact totals and zero them."""
