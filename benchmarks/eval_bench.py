@@ -19,7 +19,8 @@ from reid.evaluation import compute_distance, evaluate, evaluate_rank
 from reid.evaluation.verification import VerificationCounter
 
 from .common import emit, peer_status
-from .measure import WARMUP_ROWS, base_parser, matmul_floor, common_fields, run_measurement, setup_worker, spawn, worker_argv
+from .measure import (WARMUP_ROWS, base_parser, common_fields, floor_fields, matmul_floor, run_measurement,
+                      setup_worker, spawn, worker_argv)
 from .references import brute_force_rank
 from .splits import SPLITS, make_split
 
@@ -88,11 +89,8 @@ def main() -> None:
         ours = spawn(MODULE, [*argv, "--impl", "reid", "--mode", m, "--repeat", str(args.repeat)], local)
         line = {**common, "what": "evaluate_rank(distmat)" if m == "distmat" else "evaluate(features)",
                 "impl": "reid", **ours}
-        if m == "features":
-            floor = spawn(MODULE, [*argv, "--impl", "floor", "--mode", m], local)
-            if "wall_s" in floor and "wall_s" in ours:
-                line["fp32_floor_s"] = floor["wall_s"]  # num_query x num_gallery x dim products
-                line["x_floor"] = round(ours["wall_s"] / floor["wall_s"], 2)
+        floor = spawn(MODULE, [*argv, "--impl", "floor", "--mode", m], local) if m == "features" else {}
+        line.update(floor_fields(ours, floor))  # the floor: num_query x num_gallery x dim products
         if args.no_baseline:
             line["baseline"] = "skipped: --no-baseline"
         else:
@@ -116,9 +114,7 @@ def main() -> None:
                 out["evaluate_alone_wall_s"], out["evaluate_alone_peak_rss_mb"] = ours["wall_s"], ours["peak_rss_mb"]
                 out["time_ratio"] = round(both["wall_s"] / ours["wall_s"], 3)
                 out["peak_rss_ratio"] = round(both["peak_rss_mb"] / ours["peak_rss_mb"], 3)
-                if "fp32_floor_s" in line:
-                    out["fp32_floor_s"] = line["fp32_floor_s"]
-                    out["x_floor"] = round(both["wall_s"] / line["fp32_floor_s"], 2)
+                out.update(floor_fields(both, floor))
             emit(out)
 
 

@@ -122,3 +122,11 @@ def matmul_floor(a: torch.Tensor, b: torch.Tensor, upper: bool = False, rows: in
         exact_mm(block, b[first:].T, out=out[: block.shape[0], : b.shape[0] - first])
     synchronize(a.device)
     return time.perf_counter() - start
+
+
+def floor_fields(measured: dict, floor: dict) -> dict:
+    """``fp32_floor_s`` (the floor's measured wall time) and ``x_floor`` (``measured``'s time as a multiple of it),
+    or nothing when either measurement failed."""
+    if "wall_s" not in floor or "wall_s" not in measured:
+        return {}
+    return {"fp32_floor_s": floor["wall_s"], "x_floor": round(measured["wall_s"] / floor["wall_s"], 2)}

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from reid.evaluation import re_ranking
 
 from .common import device_name, emit, peer_status
-from .measure import WARMUP_ROWS, base_parser, matmul_floor, common_fields, run_measurement, setup_worker, spawn, worker_argv
+from .measure import (WARMUP_ROWS, base_parser, common_fields, floor_fields, matmul_floor, run_measurement,
+                      setup_worker, spawn, worker_argv)
 from .references import dense_re_ranking_reference
 from .splits import SPLITS, make_split
 
@@ -72,10 +73,8 @@ def main() -> None:
     local = (lambda a: worker(parser.parse_args(["--worker", *a]))) if args.in_process else None
     ours = {**common, "what": "re_ranking(features)", "impl": "reid",
             **spawn(MODULE, [*argv, "--impl", "reid"], local)}
-    floor = spawn(MODULE, [*argv, "--impl", "floor"], local)
-    if "wall_s" in floor and "wall_s" in ours:
-        ours["fp32_floor_s"] = floor["wall_s"]  # N^2 / 2 x dim products: what exact re-ranking cannot avoid
-        ours["x_floor"] = round(ours["wall_s"] / floor["wall_s"], 2)
+    # the floor: N^2 / 2 x dim products, what exact re-ranking cannot avoid
+    ours.update(floor_fields(ours, spawn(MODULE, [*argv, "--impl", "floor"], local)))
     need_gb = DENSE_BYTES_PER_ENTRY * num**2 / 2**30
     free_gb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     if args.no_baseline:

@@ -17,9 +17,10 @@ Adam step (SOLVER.FUSED, the default). Measurement: the real ``Trainer.train_ste
 optimizer step), then, on the same trainer, the full training loop (``Trainer.train`` stopped by ``max_iters``:
 every hook of the run, the loss sums on the device, the per-epoch checkpoints written in the background, and an EMA
 of the weights, ``SOLVER.EMA``, switched on) over --warmup + --iters steps, of which the last --iters are timed
-(``loop_images_per_s``; ``loop_vs_step`` is its ratio to ``images_per_s``). A warm-up runs first, at least --warmup steps and never fewer than the loader's prefetched batches
-(workers x prefetch factor, or the fast pipeline's host prefetch) plus 5, so the timed steps do not consume batches
-made before the clock started; then --iters steps (200) are timed with the device synchronised at both ends.
+(``loop_images_per_s``; ``loop_vs_step`` is its ratio to ``images_per_s``). A warm-up runs first, at least
+--warmup steps and never fewer than the loader's prefetched batches (workers x prefetch factor, or the fast
+pipeline's host prefetch) plus 5, so the timed steps do not consume batches made before the clock started; then
+--iters steps (200) are timed with the device synchronised at both ends.
 The first step's time is reported apart (``first_step_s``: cuDNN autotuning, and compilation for the compile
 set-ups, where it is also ``compile_s``); ``images_per_s`` is the steady state without it. Each line says where the
 image cache sits (``cache``: device / host, its size). One JSON line per measurement on stdout (the log on stderr).
