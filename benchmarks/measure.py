@@ -39,6 +39,7 @@ def run_measurement(fn: Callable[[], object], device: str, repeat: int,
     for _ in range(repeat):
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+        result = None  # the previous run's output (re-ranking: the whole q x g matrix) is not held during the next
         start, cpu_start = time.perf_counter(), time.process_time()
         result = fn()
         synchronize(device)

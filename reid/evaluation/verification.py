@@ -228,10 +228,11 @@ class _Float32Counts:
         return counted
 
     def _wrapped(self, counted: list) -> bool:
-        """Whether a byte counter wrapped in the last count: a part's window bytes sum (mod 2^32) to other than the
-        values it counted there since they were last emptied."""
-        return any(int(self.counts[p, 1:self.size + 1].sum(dtype=torch.int32)) % (1 << 32)
-                   != (self.pending[p] + counted[p]) % (1 << 32) for p in range(self.parts))
+        """Whether a byte counter wrapped in the last count: a part's window bytes sum to other than the values it
+        counted there since they were last emptied (bytes are on the CPU: NumPy sums them into a wide integer
+        about five times faster than torch's ``sum(dtype=...)``)."""
+        return any(int(self.counts[p, 1:self.size + 1].numpy().sum(dtype=np.uint64))
+                   != self.pending[p] + counted[p] for p in range(self.parts))
 
     def _undo(self, job: tuple) -> None:
         """Take the last count back (+255 per value = -1 mod 256) and empty the bytes into the exact totals."""
@@ -242,7 +243,7 @@ class _Float32Counts:
         """Add the byte counters to the exact totals and zero them."""
         if self.totals is None:
             self.totals = torch.zeros(1, self.size + 3, dtype=self.dtype, device=self.device)
-        self.totals[0] += self.counts.sum(0, dtype=self.dtype)
+        self.totals[0] += _sum_rows(self.counts, self.dtype)
         self.counts.zero_()
         self.pending = [0] * self.parts
 
@@ -253,10 +254,18 @@ class _Float32Counts:
         outside = torch.cat(self.outside).sort().values if self.outside else minus.new_zeros(0)
         if bool(torch.isnan(outside[-1:]).any()):
             raise EvaluationError("the distances contain NaN; check the features for NaN/inf.")
-        window = self.counts[:, 1:self.size + 1].sum(0, dtype=self.dtype)
+        window = _sum_rows(self.counts[:, 1:self.size + 1], self.dtype)
         if self.totals is not None:
             window += self.totals[0, 1:self.size + 1]
         return _Counted(self.start, window.cumsum_(0), outside, minus.sort().values)
+
+
+def _sum_rows(counts: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The column sums of counter rows in ``dtype`` (on a CPU through NumPy, about five times faster)."""
+    if counts.device.type != "cpu":
+        return counts.sum(0, dtype=dtype)
+    wide = np.int64 if dtype == torch.int64 else np.int32
+    return torch.from_numpy(counts.numpy().sum(0, dtype=wide))
 
 
 @dataclass
