@@ -276,6 +276,7 @@ def _train_both(name: str, trainer: _ParityTrainer, peer: nn.Module, plan, class
     return loss, params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", list(peers.FASTREID))
 def test_fastreid_recipe_trains_step_for_step(recipe, tmp_path, reid_trainer):
     conf = peers.FASTREID[recipe]

@@ -155,6 +155,7 @@ def _same_hook_outputs(a: Path, b: Path) -> None:
     assert all(torch.equal(v, hooks_b["ema"]["model"][k]) for k, v in hooks_a["ema"]["model"].items())
 
 
+@pytest.mark.slow
 @HOOK_VARIANTS
 def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path, synthetic_root, hooks, workers=0):
     from reid.config import load_cfg

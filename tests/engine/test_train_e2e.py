@@ -32,6 +32,7 @@ def tiny_cfg(tmp_path_factory):
     return root, opts
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_learns(tiny_cfg):
     root, opts = tiny_cfg
     before = run_test(load_cfg(None, opts + ["OUTPUT_DIR", str(root / "untrained")]))["Synthetic"]

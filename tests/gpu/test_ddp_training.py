@@ -113,6 +113,7 @@ def ddp(synthetic_root, tmp_path_factory):
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["baseline", "mgn"])
 def test_pair_loss_only_configs_train_under_ddp(ddp, arch):
     out, ranks = ddp
@@ -127,6 +128,7 @@ def test_pair_loss_only_configs_train_under_ddp(ddp, arch):
     assert "no classifier is built" in log
 
 
+@pytest.mark.slow
 def test_gathered_pair_losses_equal_one_process_on_the_whole_batch(ddp):
     _, ranks = ddp
     for r in ranks:
@@ -141,6 +143,7 @@ def test_gathered_pair_losses_equal_one_process_on_the_whole_batch(ddp):
         assert not all(torch.allclose(g, ref) for g, ref in zip(local["grads"], reference["grads"]))
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_on_one_rank_stops_every_rank(ddp):
     _, (rank0, rank1) = ddp
     assert rank0["guard"]["stopped_after"] == rank1["guard"]["stopped_after"] == 3  # the next check, together

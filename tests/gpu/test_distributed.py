@@ -76,6 +76,7 @@ def ddp_run(synthetic_root, tmp_path_factory):
     return cfg, out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
+@pytest.mark.slow
 def test_ranks_train_on_disjoint_batches_of_one_plan(ddp_run):
     cfg, _, ranks = ddp_run
     size = cfg.SOLVER.IMS_PER_BATCH // WORLD
@@ -92,12 +93,14 @@ def test_ranks_train_on_disjoint_batches_of_one_plan(ddp_run):
         assert mine[0] == plan[0::WORLD] and mine[1] == plan[1::WORLD]
 
 
+@pytest.mark.slow
 def test_weights_and_bn_statistics_stay_identical(ddp_run):
     _, _, (a, b) = ddp_run
     assert a["state"].keys() == b["state"].keys()
     assert all(torch.equal(v, b["state"][k]) for k, v in a["state"].items())
 
 
+@pytest.mark.slow
 def test_evaluation_runs_once_split_over_ranks(ddp_run):
     cfg, out, (a, b) = ddp_run
     run = out / "run"

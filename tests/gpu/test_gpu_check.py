@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
+
 from benchmarks.gpu_check import recorded_sync_warnings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,6 +21,7 @@ def _jsonl(path: Path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_gpu_check_cpu_smoke_runs_every_step(tmp_path):
     out, scratch = tmp_path / "out", tmp_path / "tmp"
     scratch.mkdir()

@@ -33,6 +33,7 @@ def _opts(root, device="cpu"):
     ]
 
 
+@pytest.mark.slow
 def test_tiny_transreid_learns_through_tools_train(tmp_path):
     opts = _opts(tmp_path)
     untrained = run_test(load_cfg(RECIPE, opts + ["OUTPUT_DIR", str(tmp_path / "untrained")]))["Synthetic"].result

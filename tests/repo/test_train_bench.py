@@ -5,10 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ["conventional", "gpu_pipeline", "bf16", "channels_last", "fast"]
 
 
+@pytest.mark.slow
 def test_tiny_train_bench_measures_every_factor_alone_for_both_models(tmp_path):
     scratch = tmp_path / "tmp"  # the benchmark's default --root is a temporary folder: it must be gone at the end
     scratch.mkdir()
