@@ -85,7 +85,7 @@ if [[ $SMOKE == 1 ]]; then
     TRAIN=(--tiny)
     EVAL_SETS=(tiny)
     EVAL=(--device cpu --dim 64 --repeat 2 --no-baseline --in-process)
-    PYTEST=(tests/test_gpu_training.py tests/test_gpu_multi.py)
+    PYTEST=(tests/gpu/test_gpu_training.py tests/gpu/test_gpu_multi.py)
 else
     DEVICE=cuda
     SYN=(--ids 751 --images-per-id 6 --test-ids 50 --workers 8)
@@ -93,7 +93,7 @@ else
     EVAL_SETS=(market msmt17)
     EVAL=(--device cuda --repeat 2 --no-baseline)
     # The compile test is left to step 7, which compiles the real model (it would take a minute of the budget).
-    PYTEST=(tests --deselect tests/test_gpu_training.py::test_compiled_training_step_on_cuda)
+    PYTEST=(tests --deselect tests/gpu/test_gpu_training.py::test_compiled_training_step_on_cuda)
 fi
 
 # Time caps (s), in the order the steps run; they add up to the budget.

@@ -4,7 +4,7 @@ Each registry names the config key(s) whose values choose its entries and the mo
 The modules register their code with a decorator (``@POOLING_REGISTRY.register("gem")``); ``reid.config.validate``
 checks every key listed here against its registry before any dataset is read or any model is built, importing
 the modules on the first lookup (see ``reid.utils.registry``). Adding a choice is one decorator; adding a
-choice-valued config key is one ``keys=`` entry here (tests/test_validation.py fails for a string key of the
+choice-valued config key is one ``keys=`` entry here (tests/config/test_validation.py fails for a string key of the
 defaults that is neither here nor declared free-form).
 """
 from __future__ import annotations

@@ -9,12 +9,13 @@ appliers, side by side below.
 
 The distributions are torchvision's ``RandomHorizontalFlip``, ``Pad`` + ``RandomCrop`` and ``RandomErasing`` with
 random values, i.e. Zhong et al. 2020's: erased area uniform in (0.02, 0.33) of the image, aspect ratio log-uniform
-in (0.3, 3.3), the first of ten tries that fits, N(0, 1) values (tests/test_augment.py checks them against
+in (0.3, 3.3), the first of ten tries that fits, N(0, 1) values (tests/data/test_augment.py checks them against
 torchvision itself), or the mean pixel (``INPUT.REA.FILL mean``, fast-reid's value). Both appliers draw the erased
 values from a generator seeded by the record, one image at a time or for the whole batch at once, so they agree
 on every pixel but those. fast-reid's recipes add AutoAugment (``reid.data.autoaugment``) to the decoded image
 before the resize, on the workers path only; fast-reid crops before it flips, which is the same distribution (a
-mirrored crop at left offset l is the crop at 2 x padding - l of the mirrored image; tests/test_recipe_parity.py).
+mirrored crop at left offset l is the crop at 2 x padding - l of the mirrored image;
+tests/engine/test_recipe_parity.py).
 
 Why no library (benchmarks/augment_bench.py, one core of the shared 2-core development CPU, best of 20): torchvision's
 transforms.v2 draw one set of parameters per call, shared by a whole batch; kornia.augmentation 0.9 draws per

@@ -5,7 +5,7 @@ fast-reid uses the "original" ImageNet policy of timm's implementation (Wightman
 is applied to the decoded PIL image before the resize; each of its two operations runs with its own probability at
 a fixed magnitude (0 .. 10), rotations and shears in a random direction with a random resampling filter
 (bilinear or bicubic), filled with grey (128, 128, 128). The operations are PIL's, so given the same random
-parameters the pixels are the peer's exactly (tests/test_recipe_parity.py).
+parameters the pixels are the peer's exactly (tests/engine/test_recipe_parity.py).
 
 Random parameters are drawn for a batch from an explicit ``torch.Generator`` (``draw``) as one int64 row per
 image, ``[applied, sub-policy, (applied, negated, bicubic) of operation 1, ... of operation 2]``, and applied by

@@ -8,7 +8,7 @@ iteration per parameter group, so a resumed run (whose scheduler state is the it
 ``SCHED_STEP epoch`` reproduces how fast-reid (its ``build_lr_scheduler`` and ``LRScheduler`` hook) and torchreid
 (its engine) step torch's schedulers: warm-up per iteration, the decay scheduler once at the end of each epoch
 after warm-up has ended and ``DELAY_EPOCHS`` have passed; MultiStepLR's milestones and CosineAnnealingLR's T_max
-count those steps, and the cosine's floor ``ETA_MIN_LR`` is the same for every group (tests/test_recipe_parity.py
+count those steps, and the cosine's floor ``ETA_MIN_LR`` is the same for every group (tests/engine/test_recipe_parity.py
 compares every group's LR at every iteration with the peers' own schedulers).
 """
 from __future__ import annotations
