@@ -8,6 +8,7 @@ about 10 GB); its output is compared with ours (max absolute difference).
 
     python -m benchmarks.rerank_bench --dataset market --device cpu
     python -m benchmarks.rerank_bench --dataset msmt17 --device cuda --no-baseline
+    python -m benchmarks.rerank_bench --dataset msmt17 --device cpu --no-baseline --streamed --repeat 1
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reid.evaluation import re_ranking
+from reid.evaluation import Reranker, re_ranking
 
 from .common import device_name, emit, peer_status
 from .measure import (WARMUP_ROWS, base_parser, common_fields, floor_fields, matmul_floor, run_measurement,
@@ -46,6 +47,15 @@ def worker(args: argparse.Namespace) -> dict:
                                      args.repeat, warmup=lambda: re_ranking(q[:nq], g[:ng], args.k1, args.k2,
                                                                             args.lambda_value))
         return {**stats, "output_checksum": float(out.double().sum())}
+    if args.impl == "reid_streamed":  # what evaluate(rerank=True) does above HOLD_ELEMS pairs: no q x g matrix
+        def streamed(qf: torch.Tensor, gf: torch.Tensor) -> float:
+            rr = Reranker(qf, gf, args.k1, args.k2, args.lambda_value, hold=False)
+            return sum(float(block.double().sum()) for _, block in rr.blocks())
+
+        nq, ng = WARMUP_ROWS
+        stats, checksum = run_measurement(lambda: streamed(q, g), args.device, args.repeat,
+                                          warmup=lambda: streamed(q[:nq], g[:ng]))
+        return {**stats, "output_checksum": checksum}
     qn, gn = q.cpu().numpy(), g.cpu().numpy()
     stats, dense = run_measurement(
         lambda: dense_re_ranking_reference(qn, gn, args.k1, args.k2, args.lambda_value, dtype=np.float32), "cpu", 1)
@@ -60,6 +70,9 @@ def main() -> None:
     parser.add_argument("--k1", type=int, default=20)
     parser.add_argument("--k2", type=int, default=6)
     parser.add_argument("--lambda-value", type=float, default=0.3)
+    parser.add_argument("--streamed", action="store_true",
+                        help="time the re-ranked rows block by block without the query x gallery matrix (what "
+                             "evaluate(rerank=True) does on MSMT17-sized splits) instead of re_ranking's matrix")
     args = parser.parse_args()
     if args.worker:
         emit(worker(args))
@@ -71,8 +84,12 @@ def main() -> None:
     argv = [*worker_argv(args), "--k1", str(args.k1), "--k2", str(args.k2), "--lambda-value", str(args.lambda_value),
             "--repeat", str(args.repeat)]
     local = (lambda a: worker(parser.parse_args(["--worker", *a]))) if args.in_process else None
-    ours = {**common, "what": "re_ranking(features)", "impl": "reid",
-            **spawn(MODULE, [*argv, "--impl", "reid"], local)}
+    if args.streamed:
+        ours = {**common, "what": "Reranker(features, hold=False).blocks(), every block summed", "impl": "reid",
+                **spawn(MODULE, [*argv, "--impl", "reid_streamed"], local)}
+    else:
+        ours = {**common, "what": "re_ranking(features)", "impl": "reid",
+                **spawn(MODULE, [*argv, "--impl", "reid"], local)}
     # the floor: N^2 / 2 x dim products, what exact re-ranking cannot avoid
     ours.update(floor_fields(ours, spawn(MODULE, [*argv, "--impl", "floor"], local)))
     need_gb = DENSE_BYTES_PER_ENTRY * num**2 / 2**30

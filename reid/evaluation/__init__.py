@@ -8,8 +8,8 @@ from reid.evaluation.histogram import DistanceHistogram, PairHistogram, distance
 from reid.evaluation.lists import MatchRanks, TopK, match_ranks, topk_valid
 from reid.evaluation.protocol import REMOVAL_RULES, Protocol, RemovalRule, register_removal_rule
 from reid.evaluation.query_expansion import alpha_query_expansion, expand_queries
-from reid.evaluation.rank import evaluate, evaluate_rank, rank_blocks, reranked_distances
-from reid.evaluation.reranking import re_ranking
+from reid.evaluation.rank import evaluate, evaluate_rank, observed, rank_blocks, reranker
+from reid.evaluation.reranking import Reranker, re_ranking
 from reid.evaluation.results import RankResult
 from reid.evaluation.retrieval import RetrievalCounter, evaluate_retrieval
 from reid.evaluation.verification import VerificationCounter, VerificationResult, evaluate_verification, verify
@@ -24,6 +24,7 @@ __all__ = [
     "REMOVAL_RULES",
     "RankResult",
     "RemovalRule",
+    "Reranker",
     "RetrievalCounter",
     "TopK",
     "VerificationCounter",
@@ -39,10 +40,11 @@ __all__ = [
     "expand_queries",
     "iter_distance_blocks",
     "match_ranks",
+    "observed",
     "rank_blocks",
     "re_ranking",
     "register_removal_rule",
-    "reranked_distances",
+    "reranker",
     "topk_valid",
     "verify",
 ]

@@ -11,13 +11,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from reid.evaluation.distance import (EvaluationError, as_distances, as_distmat, as_features, check_finite,
                                       check_metric, iter_distance_blocks, row_blocks)
 from reid.evaluation.protocol import IdsLike, Protocol, resolve_protocol
 from reid.evaluation.ranking import rank_block
-from reid.evaluation.reranking import re_ranking
+from reid.evaluation.reranking import Reranker
 from reid.evaluation.results import RankResult, query_metrics
 
 # Called with every (first_query_row, block) of distances that `evaluate` ranks: other metrics share its pass.
@@ -117,21 +116,21 @@ def evaluate(
         check_finite(g_feats, "g_feats")  # then no distance is NaN: the blocks need no check
         blocks = iter_distance_blocks(q_feats, g_feats, metric, chunk_size, reuse=True)
     else:
-        distmat = reranked_distances(q_feats, g_feats, metric, k1=k1, k2=k2, lambda_value=lambda_value,
-                                     chunk_size=chunk_size)
-        blocks = row_blocks(distmat, chunk_size)
+        blocks = reranker(q_feats, g_feats, metric, k1=k1, k2=k2, lambda_value=lambda_value,
+                          chunk_size=chunk_size).blocks()
+    return rank_blocks(observed(blocks, observe), split, max_rank, finite=not rerank)
+
+
+def observed(blocks: Blocks, observe: BlockObserver | Sequence[BlockObserver] | None) -> Blocks:
+    """The blocks, each shown to the observer(s) first (``observe(first_row, block)``)."""
     observers = [observe] if callable(observe) else list(observe or ())
-    return rank_blocks(_observed(blocks, observers) if observers else blocks, split, max_rank, finite=not rerank)
-
-
-def _observed(blocks: Blocks, observers: list[BlockObserver]) -> Blocks:
     for start, block in blocks:
-        for observe in observers:
-            observe(start, block)
+        for fn in observers:
+            fn(start, block)
         yield start, block
 
 
-def reranked_distances(
+def reranker(
     q_feats: torch.Tensor | np.ndarray,
     g_feats: torch.Tensor | np.ndarray,
     metric: str = "cosine",
@@ -140,11 +139,9 @@ def reranked_distances(
     k2: int = 6,
     lambda_value: float = 0.3,
     chunk_size: int | None = None,
-) -> torch.Tensor:
-    """The (num_query, num_gallery) k-reciprocal re-ranked distances that `evaluate(rerank=True)` ranks:
-    `re_ranking` of L2-normalised features for `metric="cosine"`, of the raw features for `"euclidean"`."""
+    hold: bool | None = None,
+) -> Reranker:
+    """The :class:`Reranker` that `evaluate(rerank=True)` ranks: of L2-normalised features for
+    `metric="cosine"`, of the raw features for `"euclidean"` (``hold``: see :class:`Reranker`)."""
     check_metric(metric)
-    q_feats, g_feats = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
-    if metric == "cosine":
-        q_feats, g_feats = F.normalize(q_feats, dim=1), F.normalize(g_feats, dim=1)
-    return re_ranking(q_feats, g_feats, k1=k1, k2=k2, lambda_value=lambda_value, chunk_size=chunk_size)
+    return Reranker(q_feats, g_feats, k1, k2, lambda_value, chunk_size, normalize=metric == "cosine", hold=hold)

@@ -12,6 +12,8 @@ Same definition as the authors' code, on all N = query + gallery samples:
 Why sparse: V has at most a few tens of non-zeros per row, so instead of the textbook's several N x N matrices
 (MSMT17: N = 93,820) this keeps N x (k1 + 1) neighbours, V as padded rows, and only the query x gallery output.
 The one N x N pass (distances for the neighbour lists and row maxima) is done block by block on the device.
+`Reranker` computes the output rows on demand, so that an evaluation need not hold the query x gallery matrix
+(MSMT17: 3.6 GiB) at all: it then recomputes each block's original distances (one more query x gallery product).
 """
 from __future__ import annotations
 
@@ -20,7 +22,14 @@ import math
 import numpy as np
 import torch
 
-from reid.evaluation.distance import EvaluationError, as_features, block_rows, check_finite, check_pair, exact_mm
+from collections.abc import Iterator, Sequence
+
+from reid.evaluation.distance import (DISTANCE_ELEMS, EvaluationError, as_features, block_rows, check_finite,
+                                      check_pair, exact_mm)
+
+# Query x gallery sizes up to which a Reranker holds the original distances of its neighbour pass (1 GiB of
+# float32) instead of recomputing them per block (one more query x gallery product, MSMT17: ~13 s on 2 CPU cores).
+HOLD_ELEMS = 1 << 28
 
 
 def _check_params(k1: int, k2: int, lambda_value: float) -> None:
@@ -52,17 +61,17 @@ class _Nearest:
         self.vals[rows], self.idx[rows] = vals, idx.gather(1, pick)
 
 
-def _neighbours(x: torch.Tensor, sq: torch.Tensor, num_query: int, k: int,
-                chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _neighbours(x: torch.Tensor, sq: torch.Tensor, num_query: int, k: int, chunk_size: int | None,
+                hold: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One pass over the upper triangle of the N x N distances, in square blocks (each dot product once).
 
     Returns the k nearest neighbours of every sample in (distance, index) order (N, k) with their squared
-    distances (N, k), the row maxima of the squared distances (N,) and the row-normalised query x gallery
-    distances, the buffer the re-ranked output is later written into.
+    distances (N, k), the row maxima of the squared distances (N,) and, with `hold`, the row-normalised query x
+    gallery distances (else None).
     """
     num = x.shape[0]
     near = _Nearest(num, min(k + 1, num), x)  # one extra, to see ties at the k-th place
-    out = torch.empty(num_query, num - num_query, dtype=x.dtype, device=x.device)
+    out = torch.empty(num_query, num - num_query, dtype=x.dtype, device=x.device) if hold else None
     size = chunk_size or math.isqrt(block_rows(1, x.device, None))
     # two blocks reused throughout: a fresh one per block would be page-faulted in again each time on a CPU
     buffers = torch.empty(2, min(size, num) ** 2, dtype=x.dtype, device=x.device)
@@ -76,13 +85,15 @@ def _neighbours(x: torch.Tensor, sq: torch.Tensor, num_query: int, k: int,
             if a == b:
                 keys.diagonal().copy_(-sq[rows])  # exactly d(i, i) = 0
             near.update(rows, keys, b)
-            _copy_query_gallery(out, keys, rows, cols, sq)
+            if out is not None:
+                _copy_query_gallery(out, keys, rows, cols, sq)
             if b != a:  # the same formula, key = sq(column sample) - 2 <x_i, x_j>, for the columns' rows;
                 # copied transposed (a blocked copy) so that every reduction runs along contiguous rows
                 torch.add(sq[rows, None], dots, alpha=-2.0, out=dots)
                 near.update(cols, buffers[1, : shape[0] * shape[1]].view(shape[::-1]).copy_(dots.T), a)
     row_max = (near.max + sq).clamp_(min=torch.finfo(x.dtype).tiny)
-    out.div_(row_max[:num_query, None])
+    if out is not None:
+        out.div_(row_max[:num_query, None])
     nbrs, d2 = _stable_order(near, x, sq, k)
     return nbrs, d2, row_max, out
 
@@ -227,28 +238,24 @@ def _inverted_index(idx: torch.Tensor, val: torch.Tensor, first_row: int) -> tup
     return torch.cumsum(counts, 0) - counts, counts, rows[order], vals[order]
 
 
-def _jaccard_into(out: torch.Tensor, idx: torch.Tensor, val: torch.Tensor, lambda_value: float,
-                  chunk_size: int | None) -> None:
-    """out <- (1 - lambda) * Jaccard + lambda * out for the query rows, via an inverted index of the gallery rows."""
-    num_query, num_gallery = out.shape
-    col_start, col_count, g_rows, g_vals = _inverted_index(idx, val, num_query)
-    rows_per = block_rows(num_gallery, out.device, chunk_size)
-    pair_budget = block_rows(8, out.device, None)  # ~50 bytes per pair: an eighth of the element budget
-    for start in range(0, num_query, rows_per):
-        stop = min(start + rows_per, num_query)
-        q_idx, q_val, bsz = idx[start:stop], val[start:stop], stop - start
-        present = q_idx < idx.shape[0]
-        e_row = torch.arange(bsz, device=out.device)[:, None].expand_as(q_idx)[present]
-        e_col, e_val = q_idx[present], q_val[present]
-        acc = torch.zeros(bsz * num_gallery, dtype=out.dtype, device=out.device)
-        pairs = col_count[e_col]
-        bounds = _split(pairs, pair_budget)
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            _accumulate_min(acc, num_gallery, e_row[lo:hi], e_col[lo:hi], e_val[lo:hi], pairs[lo:hi],
-                            (col_start, g_rows, g_vals))
-        m = acc.view(bsz, num_gallery)
-        jaccard = 1.0 - m / (2.0 - m)
-        out[start:stop].mul_(lambda_value).add_(jaccard, alpha=1.0 - lambda_value)
+def _jaccard(q_idx: torch.Tensor, q_val: torch.Tensor, inverted: tuple[torch.Tensor, ...], num: int,
+             num_gallery: int) -> torch.Tensor:
+    """Jaccard distances (B, num_gallery) of query rows given as sparse V rows (padding `num`), through the inverted
+    index of the gallery rows."""
+    col_start, col_count, g_rows, g_vals = inverted
+    bsz = q_idx.shape[0]
+    present = q_idx < num
+    e_row = torch.arange(bsz, device=q_idx.device)[:, None].expand_as(q_idx)[present]
+    e_col, e_val = q_idx[present], q_val[present]
+    acc = torch.zeros(bsz * num_gallery, dtype=q_val.dtype, device=q_val.device)
+    pairs = col_count[e_col]
+    pair_budget = block_rows(8, q_idx.device, None)  # ~50 bytes per pair: an eighth of the element budget
+    bounds = _split(pairs, pair_budget)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        _accumulate_min(acc, num_gallery, e_row[lo:hi], e_col[lo:hi], e_val[lo:hi], pairs[lo:hi],
+                        (col_start, g_rows, g_vals))
+    m = acc.view(bsz, num_gallery)
+    return 1.0 - m / (2.0 - m)
 
 
 def _split(sizes: torch.Tensor, budget: int) -> list[int]:
@@ -271,6 +278,88 @@ def _accumulate_min(acc: torch.Tensor, num_gallery: int, e_row: torch.Tensor, e_
     acc.index_add_(0, dest, vals)
 
 
+class Reranker:
+    """k-reciprocal re-ranking of a query x gallery split, prepared once (neighbour lists, sparse V, the gallery's
+    inverted index); its re-ranked query rows are computed on demand: all at once (:meth:`matrix`), block by
+    block (:meth:`blocks`: what ``evaluate(rerank=True)`` ranks) or any rows (:meth:`rows`).
+
+    ``hold``: keep the original query x gallery distances of the neighbour pass (4 bytes per pair) rather than
+    recompute each block's (one more query x gallery product); None holds them up to HOLD_ELEMS pairs.
+    ``normalize``: L2-normalise the features first (the usual cosine setting), in the one concatenated copy.
+    Other arguments as in :func:`re_ranking`.
+    """
+
+    def __init__(self, q_feats: torch.Tensor | np.ndarray, g_feats: torch.Tensor | np.ndarray, k1: int = 20,
+                 k2: int = 6, lambda_value: float = 0.3, chunk_size: int | None = None, *, normalize: bool = False,
+                 hold: bool | None = None) -> None:
+        _check_params(k1, k2, lambda_value)
+        q, g = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
+        check_pair(q, g)
+        if q.shape[0] == 0 or g.shape[0] == 0:
+            raise EvaluationError(f"re-ranking needs queries and gallery samples, got {q.shape[0]} and {g.shape[0]}.")
+        check_finite(q, "q_feats")
+        check_finite(g, "g_feats")
+        self.num_query, self.num_gallery = q.shape[0], g.shape[0]
+        self.lambda_value, self.chunk_size = lambda_value, chunk_size
+        x = torch.cat([q, g])
+        if normalize:  # torch.nn.functional.normalize's formula, in place
+            x.div_(x.norm(2, 1, keepdim=True).clamp_min_(1e-12))
+        sq = x.pow(2).sum(1)
+        hold = self.num_query * self.num_gallery <= HOLD_ELEMS if hold is None else hold
+        nbrs, nbr_d2, self._row_max, self._held = _neighbours(x, sq, self.num_query, min(k1 + 1, x.shape[0]),
+                                                              chunk_size, hold)
+        idx, val = _weights(x, sq, nbrs, nbr_d2, self._row_max, k1, chunk_size)
+        if k2 > 1:
+            idx, val = _query_expansion(idx, val, nbrs, min(k2, nbrs.shape[1]), chunk_size)
+        self._x, self._sq = x, sq
+        self._q_idx, self._q_val = idx[: self.num_query], val[: self.num_query]
+        self._inverted = _inverted_index(idx, val, self.num_query)
+
+    def _distances(self, rows: slice | torch.Tensor) -> torch.Tensor:
+        """The original row-normalised squared distances of query ``rows`` (a new tensor), by the neighbour
+        pass's formula: (sq(gallery) - 2 <q, g>) + sq(query), clamped at 0, over the row maximum."""
+        if self._held is not None:
+            return self._held[rows].clone() if isinstance(rows, slice) else self._held[rows]
+        nq = self.num_query
+        dist = exact_mm(self._x[rows], self._x[nq:].T)
+        torch.add(self._sq[nq:], dist, alpha=-2.0, out=dist)
+        return dist.add_(self._sq[rows][:, None]).clamp_(min=0.0).div_(self._row_max[rows][:, None])
+
+    def _combine(self, dist: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+        """(1 - lambda) * Jaccard + lambda * ``dist`` for query ``rows``, into ``dist``."""
+        q_idx, q_val = self._q_idx[rows], self._q_val[rows]
+        per = block_rows(self.num_gallery, dist.device, self.chunk_size)
+        for start in range(0, dist.shape[0], per):
+            part = slice(start, start + per)
+            jaccard = _jaccard(q_idx[part], q_val[part], self._inverted, self._x.shape[0], self.num_gallery)
+            dist[part].mul_(self.lambda_value).add_(jaccard, alpha=1.0 - self.lambda_value)
+        return dist
+
+    def rows(self, query_rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """The re-ranked distances (len(query_rows), num_gallery) of these query rows."""
+        rows = torch.as_tensor(query_rows, dtype=torch.int64, device=self._x.device).reshape(-1)
+        return self._combine(self._distances(rows), rows)
+
+    def blocks(self) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(first_query_row, block)`` of re-ranked rows, in order (blocks of ``chunk_size`` rows, by default
+        of the evaluator's distance-block size); each block is a new tensor."""
+        per = block_rows(self.num_gallery, self._x.device, self.chunk_size, DISTANCE_ELEMS)
+        for start in range(0, self.num_query, per):
+            rows = slice(start, min(start + per, self.num_query))
+            yield start, self._combine(self._distances(rows), rows)
+
+    def matrix(self) -> torch.Tensor:
+        """All re-ranked rows (num_query, num_gallery); held distances become the output in place (and are no
+        longer held: later rows are recomputed)."""
+        if self._held is None:
+            out = torch.empty(self.num_query, self.num_gallery, dtype=self._x.dtype, device=self._x.device)
+            for start, block in self.blocks():
+                out[start : start + block.shape[0]] = block
+            return out
+        out, self._held = self._held, None
+        return self._combine(out, slice(0, self.num_query))
+
+
 def re_ranking(
     q_feats: torch.Tensor | np.ndarray,
     g_feats: torch.Tensor | np.ndarray,
@@ -286,18 +375,4 @@ def re_ranking(
     blocks and the rows per block of the other passes (default: a device-dependent element budget); memory is
     the query x gallery output, O(N x k1) for neighbour lists and sparse rows, and blocks bounded by `chunk_size`.
     """
-    _check_params(k1, k2, lambda_value)
-    q, g = as_features(q_feats, "q_feats"), as_features(g_feats, "g_feats")
-    check_pair(q, g)
-    if q.shape[0] == 0 or g.shape[0] == 0:
-        raise EvaluationError(f"re-ranking needs queries and gallery samples, got {q.shape[0]} and {g.shape[0]}.")
-    check_finite(q, "q_feats")
-    check_finite(g, "g_feats")
-    x = torch.cat([q, g])
-    sq = x.pow(2).sum(1)
-    nbrs, nbr_d2, row_max, out = _neighbours(x, sq, q.shape[0], min(k1 + 1, x.shape[0]), chunk_size)
-    idx, val = _weights(x, sq, nbrs, nbr_d2, row_max, k1, chunk_size)
-    if k2 > 1:
-        idx, val = _query_expansion(idx, val, nbrs, min(k2, nbrs.shape[1]), chunk_size)
-    _jaccard_into(out, idx, val, lambda_value, chunk_size)
-    return out
+    return Reranker(q_feats, g_feats, k1, k2, lambda_value, chunk_size, hold=True).matrix()

@@ -26,7 +26,7 @@ from .extract import Features, extract_features
 from .histogram import DistanceHistogram, PairHistogram, distance_bound
 from .protocol import JUNK_PID, Protocol
 from .query_expansion import alpha_query_expansion
-from .rank import evaluate, evaluate_rank, reranked_distances
+from .rank import evaluate, observed, rank_blocks, reranker
 from .results import RankResult
 from .retrieval import RetrievalCounter, retrieval_nmi
 from .single_shot import SingleShotCMC
@@ -251,13 +251,14 @@ def _score(cfg, test_set: TestSet, ranked: List[int], feats: Features, junk_feat
         ev.aqe = shot.apply(ev.aqe) if shot else ev.aqe
     if cfg.TEST.RERANK.ENABLED:
         r = cfg.TEST.RERANK
-        distmat = reranked_distances(query.feats, gallery.feats, metric, k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
-        ev.rerank = evaluate_rank(distmat, max_rank=max_rank, protocol=protocol)
-        if single:
-            ev.rerank = SingleShotCMC(protocol, max_rank=max_rank).add_matrix(distmat).apply(ev.rerank)
+        # ranked block by block: MSMT17's re-ranked query x gallery matrix (3.6 GiB) is never held whole
+        rr = reranker(query.feats, gallery.feats, metric, k1=r.K1, k2=r.K2, lambda_value=r.LAMBDA)
+        shot = SingleShotCMC(protocol, max_rank=max_rank) if single else None
+        ev.rerank = rank_blocks(observed(rr.blocks(), (shot.add,) if shot else ()), protocol, max_rank)
+        ev.rerank = shot.apply(ev.rerank) if shot else ev.rerank
         if keep_rows is not None:
             idx = np.asarray(list(keep_rows(ev)), dtype=np.int64)
-            ev.rerank_rows = QueryRows(idx, distmat[torch.as_tensor(idx, device=distmat.device)].cpu())
+            ev.rerank_rows = QueryRows(idx, rr.rows(idx).cpu())
     return ev
 
 

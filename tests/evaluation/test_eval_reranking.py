@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from reid.evaluation import EvaluationError, evaluate, evaluate_rank, re_ranking
+import reid.evaluation.reranking as reranking_module
+from reid.evaluation import EvaluationError, Reranker, evaluate, evaluate_rank, re_ranking
 
 from benchmarks.references import dense_re_ranking_reference
 
@@ -78,6 +79,56 @@ def test_evaluate_with_rerank_uses_normalised_features():
     np.testing.assert_allclose(got.cmc, expected.cmc, atol=1e-6)
     raw = evaluate(torch.from_numpy(q), torch.from_numpy(g), q_ids, g_ids, q_cams, g_cams, "euclidean", rerank=True)
     assert raw.mAP == evaluate_rank(re_ranking(q, g), q_ids, g_ids, q_cams, g_cams).mAP
+
+
+@pytest.mark.parametrize("float64", [False, True])
+def test_streamed_rows_equal_the_held_ones(float64):
+    """Without the held q x g distances every block recomputes its own; blocks, rows and matrix agree with the
+    dense reference and with the held version."""
+    q, g, _, _ = clustered_features(7, num_q=50, num_g=170)
+    if float64:
+        q, g = q.astype(np.float64), g.astype(np.float64)
+    expected = dense_re_ranking_reference(q, g, k1=10, k2=4)
+    held = re_ranking(torch.from_numpy(q), torch.from_numpy(g), k1=10, k2=4)
+    streamed = Reranker(q, g, k1=10, k2=4, chunk_size=16, hold=False)
+    blocks = list(streamed.blocks())
+    assert [start for start, _ in blocks] == [0, 16, 32, 48] and blocks[-1][1].shape == (2, 170)
+    got = torch.cat([b for _, b in blocks])
+    atol = 1e-10 if float64 else 1e-6
+    torch.testing.assert_close(got, held, rtol=0, atol=atol)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-10 if float64 else 1e-4)
+    pick = [49, 0, 17, 17]
+    torch.testing.assert_close(streamed.rows(pick), held[pick], rtol=0, atol=atol)
+    torch.testing.assert_close(streamed.matrix(), held, rtol=0, atol=atol)
+
+
+def test_streamed_rows_with_exact_ties():
+    """Integer features (exact products, many equal distances): the recomputed rows equal the dense reference."""
+    rng = np.random.default_rng(8)
+    feats = rng.integers(0, 3, (150, 5)).astype(np.float64)
+    q, g = feats[:40], feats[40:]
+    expected = dense_re_ranking_reference(q, g, k1=8, k2=3)
+    rr = Reranker(q, g, k1=8, k2=3, chunk_size=23, hold=False)
+    np.testing.assert_allclose(torch.cat([b for _, b in rr.blocks()]).numpy(), expected, rtol=0, atol=1e-10)
+    held = Reranker(q, g, k1=8, k2=3, hold=True)
+    np.testing.assert_allclose(held.rows([39, 3]).numpy(), expected[[39, 3]], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(held.matrix().numpy(), expected, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(held.rows([5]).numpy(), expected[[5]], rtol=0, atol=1e-10)  # recomputed now
+
+
+def test_evaluate_streams_large_splits(monkeypatch):
+    """Above HOLD_ELEMS pairs, evaluate(rerank=True) never holds the q x g distances: same metrics."""
+    q, g, q_ids, g_ids = clustered_features(9)
+    rng = np.random.default_rng(9)
+    q_cams, g_cams = rng.integers(0, 3, len(q)), rng.integers(0, 3, len(g))
+    expected = evaluate_rank(dense_re_ranking_reference(q, g), q_ids, g_ids, q_cams, g_cams)
+    monkeypatch.setattr(reranking_module, "HOLD_ELEMS", 0)
+    rr = reranking_module.Reranker(q, g, normalize=True)
+    assert rr._held is None
+    got = evaluate(torch.from_numpy(q), torch.from_numpy(g), q_ids, g_ids, q_cams, g_cams, rerank=True,
+                   chunk_size=7)
+    assert abs(got.mAP - expected.mAP) < 1e-6 and abs(got.mINP - expected.mINP) < 1e-6
+    np.testing.assert_allclose(got.cmc, expected.cmc, atol=1e-6)
 
 
 def test_invalid_parameters():

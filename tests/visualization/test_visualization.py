@@ -320,7 +320,7 @@ def test_distance_histogram_counts_valid_pairs(toy, tmp_path):
 def _fake_evals(toy, cfg, rerank: bool):
     """A TestSetResult as evaluate_test_set builds it: random features, junk aside, re-ranked rows kept for the
     report's worst queries."""
-    from reid.evaluation import chance_level, reranked_distances
+    from reid.evaluation import chance_level, reranker
     from reid.evaluation.testsets import QueryRows, TestSetResult
     from reid.visualization.report import report_rows
 
@@ -336,7 +336,7 @@ def _fake_evals(toy, cfg, rerank: bool):
     ev = TestSetResult("toy", evaluate(q.feats, g.feats, *ids, max_rank=10, observe=histogram.add), None, q, g,
                        chance_level(*ids), "cosine", junk, histogram=histogram.result())
     if rerank:
-        distmat = reranked_distances(q.feats, g.feats, k1=4, k2=2)
+        distmat = reranker(q.feats, g.feats, k1=4, k2=2).matrix()
         ev.rerank = evaluate_rank(distmat, *ids, max_rank=10)
         keep = np.asarray(report_rows(cfg)(ev))
         ev.rerank_rows = QueryRows(keep, distmat[torch.as_tensor(keep)])
