@@ -202,6 +202,16 @@ def _example(batch: int, size: Tuple[int, int], seed: int, cameras: int = 0) -> 
     return (images, torch.randint(0, cameras, (batch,), generator=gen)) if cameras else (images,)
 
 
+def _open_for_writing(path: Path) -> None:
+    """Open ``path`` for writing once before the export: a path the system refuses (e.g. under /proc, even for
+    root) fails here as an OSError with its reason, where torch's writers would raise an opaque RuntimeError."""
+    existed = path.exists()
+    with open(path, "ab"):
+        pass
+    if not existed:
+        path.unlink()
+
+
 def export_module(module: nn.Module, fmt: str, path: str | Path, input_size: Tuple[int, int], batch: int = 4,
                   metadata: Dict | None = None) -> Path:
     """Write ``module`` (eval mode, CPU, (B, 3, H, W) -> (B, D); with a camera input (B,) when it has camera
@@ -216,6 +226,7 @@ def export_module(module: nn.Module, fmt: str, path: str | Path, input_size: Tup
     module = module.eval().cpu()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _open_for_writing(path)
         with torch.no_grad():
             spec.save(module, _example(batch, input_size, 0, camera_count(module)), path,
                       json.dumps(metadata or {}, sort_keys=True))

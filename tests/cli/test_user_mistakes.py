@@ -94,6 +94,11 @@ def test_export_says_what_is_wrong_with_the_path_or_the_combination(setup, tmp_p
         monkeypatch.setitem(exporter.FORMATS, "torchscript",
                             dataclasses.replace(exporter.FORMATS["torchscript"], save=denied))
         exporter.export_module(torch.nn.Identity(), "torchscript", tmp_path / "x.pt", (8, 4))
+    monkeypatch.undo()
+    if Path("/proc/self").is_dir():  # a folder that passes the access check but refuses new files, even to root
+        err = _fails(export_tool.main, ["--weights", ckpt, "--format", "torchscript", "--output", "/proc/m.pt"],
+                     capsys)
+        assert "Cannot write '/proc/m.pt'" in err and "in a folder you can write" in err and "other format" not in err
 
 
 # -- 2. reid-search with queries of another model --------------------------------------------------------------------
