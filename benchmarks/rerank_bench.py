@@ -84,12 +84,9 @@ def main() -> None:
     argv = [*worker_argv(args), "--k1", str(args.k1), "--k2", str(args.k2), "--lambda-value", str(args.lambda_value),
             "--repeat", str(args.repeat)]
     local = (lambda a: worker(parser.parse_args(["--worker", *a]))) if args.in_process else None
-    if args.streamed:
-        ours = {**common, "what": "Reranker(features, hold=False).blocks(), every block summed", "impl": "reid",
-                **spawn(MODULE, [*argv, "--impl", "reid_streamed"], local)}
-    else:
-        ours = {**common, "what": "re_ranking(features)", "impl": "reid",
-                **spawn(MODULE, [*argv, "--impl", "reid"], local)}
+    impl, what = (("reid_streamed", "Reranker(features, hold=False).blocks(), every block summed") if args.streamed
+                  else ("reid", "re_ranking(features)"))
+    ours = {**common, "what": what, "impl": "reid", **spawn(MODULE, [*argv, "--impl", impl], local)}
     # the floor: N^2 / 2 x dim products, what exact re-ranking cannot avoid
     ours.update(floor_fields(ours, spawn(MODULE, [*argv, "--impl", "floor"], local)))
     need_gb = DENSE_BYTES_PER_ENTRY * num**2 / 2**30

@@ -18,11 +18,10 @@ The one N x N pass (distances for the neighbour lists and row maxima) is done bl
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-
-from collections.abc import Iterator, Sequence
 
 from reid.evaluation.distance import (DISTANCE_ELEMS, EvaluationError, as_features, block_rows, check_finite,
                                       check_pair, exact_mm)
@@ -103,8 +102,14 @@ def _copy_query_gallery(out: torch.Tensor, keys: torch.Tensor, rows: slice, cols
     num_query = out.shape[0]
     r1, c0 = min(rows.stop, num_query), max(cols.start, num_query)
     if rows.start < r1 and c0 < cols.stop:
-        target = out[rows.start : r1, c0 - num_query : cols.stop - num_query]
-        torch.add(keys[: r1 - rows.start, c0 - cols.start :], sq[rows.start : r1, None], out=target).clamp_(min=0.0)
+        _squared(keys[: r1 - rows.start, c0 - cols.start :], sq[rows.start : r1],
+                 out[rows.start : r1, c0 - num_query : cols.stop - num_query])
+
+
+def _squared(keys: torch.Tensor, sq_rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Squared distances from a block's keys (sq(column) - 2 <x_i, x_j>): plus sq(row), clamped at 0 (rounding);
+    the one formula of the held and the recomputed query x gallery distances."""
+    return torch.add(keys, sq_rows[:, None], out=out).clamp_(min=0.0)
 
 
 def _stable_order(near: _Nearest, x: torch.Tensor, sq: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -316,14 +321,14 @@ class Reranker:
         self._inverted = _inverted_index(idx, val, self.num_query)
 
     def _distances(self, rows: slice | torch.Tensor) -> torch.Tensor:
-        """The original row-normalised squared distances of query ``rows`` (a new tensor), by the neighbour
-        pass's formula: (sq(gallery) - 2 <q, g>) + sq(query), clamped at 0, over the row maximum."""
+        """The original row-normalised squared distances of query ``rows`` (a new tensor), computed as the
+        neighbour pass computes them, over the row maximum."""
         if self._held is not None:
             return self._held[rows].clone() if isinstance(rows, slice) else self._held[rows]
         nq = self.num_query
         dist = exact_mm(self._x[rows], self._x[nq:].T)
-        torch.add(self._sq[nq:], dist, alpha=-2.0, out=dist)
-        return dist.add_(self._sq[rows][:, None]).clamp_(min=0.0).div_(self._row_max[rows][:, None])
+        keys = torch.add(self._sq[nq:], dist, alpha=-2.0, out=dist)
+        return _squared(keys, self._sq[rows], dist).div_(self._row_max[rows][:, None])
 
     def _combine(self, dist: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
         """(1 - lambda) * Jaccard + lambda * ``dist`` for query ``rows``, into ``dist``."""
